@@ -1,0 +1,37 @@
+# The README's commands. `make demo` and `make test` set up the venv themselves when missing.
+VENV    := .venv
+BIN     := $(CURDIR)/$(VENV)/bin
+PYTHON  ?= python3
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup demo test dev app lint bench clean
+
+setup: $(VENV)/.installed
+
+# torch first, from the machine's CPU build: a plain `torch` requirement would pull a
+# multi-GB CUDA build. uv then resolves the rest in seconds and keeps that torch.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	cd dbt_project && $(BIN)/dbt parse --quiet --profiles-dir .
+	touch $@
+
+demo: setup
+	$(BIN)/sentinance demo
+
+test: setup
+	$(BIN)/pytest
+
+dev: setup
+	$(BIN)/sentinance dev
+
+app: setup
+	$(BIN)/sentinance app
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf .sentinance dbt_project/target

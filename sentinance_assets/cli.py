@@ -1,0 +1,249 @@
+"""The ``sentinance`` command: run the graph, look at the data.
+
+``sentinance demo``   materialize the whole asset graph on the configured window and print a summary
+``sentinance query``  run a read-only SQL query on the published warehouse (CSV, or JSON)
+``sentinance dev``    the Dagster UI on this home's instance; ``sentinance app`` the Streamlit app
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+
+from sentinance_assets.lib.warehouse import WarehouseNotBuiltError, reading
+from sentinance_assets.settings import Settings, SettingsError
+
+QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+DAGSTER_YAML = """\
+# Written by `sentinance`: the local Dagster instance for this Sentinance home.
+concurrency:
+  pools:
+    # Every warehouse writer runs in the `duckdb` pool: one at a time (DuckDB allows one
+    # writing process per file).
+    default_limit: 1
+telemetry:
+  enabled: false
+"""
+
+
+def _instance(settings: Settings):
+    import dagster as dg
+
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    return dg.DagsterInstance.from_config(str(home))
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from sentinance_assets.definitions import defs as load_defs
+
+    started = time.monotonic()
+    print(f"Sentinance demo — source={settings.source}, home={settings.home}")
+    print(
+        f"window {settings.start:%Y-%m-%d %H:%M} .. {settings.end:%Y-%m-%d %H:%M} UTC, "
+        f"exchanges={','.join(settings.exchanges)}, symbols={','.join(settings.symbols)}"
+    )
+    print("loading the asset graph ...", flush=True)
+    defs = load_defs()
+    instance = _instance(settings)
+    ingest = defs.resolve_job_def("ingest_job")
+    days = settings.days()
+    for i, day in enumerate(days, 1):
+        t0 = time.monotonic()
+        result = ingest.execute_in_process(
+            partition_key=day, instance=instance, run_config=QUIET_RUN_CONFIG, raise_on_error=False
+        )
+        if not result.success:
+            print(
+                f"ingest of {day} failed: see `make dev` -> Runs, run {result.run_id}",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"[{i}/{len(days)}] ingested {day} ({time.monotonic() - t0:.1f} s)", flush=True)
+    print("building marts, sentiment, forecaster, drift and alerts ...", flush=True)
+    t0 = time.monotonic()
+    result = defs.resolve_job_def("analytics_job").execute_in_process(
+        instance=instance, run_config=QUIET_RUN_CONFIG, raise_on_error=False
+    )
+    if not result.success:
+        failed = [e.step_key for e in result.all_events if e.is_step_failure]
+        print(
+            f"analytics failed in {failed}: see run {result.run_id} in the Dagster UI",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"analytics done ({time.monotonic() - t0:.1f} s)\n")
+    print_summary(settings)
+    print(f"\nfinished in {time.monotonic() - started:.0f} s")
+    print(
+        "\nNext:\n  make dev   # Dagster UI at http://127.0.0.1:3000 (lineage, runs, checks)\n"
+        "  make app   # Streamlit analyst app at http://127.0.0.1:8501\n"
+        '  .venv/bin/sentinance query "select * from marts.asset_overview"'
+    )
+    return 0
+
+
+SUMMARY_TABLES = (
+    "raw.trades",
+    "raw.candles",
+    "raw.news",
+    "raw.market_events",
+    "quarantine.trades",
+    "quarantine.candles",
+    "quarantine.news",
+    "marts.candles",
+    "marts.indicators",
+    "marts.spreads",
+    "ml.news_sentiment",
+    "ml.forecasts",
+    "ml.forecast_evaluation",
+    "ml.drift",
+    "alerts.alerts",
+)
+
+
+def print_summary(settings: Settings) -> None:
+    with reading(settings.read_path) as conn:
+        print("rows per table")
+        for table in SUMMARY_TABLES:
+            try:
+                (n,) = conn.execute(f"select count(*) from {table}").fetchone()
+            except duckdb.Error:
+                continue
+            print(f"  {table:<26}{n:>12,}")
+        print("alerts by type")
+        for kind, n in conn.execute(
+            "select type, count(*) from alerts.alerts group by 1 order by 1"
+        ).fetchall():
+            print(f"  {kind:<26}{n:>12,}")
+        try:
+            rows = conn.execute(
+                "select horizon, model, metric, avg(value) from ml.forecast_evaluation "
+                "where metric in ('mae', 'direction_accuracy') "
+                "and run_id = (select max_by(run_id, evaluated_at) from ml.forecast_evaluation) "
+                "group by all order by horizon, metric, model"
+            ).fetchall()
+        except duckdb.Error:
+            rows = []
+        if rows:
+            print("forecaster (test window, mean over symbols)")
+            for horizon, model, metric, value in rows:
+                print(f"  {horizon:<4} {metric:<20} {model:<14}{value:>12.6f}")
+
+
+def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        with reading(settings.read_path) as conn:
+            frame = conn.sql(args.sql)
+            if frame is None:
+                print("the statement returned no rows", file=sys.stderr)
+                return 0
+            df = frame.pl()
+    except WarehouseNotBuiltError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except duckdb.Error as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        sys.stdout.write(df.write_json())
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(df.write_csv())
+    return 0
+
+
+REPO_DIR = Path(__file__).resolve().parents[1]
+
+
+def _exec(argv: list[str], env: dict[str, str]) -> int:
+    """Replace this process with ``argv`` so signals (Ctrl-C) reach the server directly."""
+    os.chdir(REPO_DIR)
+    os.execvpe(argv[0], argv, env)
+    return 0  # not reached
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    _instance(settings)  # make sure the instance config (pools) exists
+    env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home)}
+    bin_dir = Path(sys.executable).parent
+    return _exec(
+        [
+            str(bin_dir / "dagster"),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            args.host,
+            "-p",
+            str(args.port),
+        ],
+        env,
+    )
+
+
+def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
+    bin_dir = Path(sys.executable).parent
+    return _exec(
+        [
+            str(bin_dir / "streamlit"),
+            "run",
+            "streamlit_app/app.py",
+            "--server.address",
+            args.host,
+            "--server.port",
+            str(args.port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        dict(os.environ),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sentinance",
+        description="Crypto market intelligence on a Dagster asset graph over DuckDB. "
+        "Configure with SENTINANCE_* environment variables (see README).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="materialize the whole graph and print a summary")
+    demo.set_defaults(func=cmd_demo)
+    query = sub.add_parser("query", help="run a read-only SQL query on the warehouse")
+    query.add_argument("sql", help='e.g. "select * from marts.candles limit 5"')
+    query.add_argument("--json", action="store_true", help="print JSON rows instead of CSV")
+    query.set_defaults(func=cmd_query)
+    dev = sub.add_parser("dev", help="start the Dagster UI on this home's instance")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(func=cmd_dev)
+    app = sub.add_parser("app", help="start the Streamlit analyst app")
+    app.add_argument("--host", default="127.0.0.1")
+    app.add_argument("--port", type=int, default=8501)
+    app.set_defaults(func=cmd_app)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    return args.func(settings, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

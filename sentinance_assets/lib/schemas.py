@@ -1,0 +1,222 @@
+"""Column layouts of every dataset Sentinance writes to its lake.
+
+One home for the shape of the data: the simulator, the sources, the ML assets and the
+detectors all produce frames with exactly these columns, and the warehouse exposes each
+dataset as a DuckDB view under the schema named here. Timestamps are UTC everywhere
+(``Datetime("ms", "UTC")`` in polars, ``TIMESTAMPTZ`` in DuckDB with the session pinned to
+UTC), symbols are ccxt unified symbols (``BTC/USDT``) and exchanges ccxt ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+TS = pl.Datetime("ms", "UTC")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A lake dataset: where its Parquet files live and which DuckDB view exposes them."""
+
+    schema: str  # DuckDB schema of the view, also the first lake folder
+    name: str  # view name and second lake folder
+    columns: dict[str, pl.DataType]
+
+    @property
+    def relpath(self) -> str:
+        return f"{self.schema}/{self.name}"
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    def empty(self) -> pl.DataFrame:
+        return pl.DataFrame(schema=self.columns)
+
+    def conform(self, df: pl.DataFrame) -> pl.DataFrame:
+        """Select and cast to the declared layout; a missing column is a programming error."""
+        missing = [c for c in self.columns if c not in df.columns]
+        if missing:
+            raise ValueError(f"{self.qualified}: frame lacks columns {missing}")
+        return df.select([pl.col(c).cast(t) for c, t in self.columns.items()])
+
+
+RAW_TRADES = Dataset(
+    "raw",
+    "trades",
+    {
+        "exchange": pl.String,
+        "symbol": pl.String,
+        "base": pl.String,
+        "quote": pl.String,
+        "trade_id": pl.String,
+        "ts": TS,
+        "price": pl.Float64,
+        "amount": pl.Float64,
+        "cost": pl.Float64,
+        "side": pl.String,
+        "source": pl.String,
+        "ingested_at": TS,
+    },
+)
+
+RAW_CANDLES = Dataset(
+    "raw",
+    "candles",
+    {
+        "exchange": pl.String,
+        "symbol": pl.String,
+        "base": pl.String,
+        "quote": pl.String,
+        "timeframe": pl.String,
+        "ts": TS,
+        "open": pl.Float64,
+        "high": pl.Float64,
+        "low": pl.Float64,
+        "close": pl.Float64,
+        "volume": pl.Float64,
+        "source": pl.String,
+        "ingested_at": TS,
+    },
+)
+
+RAW_NEWS = Dataset(
+    "raw",
+    "news",
+    {
+        "news_id": pl.String,
+        "title": pl.String,
+        "summary": pl.String,
+        "link": pl.String,
+        "published": TS,
+        "published_missing": pl.Boolean,
+        "publisher": pl.String,
+        "assets": pl.String,  # comma-separated base assets the item mentions, e.g. "BTC,ETH"
+        "source": pl.String,
+        "ingested_at": TS,
+    },
+)
+
+# Ground truth of the simulated market: what was injected, so detection is measurable.
+RAW_MARKET_EVENTS = Dataset(
+    "raw",
+    "market_events",
+    {
+        "event_id": pl.String,
+        "type": pl.String,  # volume_spike | whale | divergence | pump_and_dump
+        "exchange": pl.String,
+        "symbol": pl.String,
+        "start_ts": TS,
+        "end_ts": TS,
+        "magnitude": pl.Float64,
+        "description": pl.String,
+    },
+)
+
+QUARANTINE_COLUMNS: dict[str, pl.DataType] = {
+    "check": pl.String,
+    "reason": pl.String,
+    "payload": pl.String,  # the record as received, JSON
+    "source": pl.String,
+    "run_id": pl.String,
+    "quarantined_at": TS,
+}
+QUARANTINE_TRADES = Dataset("quarantine", "trades", QUARANTINE_COLUMNS)
+QUARANTINE_CANDLES = Dataset("quarantine", "candles", QUARANTINE_COLUMNS)
+QUARANTINE_NEWS = Dataset("quarantine", "news", QUARANTINE_COLUMNS)
+
+NEWS_SENTIMENT = Dataset(
+    "ml",
+    "news_sentiment",
+    {
+        "news_id": pl.String,
+        "model": pl.String,
+        "model_version": pl.String,
+        "label": pl.String,  # positive | neutral | negative
+        "score": pl.Float64,  # signed, -1 .. 1
+        "scored_at": TS,
+    },
+)
+
+FORECASTS = Dataset(
+    "ml",
+    "forecasts",
+    {
+        "symbol": pl.String,
+        "exchange": pl.String,
+        "origin_ts": TS,  # open time of the last bar the forecast saw
+        "horizon": pl.String,  # 1h | 4h | 24h
+        "target": pl.String,  # log_return
+        "prediction": pl.Float64,
+        "model_version": pl.String,
+        "created_at": TS,
+    },
+)
+
+FORECAST_EVALUATION = Dataset(
+    "ml",
+    "forecast_evaluation",
+    {
+        "run_id": pl.String,
+        "model_version": pl.String,
+        "symbol": pl.String,
+        "horizon": pl.String,
+        "model": pl.String,  # lstm | zero_return | ...
+        "metric": pl.String,  # mae | rmse | direction_accuracy | ...
+        "value": pl.Float64,
+        "n": pl.Int64,
+        "evaluated_at": TS,
+    },
+)
+
+DRIFT = Dataset(
+    "ml",
+    "drift",
+    {
+        "run_id": pl.String,
+        "model": pl.String,
+        "checked_at": TS,
+        "reference_rows": pl.Int64,
+        "current_rows": pl.Int64,
+        "n_features": pl.Int64,
+        "drifted_features": pl.Int64,
+        "share_drifted": pl.Float64,
+        "dataset_drift": pl.Boolean,
+        "details": pl.String,  # JSON: per-feature drift score
+    },
+)
+
+ALERTS = Dataset(
+    "alerts",
+    "alerts",
+    {
+        "alert_id": pl.String,
+        "type": pl.String,  # volume_spike | whale | divergence | pump_and_dump | wash_trading
+        "exchange": pl.String,
+        "symbol": pl.String,
+        "severity": pl.String,  # info | warning | critical
+        "event_time": TS,
+        "detected_at": TS,
+        "value": pl.Float64,
+        "threshold": pl.Float64,
+        "message": pl.String,
+        "details": pl.String,  # JSON with the numbers behind the alert
+    },
+)
+
+ALL_DATASETS: tuple[Dataset, ...] = (
+    RAW_TRADES,
+    RAW_CANDLES,
+    RAW_NEWS,
+    RAW_MARKET_EVENTS,
+    QUARANTINE_TRADES,
+    QUARANTINE_CANDLES,
+    QUARANTINE_NEWS,
+    NEWS_SENTIMENT,
+    FORECASTS,
+    FORECAST_EVALUATION,
+    DRIFT,
+    ALERTS,
+)

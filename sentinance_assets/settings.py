@@ -1,0 +1,212 @@
+"""Sentinance settings: the one place that reads the environment.
+
+Every other module receives a :class:`Settings` (or plain values taken from it). An invalid
+value fails at start with a :class:`SettingsError` that names the variable, instead of
+surfacing later as a confusing failure deep inside a run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+SOURCES = ("simulated", "replay", "live")
+DEFAULT_EXCHANGES = ("binance", "coinbase", "kraken")
+DEFAULT_SYMBOLS = ("BTC", "ETH", "SOL")
+DEFAULT_NEWS_FEEDS = (
+    "https://www.coindesk.com/arc/outboundfeeds/rss/",
+    "https://cointelegraph.com/rss",
+    "https://decrypt.co/feed",
+    "https://bitcoinmagazine.com/.rss/full/",
+    "https://cryptoslate.com/feed/",
+)
+_SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,12}(/[A-Z0-9]{2,12})?$")
+_EXCHANGE_RE = re.compile(r"^[a-z0-9_]{2,32}$")
+
+
+class SettingsError(ValueError):
+    """A setting has an invalid value; the message names the environment variable."""
+
+
+def _parse_time(name: str, raw: str) -> datetime:
+    text = raw.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise SettingsError(
+            f"{name}={raw!r} is not an ISO-8601 time (e.g. 2026-11-15 or 2026-11-15T00:00:00Z)"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _csv(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    source: str = "simulated"
+    exchanges: tuple[str, ...] = DEFAULT_EXCHANGES
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
+    seed: int = 42
+    start: datetime = field(default_factory=lambda: default_window()[0])
+    end: datetime = field(default_factory=lambda: default_window()[1])
+    replay_dir: Path | None = None
+    news_feeds: tuple[str, ...] = DEFAULT_NEWS_FEEDS
+    exchange_urls: Mapping[str, str] = field(default_factory=dict)
+    # Simulated trade intensity (mean trades per minute per market); tests lower it.
+    sim_trade_rate: float = 6.0
+
+    # ---- where state lives (all under home) ----
+    @property
+    def lake_dir(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def read_path(self) -> Path:
+        return self.home / "warehouse.read.duckdb"
+
+    @property
+    def dbt_profiles_dir(self) -> Path:
+        return self.home / "dbt"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.home / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.home / "mlflow-artifacts"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.home / "checkpoints"
+
+    def days(self) -> list[str]:
+        """The UTC days (YYYY-MM-DD) the window touches, i.e. the daily partitions to fill."""
+        first = self.start.date()
+        last = (self.end - timedelta(microseconds=1)).date()
+        return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        home = Path(env.get("SENTINANCE_HOME", "./.sentinance")).expanduser().resolve()
+
+        source = env.get("SENTINANCE_SOURCE", "simulated").strip().lower()
+        if source not in SOURCES:
+            raise SettingsError(f"SENTINANCE_SOURCE={source!r} is not one of {', '.join(SOURCES)}")
+
+        exchanges = _csv(env.get("SENTINANCE_EXCHANGES", ",".join(DEFAULT_EXCHANGES)).lower())
+        if not exchanges:
+            raise SettingsError("SENTINANCE_EXCHANGES is empty: name at least one ccxt id")
+        for ex in exchanges:
+            if not _EXCHANGE_RE.match(ex):
+                raise SettingsError(f"SENTINANCE_EXCHANGES: {ex!r} is not a ccxt exchange id")
+
+        symbols = _csv(env.get("SENTINANCE_SYMBOLS", ",".join(DEFAULT_SYMBOLS)).upper())
+        if not symbols:
+            raise SettingsError("SENTINANCE_SYMBOLS is empty: name at least one symbol")
+        for sym in symbols:
+            if not _SYMBOL_RE.match(sym):
+                raise SettingsError(
+                    f"SENTINANCE_SYMBOLS: {sym!r} is neither a bare asset (BTC) "
+                    "nor a unified symbol (BTC/USDT)"
+                )
+
+        raw_seed = env.get("SENTINANCE_SEED", "42")
+        try:
+            seed = int(raw_seed)
+        except ValueError:
+            raise SettingsError(f"SENTINANCE_SEED={raw_seed!r} is not an integer") from None
+
+        default_start, default_end = default_window()
+        start = (
+            _parse_time("SENTINANCE_START", env["SENTINANCE_START"])
+            if env.get("SENTINANCE_START")
+            else default_start
+        )
+        end = (
+            _parse_time("SENTINANCE_END", env["SENTINANCE_END"])
+            if env.get("SENTINANCE_END")
+            else default_end
+        )
+        if end <= start:
+            raise SettingsError(
+                f"SENTINANCE_END ({end.isoformat()}) must be after "
+                f"SENTINANCE_START ({start.isoformat()})"
+            )
+
+        replay_raw = env.get("SENTINANCE_REPLAY_DIR")
+        replay_dir = Path(replay_raw).expanduser().resolve() if replay_raw else None
+        if source == "replay":
+            if replay_dir is None:
+                raise SettingsError(
+                    "SENTINANCE_SOURCE=replay needs SENTINANCE_REPLAY_DIR (a folder with "
+                    "trades/, candles/ and news/ files)"
+                )
+            if not replay_dir.is_dir():
+                raise SettingsError(f"SENTINANCE_REPLAY_DIR={replay_raw!r} is not a folder")
+
+        feeds = _csv(env.get("SENTINANCE_NEWS_FEEDS", ",".join(DEFAULT_NEWS_FEEDS)))
+        for url in feeds:
+            if not url.startswith(("http://", "https://", "file://")):
+                raise SettingsError(f"SENTINANCE_NEWS_FEEDS: {url!r} is not an http(s) URL")
+
+        exchange_urls: dict[str, str] = {}
+        for key, value in env.items():
+            if key.startswith("SENTINANCE_EXCHANGE_URL_") and value:
+                if not value.startswith(("http://", "https://")):
+                    raise SettingsError(f"{key}={value!r} is not an http(s) URL")
+                exchange_urls[key.removeprefix("SENTINANCE_EXCHANGE_URL_").lower()] = value
+
+        raw_rate = env.get("SENTINANCE_SIM_TRADE_RATE", "6")
+        try:
+            sim_trade_rate = float(raw_rate)
+        except ValueError:
+            raise SettingsError(f"SENTINANCE_SIM_TRADE_RATE={raw_rate!r} is not a number") from None
+        if not 0 < sim_trade_rate <= 1000:
+            raise SettingsError("SENTINANCE_SIM_TRADE_RATE must be in (0, 1000]")
+
+        return cls(
+            home=home,
+            source=source,
+            exchanges=exchanges,
+            symbols=symbols,
+            seed=seed,
+            start=start,
+            end=end,
+            replay_dir=replay_dir,
+            news_feeds=feeds,
+            exchange_urls=exchange_urls,
+            sim_trade_rate=sim_trade_rate,
+        )
+
+
+def default_window(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The 7 full UTC days before today: runs on the same day see the same window."""
+    today = (now or datetime.now(UTC)).astimezone(UTC).date()
+    end = datetime.combine(today, time(0), tzinfo=UTC)
+    return end - timedelta(days=7), end
