@@ -7,11 +7,17 @@ import dagster as dg
 from dagster_dbt import DbtCliResource
 
 from sentinance_assets.defs.transform.project import dbt_project
+from sentinance_assets.lib.warehouse import write_dbt_profile
 from sentinance_assets.settings import Settings
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
-    """The resources for ``settings``: used by the code location and by tests alike."""
+    """The resources for ``settings``: used by the code location and by tests alike.
+
+    Writes the generated dbt profile (pointing at this home's warehouse) on the way, since
+    the dbt resource requires its profiles folder to exist.
+    """
+    write_dbt_profile(settings.dbt_profiles_dir, settings.warehouse_path)
     return {
         "settings": settings,
         "dbt": DbtCliResource(

@@ -16,7 +16,6 @@ from sentinance_assets.lib.warehouse import (
     publish,
     register_lake_views,
     write_connection,
-    write_dbt_profile,
 )
 from sentinance_assets.settings import Settings
 
@@ -52,7 +51,6 @@ def sentinance_dbt(
 
     Runs in the ``duckdb`` pool: the only writer of the warehouse file at any time.
     """
-    write_dbt_profile(settings.dbt_profiles_dir, settings.warehouse_path)
     with write_connection(settings.warehouse_path) as conn:
         register_lake_views(conn, settings.lake_dir)
     yield from dbt.cli(["build"], context=context).stream()

@@ -1,0 +1,110 @@
+"""End to end: the whole graph materializes on tiny simulated data, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SENTINANCE = str(Path(sys.executable).parent / "sentinance")
+COUNTED = (
+    "raw.trades",
+    "raw.news",
+    "marts.candles",
+    "marts.indicators",
+    "marts.spreads",
+    "ml.news_sentiment",
+    "alerts.alerts",
+)
+
+
+def run(args: list[str], env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [SENTINANCE, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=600
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
+    return proc
+
+
+def counts(env: dict[str, str]) -> dict[str, int]:
+    sql = " union all ".join(f"select '{t}' as t, count(*) as n from {t}" for t in COUNTED)
+    out = run(["query", sql, "--json"], env).stdout
+    return {row["t"]: row["n"] for row in json.loads(out)}
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory) -> dict[str, str]:
+    from tests.conftest import TINY_ENV
+
+    env = {**TINY_ENV, "SENTINANCE_HOME": str(tmp_path_factory.mktemp("demo") / "home")}
+    proc = run(["demo"], env)
+    assert "rows per table" in proc.stdout
+    env["_first_stdout"] = proc.stdout
+    return env
+
+
+def test_query_before_any_run_says_how_to_fill_the_warehouse(tmp_path):
+    proc = run(["query", "select 1"], {"SENTINANCE_HOME": str(tmp_path)}, check=False)
+    assert proc.returncode == 2
+    assert "sentinance demo" in proc.stderr
+
+
+def test_invalid_setting_fails_at_start_naming_the_variable(tmp_path):
+    proc = run(
+        ["query", "select 1"],
+        {"SENTINANCE_HOME": str(tmp_path), "SENTINANCE_SOURCE": "nope"},
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "SENTINANCE_SOURCE" in proc.stderr
+
+
+def test_demo_fills_every_layer(demo_home):
+    n = counts(demo_home)
+    for table, rows in n.items():
+        assert rows > 0, table
+    out = demo_home["_first_stdout"]
+    assert "alerts by type" in out and "whale" in out
+
+
+def test_marts_contract_columns(demo_home):
+    cols = run(["query", "select * from marts.candles limit 1", "--json"], demo_home).stdout
+    row = json.loads(cols)[0]
+    assert list(row)[:12] == [
+        "exchange",
+        "symbol",
+        "timeframe",
+        "ts",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "quote_volume",
+        "vwap",
+        "trade_count",
+    ]
+    tfs = run(["query", "select distinct timeframe from marts.candles order by 1"], demo_home)
+    assert {"1m", "1h", "1d"} <= set(tfs.stdout.split()[1:])
+
+
+def test_query_is_read_only_and_csv_by_default(demo_home):
+    proc = run(["query", "create table marts.x as select 1"], demo_home, check=False)
+    assert proc.returncode == 2 and "read-only" in proc.stderr.lower()
+    csv = run(
+        ["query", "select exchange, count(*) n from raw.trades group by 1 order by 1"], demo_home
+    ).stdout.splitlines()
+    assert csv[0] == "exchange,n" and csv[1].startswith("binance,")
+
+
+def test_second_run_is_idempotent(demo_home):
+    before = counts(demo_home)
+    run(["demo"], demo_home)
+    assert counts(demo_home) == before
