@@ -128,14 +128,15 @@ def print_summary(settings: Settings) -> None:
         try:
             rows = conn.execute(
                 "select horizon, model, metric, avg(value) from ml.forecast_evaluation "
-                "where metric in ('mae', 'direction_accuracy') "
+                "where metric in ('mae', 'direction_accuracy') and symbol = 'ALL' "
+                "and not isnan(value) "
                 "and run_id = (select max_by(run_id, evaluated_at) from ml.forecast_evaluation) "
                 "group by all order by horizon, metric, model"
             ).fetchall()
         except duckdb.Error:
             rows = []
         if rows:
-            print("forecaster (test window, mean over symbols)")
+            print("forecaster on the hold-out (all symbols pooled)")
             for horizon, model, metric, value in rows:
                 print(f"  {horizon:<4} {metric:<20} {model:<14}{value:>12.6f}")
 
