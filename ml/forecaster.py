@@ -1,0 +1,615 @@
+"""Multi-horizon LSTM forecaster of forward log returns, with a seed ensemble.
+
+Shape of the problem: for every bar ``t`` of every symbol, the model sees the last ``lookback``
+feature rows (``t-lookback+1 .. t``, from :func:`ml.features.build_features`) and predicts the
+forward log return over each horizon (``target_1h``, ``target_4h``, ``target_24h``) with one
+output per horizon, so the horizons share a representation and one model serves all symbols.
+
+Leakage rules (the forecaster is only as good as its evaluation):
+
+* training rows are rows with ``ts <= train_end_ts`` whose targets are known; the feature and
+  target scalers are fitted on training rows only;
+* early stopping uses the last ``val_fraction`` of the training window, and the fit rows end
+  ``max horizon`` bars before the first validation row, so no return is in both a fit target
+  and a validation target (see :func:`ml.evaluation.holdout_rows` for the same rule on the test
+  side);
+* a lookback window never spans a gap in ``ts`` (windows stay inside runs of consecutive bars).
+
+Reproducibility: every seed sets ``torch``/``numpy``/``random`` seeds and a dedicated shuffling
+generator, deterministic algorithms are switched on and the thread count is pinned for the
+duration of training (and restored afterwards, since both are process-wide settings). Same
+data + same config -> bitwise-identical predictions on the same machine.
+
+Persistence is plain data: ``forecaster.json`` (config, feature list, scalers, training info)
+and one ``seed_<s>.safetensors`` per ensemble member; no pickled classes. For MLflow, the model
+is logged with "models from code" (a tiny generated script that builds the pyfunc wrapper), so
+nothing is cloudpickled either.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ml.features import HORIZONS, target_col
+
+FORMAT_VERSION = 1
+MODEL_FILE = "forecaster.json"
+
+
+def pred_col(label: str) -> str:
+    """Prediction column for horizon ``label`` in :meth:`TrainedForecaster.predict` output."""
+    return f"pred_{label}"
+
+
+@dataclass
+class ForecasterConfig:
+    """Hyper-parameters; everything that changes the trained weights lives here.
+
+    ``num_threads`` is part of the config because float reductions (and hence the weights)
+    can differ with the thread count; one thread is also the fastest for a model this small.
+    """
+
+    lookback: int = 48
+    hidden: int = 32
+    epochs: int = 40
+    lr: float = 3e-3
+    batch_size: int = 64
+    patience: int = 5
+    seeds: tuple[int, ...] = (0, 1, 2)
+    horizons: dict[str, int] = field(default_factory=lambda: dict(HORIZONS))
+    val_fraction: float = 0.15
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    num_threads: int = 1
+    bar_seconds: int = 3600
+
+    def __post_init__(self) -> None:
+        self.seeds = tuple(int(s) for s in self.seeds)
+        self.horizons = {str(k): int(v) for k, v in self.horizons.items()}
+        if self.lookback < 1 or self.hidden < 1 or self.epochs < 1 or not self.seeds:
+            raise ValueError(f"invalid forecaster config: {self}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError("val_fraction must be in (0, 1)")
+        if not self.horizons or min(self.horizons.values()) < 1:
+            raise ValueError("horizons must map labels to positive bar counts")
+
+    @property
+    def bar(self) -> timedelta:
+        return timedelta(seconds=self.bar_seconds)
+
+    @property
+    def max_horizon(self) -> int:
+        return max(self.horizons.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["seeds"] = list(self.seeds)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ForecasterConfig:
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+class LSTMNet(nn.Module):
+    """One-layer LSTM over the window; a linear head on the last hidden state, one output per
+    horizon."""
+
+    def __init__(self, n_features: int, hidden: int, n_outputs: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(n_features, hidden, num_layers=1, batch_first=True)
+        self.head = nn.Linear(hidden, n_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(x)
+        return self.head(out[:, -1, :])
+
+
+@contextmanager
+def _torch_settings(num_threads: int) -> Iterator[None]:
+    """Pin threads and deterministic algorithms for the block, then restore both."""
+    prev_threads = torch.get_num_threads()
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(max(1, num_threads))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev_threads)
+        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _windows(
+    frame: pl.DataFrame, feature_cols: Sequence[str], lookback: int, bar: timedelta
+) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+    """Index the rows that close a full, gap-free lookback window.
+
+    Returns ``(sorted_frame, features, end_idx)``: the frame sorted by ``symbol, ts``, its
+    feature matrix ``(n_rows, n_features)`` and the positions of rows with ``lookback``
+    consecutive bars (same symbol, no gap) ending at them. The window of ``end_idx[i]`` is
+    ``features[end_idx[i] - lookback + 1 : end_idx[i] + 1]``.
+    """
+    missing = [c for c in ("symbol", "ts", *feature_cols) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame lacks columns {missing}")
+    df = frame.sort("symbol", "ts")
+    run = (pl.col("ts").diff().over("symbol").fill_null(bar) != bar).cum_sum().over("symbol")
+    pos = df.select(pl.int_range(pl.len()).over("symbol", run).alias("pos"))["pos"].to_numpy()
+    feats = df.select([pl.col(c).cast(pl.Float64) for c in feature_cols]).to_numpy()
+    end_idx = np.flatnonzero(pos >= lookback - 1)
+    return df, feats, end_idx
+
+
+def _gather(feats: np.ndarray, end_idx: np.ndarray, lookback: int) -> np.ndarray:
+    offsets = np.arange(-lookback + 1, 1)
+    return feats[end_idx[:, None] + offsets[None, :]].astype(np.float32)
+
+
+def _as_utc(ts: datetime) -> datetime:
+    if ts.tzinfo is None:
+        raise ValueError("train_end_ts must be timezone-aware (UTC)")
+    return ts
+
+
+@dataclass
+class TrainedForecaster:
+    """A trained seed ensemble plus everything needed to reproduce its inputs.
+
+    ``info`` records how it was trained (row counts, split timestamps, per-seed best epoch and
+    validation loss, seconds), ready to log as MLflow params/metrics.
+    """
+
+    config: ForecasterConfig
+    feature_cols: list[str]
+    feature_mean: np.ndarray
+    feature_std: np.ndarray
+    target_mean: np.ndarray
+    target_std: np.ndarray
+    nets: list[LSTMNet]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def horizon_labels(self) -> list[str]:
+        return list(self.config.horizons)
+
+    def _scale(self, feats: np.ndarray) -> np.ndarray:
+        return (feats - self.feature_mean) / self.feature_std
+
+    def _predict_windows(self, x: np.ndarray, batch: int = 4096) -> np.ndarray:
+        """Ensemble mean of unscaled predictions for windows ``x`` ``(n, lookback, f)``."""
+        out = np.zeros((x.shape[0], len(self.config.horizons)), dtype=np.float64)
+        if x.shape[0] == 0:
+            return out
+        with _torch_settings(self.config.num_threads), torch.no_grad():
+            for net in self.nets:
+                net.eval()
+                for i in range(0, x.shape[0], batch):
+                    y = net(torch.from_numpy(x[i : i + batch])).double().numpy()
+                    out[i : i + batch] += y
+        out /= len(self.nets)
+        return out * self.target_std + self.target_mean
+
+    def predict(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Predict every row that closes a full lookback window.
+
+        Args:
+            frame: a features frame (``symbol, ts`` and :attr:`feature_cols`), e.g. from
+                :func:`ml.features.build_features`; rows without ``lookback`` consecutive
+                bars of history are skipped, never padded.
+
+        Returns:
+            ``symbol, ts, pred_<h>...`` sorted by ``symbol, ts``; ``ts`` is the forecast origin
+            (the last bar the model saw), predictions are log returns over ``h`` from there.
+        """
+        lb = self.config.lookback
+        df, feats, end_idx = _windows(frame, self.feature_cols, lb, self.config.bar)
+        x = _gather(self._scale(feats), end_idx, lb)
+        if np.isnan(x).any():
+            raise ValueError("features contain nulls/NaN; build them with build_features")
+        preds = self._predict_windows(x)
+        mask = np.zeros(df.height, dtype=bool)
+        mask[end_idx] = True
+        keys = df.select("symbol", "ts").filter(pl.Series(mask))
+        return keys.with_columns(
+            pl.Series(pred_col(h), preds[:, j], dtype=pl.Float64)
+            for j, h in enumerate(self.horizon_labels)
+        )
+
+    def predict_long(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """:meth:`predict` reshaped to ``symbol, origin_ts, horizon, prediction`` (the layout of
+        ``ml.forecasts`` minus the columns the asset adds)."""
+        wide = self.predict(frame)
+        return (
+            wide.unpivot(
+                index=["symbol", "ts"],
+                on=[pred_col(h) for h in self.horizon_labels],
+                variable_name="horizon",
+                value_name="prediction",
+            )
+            .with_columns(pl.col("horizon").str.strip_prefix("pred_"))
+            .rename({"ts": "origin_ts"})
+            .sort(
+                "symbol",
+                "origin_ts",
+                pl.col("horizon").replace_strict(self.config.horizons, return_dtype=pl.Int64),
+            )
+        )
+
+    # ---- persistence -------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``forecaster.json`` + ``seed_<s>.safetensors`` into ``directory``."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "feature_cols": list(self.feature_cols),
+            "feature_mean": self.feature_mean.tolist(),
+            "feature_std": self.feature_std.tolist(),
+            "target_mean": self.target_mean.tolist(),
+            "target_std": self.target_std.tolist(),
+            "weights": [f"seed_{s}.safetensors" for s in self.config.seeds],
+            "info": self.info,
+        }
+        for fname, net in zip(meta["weights"], self.nets, strict=True):
+            state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+            save_file(state, str(d / fname))
+        (d / MODEL_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TrainedForecaster:
+        """Rebuild a forecaster written by :meth:`save`."""
+        d = Path(directory)
+        meta = json.loads((d / MODEL_FILE).read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported forecaster format {meta.get('format_version')}")
+        config = ForecasterConfig.from_dict(meta["config"])
+        nets = []
+        for fname in meta["weights"]:
+            net = LSTMNet(len(meta["feature_cols"]), config.hidden, len(config.horizons))
+            net.load_state_dict(load_file(str(d / fname)))
+            net.eval()
+            nets.append(net)
+        return cls(
+            config=config,
+            feature_cols=list(meta["feature_cols"]),
+            feature_mean=np.asarray(meta["feature_mean"], dtype=np.float64),
+            feature_std=np.asarray(meta["feature_std"], dtype=np.float64),
+            target_mean=np.asarray(meta["target_mean"], dtype=np.float64),
+            target_std=np.asarray(meta["target_std"], dtype=np.float64),
+            nets=nets,
+            info=meta.get("info", {}),
+        )
+
+
+def _train_one(
+    seed: int,
+    config: ForecasterConfig,
+    n_features: int,
+    x_fit: torch.Tensor,
+    y_fit: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+) -> tuple[LSTMNet, dict[str, Any]]:
+    _seed_everything(seed)
+    gen = torch.Generator().manual_seed(seed)
+    net = LSTMNet(n_features, config.hidden, y_fit.shape[1])
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    loss_fn = nn.MSELoss()
+    best_loss, best_epoch, bad = math.inf, -1, 0
+    best_state = copy.deepcopy(net.state_dict())
+    n = x_fit.shape[0]
+    epochs_run = 0
+    for epoch in range(config.epochs):
+        epochs_run = epoch + 1
+        net.train()
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n, config.batch_size):
+            idx = perm[i : i + config.batch_size]
+            opt.zero_grad()
+            loss = loss_fn(net(x_fit[idx]), y_fit[idx])
+            loss.backward()
+            if config.grad_clip:
+                nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            val_loss = float(loss_fn(net(x_val), y_val))
+        if val_loss < best_loss - 1e-7:
+            best_loss, best_epoch, bad = val_loss, epoch, 0
+            best_state = copy.deepcopy(net.state_dict())
+        else:
+            bad += 1
+            if bad >= config.patience:
+                break
+    net.load_state_dict(best_state)
+    net.eval()
+    return net, {
+        "seed": seed,
+        "best_epoch": best_epoch + 1,
+        "epochs_run": epochs_run,
+        "best_val_loss": best_loss,
+    }
+
+
+def train_forecaster(
+    frame: pl.DataFrame,
+    feature_cols: Sequence[str],
+    config: ForecasterConfig | None = None,
+    train_end_ts: datetime | None = None,
+) -> TrainedForecaster:
+    """Train the seed ensemble on rows with ``ts <= train_end_ts``.
+
+    Args:
+        frame: output of :func:`ml.features.build_features` (needs ``symbol, ts``, the feature
+            columns and ``target_<h>`` for every horizon in ``config.horizons``).
+        feature_cols: model inputs, in order (stored with the model).
+        config: hyper-parameters; defaults to :class:`ForecasterConfig()`.
+        train_end_ts: last forecast origin allowed in training (UTC, aware). Its targets may
+            reach ``max horizon`` bars past it, so evaluate only on rows from
+            ``train_end_ts + max horizon bars`` on (:func:`ml.evaluation.holdout_rows`).
+            Defaults to the last row with all targets known.
+
+    Raises:
+        ValueError: too few rows for a fit and a validation split with the horizon gap.
+    """
+    config = config or ForecasterConfig()
+    feature_cols = list(feature_cols)
+    t0 = time.perf_counter()
+    tcols = [target_col(h) for h in config.horizons]
+    missing = [c for c in tcols if c not in frame.columns]
+    if missing:
+        raise ValueError(f"frame lacks target columns {missing}")
+    if train_end_ts is None:
+        known = frame.filter(pl.all_horizontal(pl.col(tcols).is_not_null()))
+        if known.height == 0:
+            raise ValueError("no rows with known targets")
+        train_end_ts = known["ts"].max()
+    train_end_ts = _as_utc(train_end_ts)
+
+    df, feats, end_idx = _windows(frame, feature_cols, config.lookback, config.bar)
+    ts_all = df["ts"]
+    in_train = (ts_all <= train_end_ts).to_numpy()
+    train_feats = feats[in_train]
+    if train_feats.shape[0] == 0:
+        raise ValueError(f"no rows at or before train_end_ts={train_end_ts}")
+    if np.isnan(train_feats).any():
+        raise ValueError("training features contain nulls/NaN")
+    f_mean = train_feats.mean(axis=0)
+    f_std = train_feats.std(axis=0)
+    f_std = np.where(f_std > 1e-12, f_std, 1.0)
+
+    targets = df.select([pl.col(c).cast(pl.Float64) for c in tcols]).to_numpy()
+    targets = np.where(np.isfinite(targets), targets, np.nan)
+    ok = in_train[end_idx] & ~np.isnan(targets[end_idx]).any(axis=1)
+    sample_idx = end_idx[ok]
+    sample_ts = ts_all.to_numpy()[sample_idx]
+    uniq = np.unique(sample_ts)
+    if uniq.size < 2:
+        raise ValueError(
+            f"only {sample_idx.size} training windows (lookback {config.lookback}) with known "
+            f"targets before {train_end_ts}; need more history"
+        )
+    cut = min(int(math.floor((1.0 - config.val_fraction) * uniq.size)), uniq.size - 1)
+    val_start = uniq[cut]
+    fit_end = val_start - np.timedelta64(config.max_horizon * config.bar_seconds, "s")
+    is_val = sample_ts >= val_start
+    is_fit = sample_ts <= fit_end
+    if is_fit.sum() == 0 or is_val.sum() == 0:
+        raise ValueError(
+            f"not enough training windows for a fit/validation split with a "
+            f"{config.max_horizon}-bar gap: {int(is_fit.sum())} fit, {int(is_val.sum())} "
+            f"validation of {sample_idx.size}"
+        )
+
+    scaled = (feats - f_mean) / f_std
+    fit_idx, val_idx = sample_idx[is_fit], sample_idx[is_val]
+    y_fit_raw = targets[fit_idx]
+    t_mean = y_fit_raw.mean(axis=0)
+    t_std = y_fit_raw.std(axis=0)
+    t_std = np.where(t_std > 1e-12, t_std, 1.0)
+
+    def _y(idx: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(((targets[idx] - t_mean) / t_std).astype(np.float32))
+
+    x_fit = torch.from_numpy(_gather(scaled, fit_idx, config.lookback))
+    x_val = torch.from_numpy(_gather(scaled, val_idx, config.lookback))
+    y_fit, y_val = _y(fit_idx), _y(val_idx)
+
+    nets, per_seed = [], []
+    with _torch_settings(config.num_threads), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*deterministic.*")
+        for seed in config.seeds:
+            net, stats = _train_one(seed, config, len(feature_cols), x_fit, y_fit, x_val, y_val)
+            nets.append(net)
+            per_seed.append(stats)
+
+    def _iso(x: np.datetime64) -> str:
+        return str(np.datetime_as_string(x, unit="s")) + "Z"
+
+    info = {
+        "train_end_ts": train_end_ts.isoformat(),
+        "fit_end_ts": _iso(fit_end),
+        "val_start_ts": _iso(val_start),
+        "n_train_rows": int(train_feats.shape[0]),
+        "n_fit_windows": int(fit_idx.size),
+        "n_val_windows": int(val_idx.size),
+        "symbols": sorted(df["symbol"].unique().to_list()),
+        "per_seed": per_seed,
+        "mean_best_val_loss": float(np.mean([s["best_val_loss"] for s in per_seed])),
+        "train_seconds": round(time.perf_counter() - t0, 3),
+    }
+    return TrainedForecaster(
+        config=config,
+        feature_cols=feature_cols,
+        feature_mean=f_mean,
+        feature_std=f_std,
+        target_mean=t_mean,
+        target_std=t_std,
+        nets=nets,
+        info=info,
+    )
+
+
+# ---- MLflow ---------------------------------------------------------------------------------
+
+_PYFUNC_CODE = """\
+# Generated by ml.forecaster.log_forecaster ("models from code": no pickled objects).
+import mlflow
+
+from ml.forecaster import forecaster_pyfunc
+
+mlflow.models.set_model(forecaster_pyfunc())
+"""
+
+
+@cache
+def _pyfunc_class() -> type:
+    # Built on first use so importing ml.forecaster does not import mlflow (~4 s).
+    import mlflow.pyfunc
+
+    class ForecasterPyfunc(mlflow.pyfunc.PythonModel):
+        """MLflow pyfunc wrapper: input is a features frame (pandas) with ``symbol, ts`` and the
+        model's feature columns; output is ``symbol, ts, pred_<h>...`` (pandas).
+
+        The ``pd.DataFrame`` hint must resolve from this module's globals (MLflow evaluates it
+        with ``get_type_hints``); MLflow then skips its own schema validation and warning.
+        """
+
+        def load_context(self, context: Any) -> None:
+            self.model = TrainedForecaster.load(context.artifacts["forecaster"])
+
+        def predict(
+            self, context: Any, model_input: pd.DataFrame, params: Any = None
+        ) -> pd.DataFrame:
+            frame = pl.from_pandas(pd.DataFrame(model_input))
+            ts_type = frame.schema["ts"]
+            if not isinstance(ts_type, pl.Datetime) or ts_type.time_zone is None:
+                frame = frame.with_columns(pl.col("ts").cast(pl.Datetime("ms", "UTC")))
+            return self.model.predict(frame).to_pandas()
+
+    return ForecasterPyfunc
+
+
+def forecaster_pyfunc() -> Any:
+    """A fresh :class:`mlflow.pyfunc.PythonModel` wrapping a saved :class:`TrainedForecaster`
+    (loaded from the ``forecaster`` artifact)."""
+    return _pyfunc_class()()
+
+
+def pyfunc_input(frame: pl.DataFrame, feature_cols: Sequence[str]) -> pd.DataFrame:
+    """``symbol, ts`` + features as pandas with ``ts`` naive UTC: the input of the logged
+    pyfunc model (MLflow's signature enforcement refuses timezone-aware datetimes)."""
+    return (
+        frame.select("symbol", "ts", *feature_cols)
+        .with_columns(pl.col("ts").dt.convert_time_zone("UTC").dt.replace_time_zone(None))
+        .to_pandas()
+    )
+
+
+def default_pip_requirements() -> list[str]:
+    """Pinned requirements of the logged model. Passing them explicitly makes
+    ``log_model`` ~3x faster than MLflow's inference. The ``ml`` package itself (sentinance)
+    must be importable where the model is loaded."""
+    from importlib.metadata import version
+
+    pins = ["mlflow", "torch", "numpy", "pandas", "polars", "safetensors"]
+    return [f"{p}=={version(p).split('+')[0]}" for p in pins]
+
+
+def log_forecaster(
+    model: TrainedForecaster,
+    name: str = "forecaster",
+    pip_requirements: Sequence[str] | None = None,
+) -> Any:
+    """Log ``model`` as an MLflow pyfunc model in the active run; returns ``ModelInfo``.
+
+    Register it afterwards with :func:`ml.tracking.register_model` (``artifact_path=name``).
+    The pyfunc takes :func:`pyfunc_input` of a features frame: MLflow's ``datetime`` schema
+    type rejects timezone-aware columns, so ``ts`` travels as naive UTC.
+    """
+    import mlflow.pyfunc
+
+    with tempfile.TemporaryDirectory(prefix="sentinance-forecaster-") as tmp:
+        model_dir = model.save(Path(tmp) / "forecaster")
+        code = Path(tmp) / "forecaster_pyfunc.py"
+        code.write_text(_PYFUNC_CODE)
+        with warnings.catch_warnings():
+            # An input example would make MLflow run the model at log time; the explicit
+            # signature already documents the input.
+            warnings.filterwarnings("ignore", message=".*input example was not provided.*")
+            return mlflow.pyfunc.log_model(
+                name=name,
+                python_model=str(code),
+                artifacts={"forecaster": str(model_dir)},
+                signature=model_signature(model),
+                pip_requirements=list(pip_requirements or default_pip_requirements()),
+            )
+
+
+def model_signature(model: TrainedForecaster) -> Any:
+    """Explicit MLflow signature (input: ``symbol, ts`` + features; output: ``symbol, ts``
+    + ``pred_<h>``). Explicit because MLflow cannot infer one from a DataFrame type hint and
+    would warn on every log; it also documents the model's contract in the registry UI."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    keys = [ColSpec("string", "symbol"), ColSpec("datetime", "ts")]
+    inputs = Schema(keys + [ColSpec("double", c) for c in model.feature_cols])
+    outputs = Schema(keys + [ColSpec("double", pred_col(h)) for h in model.horizon_labels])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def load_registered_forecaster(
+    name: str, alias: str = "champion", dst_dir: str | Path | None = None
+) -> TrainedForecaster:
+    """Load the :class:`TrainedForecaster` behind registered model ``name@alias`` (needs
+    :func:`ml.tracking.configure_mlflow` first). Returns the full object (``predict_long``,
+    ``info``), not the pyfunc wrapper; ``info["registered_version"]`` says which version.
+
+    The artifacts are copied to ``dst_dir`` (a temporary folder if omitted, removed after
+    loading: the weights are in memory by then).
+    """
+    import mlflow.artifacts
+    from mlflow import MlflowClient
+
+    mv = MlflowClient().get_model_version_by_alias(name, alias)
+    uri = f"models:/{name}/{mv.version}"
+    if dst_dir is not None:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst_dir)))
+        model = TrainedForecaster.load(local / "artifacts" / "forecaster")
+    else:
+        with tempfile.TemporaryDirectory(prefix="sentinance-forecaster-") as tmp:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+            model = TrainedForecaster.load(local / "artifacts" / "forecaster")
+    model.info = {**model.info, "registered_name": name, "registered_version": str(mv.version)}
+    return model

@@ -1,0 +1,135 @@
+"""ml.evaluation: baselines scored on the model's rows; metrics checked by hand."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import polars as pl
+import pytest
+from scipy.stats import binomtest
+
+from ml.evaluation import (
+    evaluate_forecasts,
+    evaluation_metrics,
+    holdout_rows,
+    skill_scores,
+    walk_forward_splits,
+)
+from ml.features import build_features
+from tests.ml.test_features import T0, make_candles
+
+H = {"1h": 1, "2h": 2}
+N = None
+
+
+def _hand_case() -> tuple[pl.DataFrame, pl.DataFrame]:
+    ts = [T0 + timedelta(hours=h) for h in range(6)]
+    frame = pl.DataFrame(
+        {
+            "symbol": ["X"] * 6,
+            "ts": ts,
+            "target_1h": [0.1, 0.1, 0.02, -0.01, 0.03, N],
+            "target_2h": [0.1, 0.1, 0.01, 0.02, N, N],
+            "ret_past_1h": [0.0, 0.0, -0.01, 0.02, 0.0, 0.01],
+            "ret_past_2h": [0.0, 0.0, 0.01, -0.02, 0.01, 0.02],
+        }
+    )
+    preds = pl.DataFrame(
+        {
+            "symbol": ["X"] * 6,
+            "ts": ts,
+            "pred_1h": [9.0, 9.0, 0.01, 0.01, -0.02, 0.05],
+            "pred_2h": [9.0, 9.0, 0.0, 0.03, 0.01, 0.0],
+        }
+    )
+    return frame, preds
+
+
+def _get(ev: pl.DataFrame, horizon: str, model: str, metric: str, symbol: str = "X"):
+    row = ev.filter(
+        (pl.col("symbol") == symbol)
+        & (pl.col("horizon") == horizon)
+        & (pl.col("model") == model)
+        & (pl.col("metric") == metric)
+    )
+    assert row.height == 1
+    return row["value"].item(), row["n"].item()
+
+
+def test_hand_computed_metrics() -> None:
+    frame, preds = _hand_case()
+    ev = evaluate_forecasts(frame, preds, train_end_ts=T0, horizons=H)
+    assert ev.columns == ["symbol", "horizon", "model", "metric", "value", "n"]
+
+    # 1h: test rows start at T0 + 2h (gap = max horizon); ts 5 has no realized target.
+    assert _get(ev, "1h", "lstm", "mae") == (pytest.approx(0.08 / 3), 3)
+    assert _get(ev, "1h", "lstm", "rmse") == (pytest.approx(math.sqrt(0.001)), 3)
+    assert _get(ev, "1h", "lstm", "direction_accuracy") == (pytest.approx(1 / 3), 3)
+    assert _get(ev, "1h", "lstm", "direction_pvalue") == (
+        pytest.approx(binomtest(1, 3, 0.5).pvalue),
+        3,
+    )
+    assert _get(ev, "1h", "zero_return", "mae") == (pytest.approx(0.02), 3)
+    assert _get(ev, "1h", "zero_return", "rmse") == (pytest.approx(math.sqrt(14e-4 / 3)), 3)
+    acc, n = _get(ev, "1h", "zero_return", "direction_accuracy")
+    assert math.isnan(acc) and n == 0  # zero predictions are "no call"
+    assert _get(ev, "1h", "persistence", "mae") == (pytest.approx(0.03), 3)
+    assert _get(ev, "1h", "persistence", "direction_accuracy") == (0.0, 2)
+    assert _get(ev, "1h", "persistence", "direction_pvalue") == (pytest.approx(0.5), 2)
+
+    # 2h: rows ts 2, 3; the p-value uses non-overlapping origins only (ts 2).
+    assert _get(ev, "2h", "lstm", "mae") == (pytest.approx(0.01), 2)
+    assert _get(ev, "2h", "lstm", "direction_accuracy") == (1.0, 1)
+    pval, n = _get(ev, "2h", "lstm", "direction_pvalue")
+    assert math.isnan(pval) and n == 0  # ts 2's prediction is 0: no independent call
+    assert _get(ev, "2h", "persistence", "direction_accuracy") == (0.5, 2)
+    assert _get(ev, "2h", "persistence", "direction_pvalue") == (pytest.approx(1.0), 1)
+
+    # pooled over the single symbol equals the symbol
+    assert _get(ev, "1h", "lstm", "mae", "ALL") == _get(ev, "1h", "lstm", "mae")
+
+
+def test_baselines_use_exactly_the_model_rows() -> None:
+    frame, preds = _hand_case()
+    preds = preds.filter(pl.col("ts") != T0 + timedelta(hours=3))  # model skipped a row
+    ev = evaluate_forecasts(frame, preds, train_end_ts=T0, horizons=H)
+    n = (
+        ev.filter(pl.col("metric") == "mae", pl.col("symbol") == "X")
+        .group_by("horizon")
+        .agg(pl.col("n").unique())
+    )
+    assert dict(n.iter_rows()) == {"1h": [2], "2h": [1]}
+
+
+def test_holdout_rows_leave_max_horizon_gap() -> None:
+    frame, _ = build_features(make_candles(100, symbols=("BTC/USDT",)))
+    train_end = T0 + timedelta(hours=50)
+    rows = holdout_rows(frame, train_end)
+    assert rows["ts"].min() == train_end + timedelta(hours=24)
+    capped = holdout_rows(frame, train_end, test_end_ts=train_end + timedelta(hours=30))
+    assert capped.height == 7
+
+
+def test_skill_and_flat_metrics() -> None:
+    frame, preds = _hand_case()
+    ev = evaluate_forecasts(frame, preds, train_end_ts=T0, horizons=H)
+    skill = skill_scores(ev)
+    assert skill["1h"] == pytest.approx(1 - math.sqrt(0.001) / math.sqrt(14e-4 / 3))
+    flat = evaluation_metrics(ev)
+    assert flat["lstm.mae.1h.X"] == pytest.approx(0.08 / 3)
+    assert "zero_return.direction_accuracy.1h.X" not in flat  # NaN is not logged
+
+
+def test_walk_forward_splits_are_ordered_and_disjoint() -> None:
+    frame, _ = build_features(make_candles(300, symbols=("BTC/USDT",)))
+    folds = walk_forward_splits(frame, n_folds=3, test_bars=24)
+    assert len(folds) == 3
+    for (train_end, test_end), nxt in zip(folds, folds[1:] + [None], strict=True):
+        first_test = train_end + timedelta(hours=24)
+        assert test_end - first_test == timedelta(hours=23)
+        if nxt is not None:
+            assert nxt[0] + timedelta(hours=24) == test_end + timedelta(hours=1)
+    assert folds[-1][1] == frame["ts"].max() - timedelta(hours=24)
+    with pytest.raises(ValueError):
+        walk_forward_splits(frame, n_folds=20, test_bars=24)
