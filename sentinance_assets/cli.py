@@ -3,6 +3,7 @@
 ``sentinance demo``   materialize the whole asset graph on the configured window and print a summary
 ``sentinance query``  run a read-only SQL query on the published warehouse (CSV, or JSON)
 ``sentinance dev``    the Dagster UI on this home's instance; ``sentinance app`` the Streamlit app
+``sentinance detect`` run the detectors over a trades file; ``sentinance watch`` continuously
 """
 
 from __future__ import annotations
@@ -175,8 +176,13 @@ def _exec(argv: list[str], env: dict[str, str]) -> int:
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     _instance(settings)  # make sure the instance config (pools) exists
-    env = {**os.environ, "DAGSTER_HOME": str(settings.dagster_home)}
     bin_dir = Path(sys.executable).parent
+    # dagster-dbt's dev-time preparation calls `dbt` from PATH: put the venv's first.
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(settings.dagster_home),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     return _exec(
         [
             str(bin_dir / "dagster"),
@@ -212,6 +218,87 @@ def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
+    from sentinance_assets.lib.detectors import detect_all
+    from sentinance_assets.lib.sinks import write_jsonl
+    from sentinance_assets.lib.watch import read_trades_file
+
+    try:
+        trades = read_trades_file(Path(args.trades))
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot read {args.trades}: {exc}", file=sys.stderr)
+        return 2
+    alerts = detect_all(trades)
+    if args.out:
+        with open(args.out, "w") as fh:
+            n = write_jsonl(alerts, fh)
+        print(f"{n} alerts over {trades.height} trades -> {args.out}", file=sys.stderr)
+    else:
+        write_jsonl(alerts, sys.stdout)
+    return 0
+
+
+def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from sentinance_assets.lib.sinks import JsonlSink, LakeSink, WebhookSink
+    from sentinance_assets.lib.watch import (
+        ReplayFeed,
+        SimulatedFeed,
+        StopFlag,
+        run_watch,
+        stderr_progress,
+    )
+
+    def when(text: str | None) -> datetime | None:
+        if not text:
+            return None
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    if args.trades:
+        feed = ReplayFeed.from_files([Path(p) for p in args.trades])
+        name = args.name or "replay"
+    else:
+        exchanges = tuple(args.exchanges.split(",")) if args.exchanges else settings.exchanges
+        symbols = tuple(args.symbols.upper().split(",")) if args.symbols else settings.symbols
+        start = when(args.start) or settings.start
+        feed = SimulatedFeed(
+            exchanges, symbols, settings.seed, settings.sim_trade_rate, start, when(args.until)
+        )
+        name = args.name or "simulated"
+    sinks = [LakeSink(settings.lake_dir, folder=f"watch-{name}")]
+    if args.jsonl:
+        sinks.append(JsonlSink(Path(args.jsonl)))
+    if args.webhook:
+        dead = Path(args.dead_letter or settings.home / "alerts-dead-letter.jsonl")
+        sinks.append(WebhookSink(args.webhook, dead, timeout=args.webhook_timeout))
+    stop = StopFlag()
+    stop.install()
+    stats = run_watch(
+        feed,
+        sinks,
+        settings.checkpoints_dir / f"watch-{name}.ckpt",
+        speed=args.speed,
+        duration=args.duration,
+        until=when(args.until),
+        max_batch=timedelta(seconds=args.max_batch),
+        stop=stop,
+        progress=None if args.quiet else stderr_progress,
+    )
+    lat = sorted(stats.latencies_ms)
+    p95 = f", p95 latency {lat[int(0.95 * (len(lat) - 1))]:.0f} ms" if lat else ""
+    print(
+        f"\nwatch stopped: {stats.batches} batches, {stats.trades:,} trades, "
+        f"{stats.alerts} alerts{p95}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+REPLAY_LAYOUT = "exchange,symbol,trade_id,timestamp,price,amount,side"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sentinance",
@@ -233,6 +320,26 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--host", default="127.0.0.1")
     app.add_argument("--port", type=int, default=8501)
     app.set_defaults(func=cmd_app)
+    detect = sub.add_parser("detect", help="run the detectors over a trades file (JSON lines)")
+    detect.add_argument("--trades", required=True, help="CSV or Parquet: " + REPLAY_LAYOUT)
+    detect.add_argument("--out", help="write JSON lines here instead of stdout")
+    detect.set_defaults(func=cmd_detect)
+    watch = sub.add_parser("watch", help="run the detectors continuously over new trades")
+    watch.add_argument("--speed", type=float, default=1.0, help="x real time; 0 = flat out")
+    watch.add_argument("--duration", type=float, help="stop after this many seconds")
+    watch.add_argument("--exchanges", help="comma-separated ccxt ids (simulated feed)")
+    watch.add_argument("--symbols", help="comma-separated assets or symbols (simulated feed)")
+    watch.add_argument("--start", help="feed start time, ISO-8601 (simulated; default window)")
+    watch.add_argument("--until", help="stop when the feed reaches this time, ISO-8601")
+    watch.add_argument("--trades", nargs="+", help="replay these trade files instead")
+    watch.add_argument("--name", help="stream name: checkpoint and lake folder (default: feed)")
+    watch.add_argument("--jsonl", help="also append alerts to this JSON-lines file")
+    watch.add_argument("--webhook", help="also POST each alert to this URL")
+    watch.add_argument("--webhook-timeout", type=float, default=2.0)
+    watch.add_argument("--dead-letter", help="undeliverable webhook alerts (JSON lines)")
+    watch.add_argument("--max-batch", type=float, default=300.0, help="feed seconds per step")
+    watch.add_argument("--quiet", action="store_true", help="no progress line")
+    watch.set_defaults(func=cmd_watch)
     return parser
 
 

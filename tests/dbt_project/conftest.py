@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from dbt_synthetic import DbtRun, run_dbt_build, write_lake
+
+from tests.dbt_project.dbt_synthetic import DbtRun, run_dbt_build, write_lake
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,6 @@
+{# A bar's VWAP lies between its low and high (relative tolerance 1e-9 for float sums). #}
+select *
+from {{ ref('candles') }}
+where vwap is null
+   or vwap < low - 1e-9 * abs(low)
+   or vwap > high + 1e-9 * abs(high)
