@@ -1,14 +1,59 @@
-"""Market-event detectors: plain polars functions over trades (no Dagster, no I/O).
+"""Market-event detectors: plain polars over trades (no Dagster, no I/O).
 
-Each detector takes trades in the ``raw.trades`` layout and returns alerts in the
-``alerts.alerts`` layout. ``alert_id`` is a hash of (type, exchange, symbol, event time), so
-re-processing the same trades never duplicates an alert.
+One engine serves batch and streaming. :class:`StreamingDetector` folds trades into 30-second
+bars per market and evaluates every window detector on the bars whose data is complete; batch
+detection (:func:`detect_all`) is the same detector fed everything in one push and flushed.
+Because every alert is a pure function of the bars up to the moment it is decided, a day
+processed in one batch or in many time-ordered micro-batches gives identical alerts
+(``tests/lib/test_detectors.py`` proves it).
+
+Rules (defaults in :class:`DetectorConfig`):
+
+* **whale** - one trade worth at least ``whale_usd`` (per-symbol override) in USD; decided on
+  arrival, so the alert is as fast as the trade.
+* **volume_spike** - per 60-second tumbling window per market: USD volume (whale-sized prints
+  excluded: they have their own alert) with z > ``spike_z`` against the previous 60 windows
+  (1 hour, empty windows count as zero) and at least ``spike_min_ratio`` x the hourly mean;
+  and the trade count at least ``spike_min_trades``, at least ``spike_min_count_ratio`` x its
+  hourly median (robust to an earlier burst) and with a Poisson z ``2 (sqrt(n) - sqrt(mean))``
+  of at least ``spike_count_z``. One heavy print is not a spike: trade sizes are heavy-tailed,
+  so USD volume alone alerted hundreds of times a day. One alert per burst (not when the
+  window before already alerted). Decided when the window closes.
+* **divergence** - VWAP in USD per 30-second window per venue; the reference is the median of
+  all venues of the same base asset (the other venue when there are only two; a venue that
+  did not trade in the window stands in with its VWAP of up to ``divergence_carry`` windows
+  before). Diverging windows (|spread| > ``divergence_pct``) not interrupted by a traded
+  non-diverging window (nor by more than ``divergence_carry`` windows without trades) form one
+  episode; an episode of at least ``divergence_min_windows`` windows is alerted once, with its
+  duration, when it has settled (3 minutes after its last diverging window). With two venues
+  a divergence is a pair property: both venues are flagged.
+* **pump_and_dump** - on 1-minute USD VWAP per market: the price rises at least
+  ``pump_rise_pct`` above its low of the previous ``pump_window_min`` minutes, with the median
+  trade count per minute over those minutes at least ``pump_volume_ratio`` x the previous
+  hour's per-minute mean (a median, so one burst minute does not make a pump),
+  and then within ``pump_window_min`` minutes after the peak gives back at least
+  ``pump_reversal`` of the rise. One alert per episode (no qualifying peak in the
+  ``pump_window_min`` minutes before); decided ``pump_window_min`` minutes after the peak.
+* **wash_trading** - in one market, at least ``wash_min_trades`` trades of exactly the same
+  amount, at prices within ``wash_price_bp`` basis points of the first, sides strictly
+  alternating, each within ``wash_gap_s`` seconds of the previous one. Alerted once per run,
+  when the run has closed.
+
+Streaming assumptions: micro-batches arrive in time order per stream (a trade older than the
+already-closed frontier is counted by the whale and wash detectors but not in window volumes;
+``late_trades`` counts them). Window detectors look back at most ``retention``; episodes
+longer than that are split.
+
+``alert_id`` is a hash of (type, exchange, symbol, event time): re-processing never
+duplicates an alert, and the batch asset and the watch loop produce the same id for the same
+event, so readers deduplicate on ``alert_id`` (``select distinct on (alert_id)``).
 """
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
@@ -16,23 +61,46 @@ from sentinance_assets.lib.schemas import ALERTS, TS
 
 # Static USD value of each quote currency (the documented fallback when no FX market is used).
 QUOTE_USD: dict[str, float] = {"USD": 1.0, "USDT": 1.0, "USDC": 1.0}
+ALERT_TYPES = ("whale", "volume_spike", "divergence", "pump_and_dump", "wash_trading")
+BAR = timedelta(seconds=30)
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+MARKET = ["exchange", "symbol"]
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
     whale_usd: float = 100_000.0
     whale_usd_by_symbol: dict[str, float] = field(default_factory=dict)
-    spike_window: str = "60s"
     spike_z: float = 2.5
-    spike_min_ratio: float = 5.0  # volume must also be this multiple of the rolling mean
-    spike_history: int = 60  # windows in the rolling baseline (60 x 60 s = 1 hour)
-    divergence_window: str = "30s"
+    spike_min_ratio: float = 4.0  # volume must also be this multiple of the rolling mean
+    spike_history: int = 60  # 60-second windows in the rolling baseline (1 hour)
+    spike_min_count_ratio: float = 6.0  # and the trade count this multiple of its hourly mean
+    spike_min_trades: int = 5
+    spike_count_z: float = 4.0  # Poisson z of the trade count, 2 (sqrt(n) - sqrt(mean_n))
     divergence_pct: float = 0.5
+    divergence_min_windows: int = 2
+    divergence_carry: int = 4  # buckets a venue's last VWAP stands in when it did not trade
+    pump_rise_pct: float = 2.0
+    pump_volume_ratio: float = 2.5
+    pump_reversal: float = 0.5
+    pump_window_min: int = 15
+    wash_min_trades: int = 6
+    wash_price_bp: float = 1.0
+    wash_gap_s: float = 10.0
 
 
-def _usd(trades: pl.DataFrame) -> pl.Expr:
-    rate = pl.col("quote").replace_strict(QUOTE_USD, default=None, return_dtype=pl.Float64)
-    return pl.col("price") * pl.col("amount") * rate
+def _usd_rate() -> pl.Expr:
+    return pl.col("quote").replace_strict(QUOTE_USD, default=None, return_dtype=pl.Float64)
+
+
+def _usd() -> pl.Expr:
+    return pl.col("price") * pl.col("amount") * _usd_rate()
+
+
+def _whale_threshold(cfg: DetectorConfig) -> pl.Expr:
+    return pl.col("symbol").replace_strict(
+        cfg.whale_usd_by_symbol, default=cfg.whale_usd, return_dtype=pl.Float64
+    )
 
 
 def _alert_id() -> pl.Expr:
@@ -54,21 +122,36 @@ def _finish(df: pl.DataFrame, detected_at: datetime) -> pl.DataFrame:
     )
 
 
-def detect_whales(trades: pl.DataFrame, cfg: DetectorConfig, detected_at: datetime) -> pl.DataFrame:
-    threshold = pl.col("symbol").replace_strict(
-        cfg.whale_usd_by_symbol, default=cfg.whale_usd, return_dtype=pl.Float64
-    )
-    hits = trades.with_columns(_usd(trades).alias("usd"), threshold.alias("threshold")).filter(
+# Outputs are rounded so that rolling sums started at different points (one batch vs many)
+# cannot differ in the last bits.
+_ROUND = pl.col(pl.Float64).round(6)
+
+
+def _severity(value: pl.Expr, critical: float) -> pl.Expr:
+    return pl.when(value >= critical).then(pl.lit("critical")).otherwise(pl.lit("warning"))
+
+
+# --------------------------------------------------------------------------- per-trade rules
+def _min_raw_notional(cfg: DetectorConfig) -> float:
+    """A cheap pre-filter: no trade below this quote notional can be a whale in USD."""
+    lowest = min([cfg.whale_usd, *cfg.whale_usd_by_symbol.values()])
+    return lowest / max(QUOTE_USD.values())
+
+
+def whale_trades(trades: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
+    cand = trades.filter(pl.col("price") * pl.col("amount") >= _min_raw_notional(cfg))
+    return cand.with_columns(_usd().alias("usd"), _whale_threshold(cfg).alias("threshold")).filter(
         pl.col("usd") >= pl.col("threshold")
     )
+
+
+def detect_whales(trades: pl.DataFrame, cfg: DetectorConfig, detected_at: datetime) -> pl.DataFrame:
+    hits = whale_trades(trades, cfg)
     out = hits.select(
         pl.lit("whale").alias("type"),
         "exchange",
         "symbol",
-        pl.when(pl.col("usd") >= 10 * pl.col("threshold"))
-        .then(pl.lit("critical"))
-        .otherwise(pl.lit("warning"))
-        .alias("severity"),
+        _severity(pl.col("usd") / pl.col("threshold"), 10.0).alias("severity"),
         pl.col("ts").alias("event_time"),
         pl.col("usd").alias("value"),
         "threshold",
@@ -87,163 +170,539 @@ def detect_whales(trades: pl.DataFrame, cfg: DetectorConfig, detected_at: dateti
     return _finish(out, detected_at)
 
 
-def detect_volume_spikes(
-    trades: pl.DataFrame, cfg: DetectorConfig, detected_at: datetime
-) -> pl.DataFrame:
-    """Tumbling windows per market; z-score against the previous ``spike_history`` windows.
-
-    Empty windows count as zero volume, so a burst after a quiet spell is measured against a
-    baseline that includes the quiet. A window alerts when z > ``spike_z`` and its volume is at
-    least ``spike_min_ratio`` times the baseline mean (guards against tiny, noisy baselines).
-    """
+def wash_runs(trades: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
+    """Runs of equal-size, alternating-side, same-price trades (see the module docstring)."""
     if trades.height == 0:
-        return ALERTS.empty()
-    bars = (
-        trades.with_columns(
-            _usd(trades).alias("usd"), pl.col("ts").dt.truncate(cfg.spike_window).alias("bucket")
-        )
-        .group_by("exchange", "symbol", "bucket")
-        .agg(pl.col("usd").sum(), pl.len().alias("n"))
+        return pl.DataFrame()
+    key = ["exchange", "symbol", "amount"]
+    # Cheap pre-filter: a run holds ``wash_min_trades`` trades each within ``wash_gap_s`` of the
+    # last, so some 60 s bucket (for the default 10 s gap) holds at least half of them; only
+    # (market, size) keys with such a bucket are examined in full.
+    span_ms = int(max(60_000, 6 * cfg.wash_gap_s * 1000))
+    need = max(2, (cfg.wash_min_trades + 1) // 2)
+    trades = trades.filter(pl.col("amount").is_duplicated())  # natural sizes rarely repeat
+    if trades.height == 0:
+        return pl.DataFrame()
+    h_key = pl.struct(*key).hash(seed=1)
+    h_bucket = pl.struct(*key, pl.col("ts").dt.epoch("ms") // span_ms).hash(seed=2)
+    hashed = trades.select(h_key.alias("hk"), h_bucket.alias("hb"))
+    busy = hashed.filter(pl.col("hb").is_duplicated())
+    if busy.height == 0:
+        return pl.DataFrame()
+    hot = busy.group_by("hb").agg(pl.len().alias("k"), pl.col("hk").first())
+    hot = hot.filter(pl.col("k") >= need)["hk"].unique()
+    if hot.len() == 0:
+        return pl.DataFrame()
+    cand = trades.filter(hashed["hk"].is_in(hot.implode()))
+    repeated = (
+        cand.group_by(key).agg(pl.len().alias("k")).filter(pl.col("k") >= cfg.wash_min_trades)
     )
-    grid = (
-        bars.group_by("exchange", "symbol")
+    if repeated.height == 0:
+        return pl.DataFrame()
+    t = cand.join(repeated.select(key), on=key, how="semi").sort(*key, "ts", "trade_id")
+    gap = pl.col("ts").diff().over(key).dt.total_milliseconds()
+    alt = pl.col("side") != pl.col("side").shift(1).over(key)
+    breaks = (gap.is_null() | (gap > cfg.wash_gap_s * 1000) | ~alt.fill_null(False)).cum_sum()
+    t = t.with_columns(breaks.over(key).alias("run"))
+    first_price = pl.col("price").first().over([*key, "run"])
+    t = t.with_columns(
+        ((pl.col("price") / first_price - 1).abs() * 1e4 > cfg.wash_price_bp).alias("off")
+    )
+    # A price jump also breaks the run: re-split on it.
+    t = t.with_columns((pl.col("run") * 1_000_000 + pl.col("off").cum_sum().over(key)).alias("run"))
+    return (
+        t.group_by([*key, "run"])
         .agg(
-            pl.datetime_range(
-                pl.col("bucket").min(), pl.col("bucket").max(), cfg.spike_window
-            ).alias("bucket")
+            pl.col("base").first(),
+            pl.col("quote").first(),
+            pl.col("ts").min().alias("first_ts"),
+            pl.col("ts").max().alias("last_ts"),
+            pl.len().alias("trades"),
+            pl.col("price").mean().alias("price"),
         )
-        .explode("bucket")
+        .filter(pl.col("trades") >= cfg.wash_min_trades)
     )
-    bars = (
-        grid.join(bars, on=["exchange", "symbol", "bucket"], how="left")
-        .with_columns(pl.col("usd").fill_null(0.0), pl.col("n").fill_null(0))
-        .sort("exchange", "symbol", "bucket")
-    )
-    prev = pl.col("usd").shift(1).over("exchange", "symbol")
-    mean = prev.rolling_mean(cfg.spike_history, min_samples=cfg.spike_history).over(
-        "exchange", "symbol"
-    )
-    std = prev.rolling_std(cfg.spike_history, min_samples=cfg.spike_history).over(
-        "exchange", "symbol"
-    )
-    scored = bars.with_columns(mean.alias("mean"), std.alias("std")).with_columns(
-        ((pl.col("usd") - pl.col("mean")) / pl.col("std")).alias("z")
-    )
-    hits = scored.filter(
-        (pl.col("z") > cfg.spike_z) & (pl.col("usd") >= cfg.spike_min_ratio * pl.col("mean"))
-    )
-    out = hits.select(
-        pl.lit("volume_spike").alias("type"),
+
+
+def wash_alerts(runs: pl.DataFrame, cfg: DetectorConfig, detected_at: datetime) -> pl.DataFrame:
+    if runs.height == 0:
+        return ALERTS.empty()
+    out = runs.select(
+        pl.lit("wash_trading").alias("type"),
         "exchange",
         "symbol",
-        pl.when(pl.col("z") > 2 * cfg.spike_z)
-        .then(pl.lit("critical"))
-        .otherwise(pl.lit("warning"))
-        .alias("severity"),
-        pl.col("bucket").alias("event_time"),
-        pl.col("z").alias("value"),
-        pl.lit(cfg.spike_z).alias("threshold"),
+        _severity(pl.col("trades").cast(pl.Float64), 2.0 * cfg.wash_min_trades).alias("severity"),
+        pl.col("first_ts").alias("event_time"),
+        pl.col("trades").cast(pl.Float64).alias("value"),
+        pl.lit(float(cfg.wash_min_trades)).alias("threshold"),
         pl.format(
-            "Volume spike on {} {}: ${} in {} (z = {}, {}x the hourly mean)",
+            "Possible wash trading on {} {}: {} alternating trades of {} {} at {} within {} s",
             "exchange",
             "symbol",
-            pl.col("usd").round(0).cast(pl.Int64),
-            pl.lit(cfg.spike_window),
-            pl.col("z").round(1),
-            (pl.col("usd") / pl.col("mean")).round(1),
+            "trades",
+            "amount",
+            "base",
+            pl.col("price").round(6),
+            ((pl.col("last_ts") - pl.col("first_ts")).dt.total_milliseconds() / 1000).round(1),
         ).alias("message"),
-        pl.struct("usd", "n", "mean", "std", "z").struct.json_encode().alias("details"),
+        pl.struct("trades", "amount", "price", "first_ts", "last_ts")
+        .struct.json_encode()
+        .alias("details"),
     )
     return _finish(out, detected_at)
 
 
-def detect_divergence(
-    trades: pl.DataFrame, cfg: DetectorConfig, detected_at: datetime
+# --------------------------------------------------------------------------- window rules
+def _grid(bars: pl.DataFrame, step: str, starts: pl.DataFrame, end: datetime) -> pl.DataFrame:
+    """Every ``step`` bucket per market from its start to ``end`` (exclusive), zero-filled."""
+    grid = (
+        starts.with_columns(
+            pl.datetime_ranges(
+                pl.col("start"),
+                pl.lit(end).cast(TS) - pl.duration(milliseconds=1),
+                step,
+                time_unit="ms",
+                time_zone="UTC",
+            ).alias("bucket")
+        )
+        .drop("start")
+        .explode("bucket")
+        .drop_nulls("bucket")
+    )
+    return grid.join(bars, on=[*MARKET, "bucket"], how="left").sort(*MARKET, "bucket")
+
+
+def volume_spikes(
+    bars: pl.DataFrame,
+    starts: pl.DataFrame,
+    cfg: DetectorConfig,
+    lo: datetime,
+    hi: datetime,
+    detected_at: datetime,
 ) -> pl.DataFrame:
-    """VWAP per window and venue, in USD; a venue diverges when it is more than
-    ``divergence_pct`` away from the median of the other venues for the same base asset.
-    Consecutive diverging windows form one episode, alerted once with its duration.
-    """
-    if trades.height == 0:
-        return ALERTS.empty()
-    vwap = (
-        trades.with_columns(
-            _usd(trades).alias("usd"),
-            pl.col("ts").dt.truncate(cfg.divergence_window).alias("bucket"),
+    """Spike alerts for the 60 s windows that close in (lo, hi]."""
+    w = (
+        bars.with_columns(pl.col("bucket").dt.truncate("60s"))
+        .group_by(*MARKET, "bucket")
+        .agg(pl.col("usd_ex").sum().alias("usd"), pl.col("n").sum())
+    )
+    st = starts.with_columns(pl.col("start").dt.truncate("60s"))
+    g = _grid(w, "60s", st, hi).with_columns(pl.col("usd").fill_null(0.0), pl.col("n").fill_null(0))
+    prev = pl.col("usd").shift(1)
+    h = cfg.spike_history
+    scored = (
+        g.with_columns(
+            prev.rolling_mean(h, min_samples=h).over(MARKET).alias("mean"),
+            prev.rolling_std(h, min_samples=h).over(MARKET).alias("std"),
+            pl.col("n").shift(1).rolling_mean(h, min_samples=h).over(MARKET).alias("mean_n"),
+            pl.col("n").shift(1).rolling_median(h, min_samples=h).over(MARKET).alias("median_n"),
         )
-        .group_by("exchange", "symbol", "base", "bucket")
-        .agg((pl.col("usd").sum() / pl.col("amount").sum()).alias("vwap_usd"))
-    )
-    pairs = vwap.join(vwap, on=["base", "bucket"], suffix="_o").filter(
-        pl.col("exchange") != pl.col("exchange_o")
-    )
-    ref = pairs.group_by("exchange", "symbol", "base", "bucket").agg(
-        pl.col("vwap_usd").first(),
-        pl.col("vwap_usd_o").median().alias("ref_usd"),
-        pl.len().alias("venues"),
-    )
-    div = ref.with_columns(
-        (100 * (pl.col("vwap_usd") - pl.col("ref_usd")) / pl.col("ref_usd")).alias("spread_pct")
-    ).filter(pl.col("spread_pct").abs() > cfg.divergence_pct)
-    if div.height == 0:
-        return ALERTS.empty()
-    step = pl.duration(seconds=int(cfg.divergence_window.rstrip("s")))
-    episodes = (
-        div.sort("exchange", "symbol", "bucket")
+        .with_columns(((pl.col("usd") - pl.col("mean")) / pl.col("std")).alias("z"))
         .with_columns(
-            ((pl.col("bucket").diff().over("exchange", "symbol") != step).fill_null(True))
-            .cum_sum()
-            .over("exchange", "symbol")
-            .alias("episode")
+            (
+                (pl.col("z") > cfg.spike_z)
+                & (pl.col("usd") >= cfg.spike_min_ratio * pl.col("mean"))
+                & (pl.col("mean") > 0)
+                & (pl.col("n") >= cfg.spike_min_trades)
+                & (pl.col("n") >= cfg.spike_min_count_ratio * pl.col("median_n"))
+                & (2 * (pl.col("n").sqrt() - pl.col("mean_n").sqrt()) >= cfg.spike_count_z)
+            )
+            .fill_null(False)
+            .alias("hit")
         )
-        .group_by("exchange", "symbol", "episode")
+        .with_columns(pl.col("hit").shift(1).over(MARKET).fill_null(False).alias("prev_hit"))
+    )
+    end = pl.col("bucket") + pl.duration(seconds=60)
+    hits = scored.filter(
+        pl.col("hit") & ~pl.col("prev_hit") & (end > pl.lit(lo)) & (end <= pl.lit(hi))
+    )
+    out = hits.with_columns(_ROUND).select(
+        pl.lit("volume_spike").alias("type"),
+        *MARKET,
+        _severity(pl.col("z"), 2 * cfg.spike_z).alias("severity"),
+        pl.col("bucket").alias("event_time"),
+        pl.col("z").alias("value"),
+        pl.lit(cfg.spike_z).alias("threshold"),
+        pl.format(
+            "Volume spike on {} {}: ${} in 60 s (z = {}, {}x the hourly mean)",
+            *MARKET,
+            pl.col("usd").round(0).cast(pl.Int64),
+            pl.col("z").round(1),
+            (pl.col("usd") / pl.col("mean")).round(1),
+        ).alias("message"),
+        pl.struct("usd", "n", "mean", "std", "z", "mean_n", "median_n")
+        .struct.json_encode()
+        .alias("details"),
+    )
+    return _finish(out, detected_at)
+
+
+def divergences(
+    bars: pl.DataFrame, cfg: DetectorConfig, lo: datetime, hi: datetime, detected_at: datetime
+) -> pl.DataFrame:
+    """Divergence episodes whose end is decided in (lo, hi] (two windows after the last)."""
+    if bars.height == 0:
+        return ALERTS.empty()
+    v = bars.filter(pl.col("amount") > 0).with_columns(
+        (pl.col("usd") / pl.col("amount")).alias("vwap")
+    )
+    # Every venue of the base on every bucket, its VWAP carried forward for up to
+    # ``divergence_carry`` buckets: a venue that did not trade in this window still anchors the
+    # median with its latest price (otherwise two venues out of three make an ambiguous pair).
+    venues = v.select("base", *MARKET).unique()
+    buckets = v.select("base", "bucket").unique()
+    full = (
+        venues.join(buckets, on="base")
+        .join(v.select(*MARKET, "bucket", "vwap"), on=[*MARKET, "bucket"], how="left")
+        .sort(*MARKET, "bucket")
+        .with_columns(
+            pl.col("vwap").is_not_null().alias("traded"),
+            pl.col("vwap").forward_fill(limit=cfg.divergence_carry).over(MARKET),
+        )
+        .drop_nulls("vwap")
+    )
+    n = pl.len().over("base", "bucket")
+    total = pl.col("vwap").sum().over("base", "bucket")
+    ref = (
+        pl.when(n == 2)
+        .then(total - pl.col("vwap"))
+        .otherwise(pl.col("vwap").median().over("base", "bucket"))
+    )
+    rows = (
+        full.with_columns(n.alias("venues"), ref.alias("ref"))
+        .filter((pl.col("venues") >= 2) & pl.col("traded"))
+        .with_columns((100 * (pl.col("vwap") / pl.col("ref") - 1)).alias("spread_pct"))
+        .with_columns((pl.col("spread_pct").abs() > cfg.divergence_pct).alias("div"))
+        .sort(*MARKET, "bucket")
+    )
+    if rows.height == 0 or not rows["div"].any():
+        return ALERTS.empty()
+    # An episode: diverging windows not interrupted by a traded, non-diverging window, nor by
+    # more than ``divergence_carry`` windows without trades.
+    gap = pl.col("bucket").diff().over(MARKET)
+    prev_div = pl.col("div").shift(1).over(MARKET).fill_null(False)
+    starts = pl.col("div") & (~prev_div | (gap > (cfg.divergence_carry + 1) * BAR).fill_null(True))
+    settle = (cfg.divergence_carry + 2) * BAR
+    episodes = (
+        rows.with_columns(starts.cast(pl.Int32).cum_sum().over(MARKET).alias("episode"))
+        .filter(pl.col("div"))
+        .group_by(*MARKET, "episode")
         .agg(
             pl.col("bucket").min().alias("event_time"),
             pl.col("bucket").max().alias("last"),
             pl.col("spread_pct").get(pl.col("spread_pct").abs().arg_max()).alias("peak"),
             pl.len().alias("windows"),
+            pl.col("venues").max(),
+        )
+        .with_columns((pl.col("last") + settle).alias("decided"))
+        .filter(
+            (pl.col("windows") >= cfg.divergence_min_windows)
+            & (pl.col("decided") > pl.lit(lo))
+            & (pl.col("decided") <= pl.lit(hi))
         )
     )
-    out = episodes.with_columns(
-        (pl.col("windows") * int(cfg.divergence_window.rstrip("s"))).alias("duration_s")
-    ).select(
-        pl.lit("divergence").alias("type"),
-        "exchange",
-        "symbol",
-        pl.when(pl.col("peak").abs() > 2 * cfg.divergence_pct)
-        .then(pl.lit("critical"))
-        .otherwise(pl.lit("warning"))
-        .alias("severity"),
-        "event_time",
-        pl.col("peak").alias("value"),
-        pl.lit(cfg.divergence_pct).alias("threshold"),
-        pl.format(
-            "{} {} diverged {}% from other venues for {} s",
-            "exchange",
-            "symbol",
-            pl.col("peak").round(2),
-            "duration_s",
-        ).alias("message"),
-        pl.struct("peak", "duration_s", "windows").struct.json_encode().alias("details"),
+    secs = int(BAR.total_seconds())
+    out = (
+        episodes.with_columns(_ROUND)
+        .with_columns(
+            ((pl.col("last") - pl.col("event_time")).dt.total_seconds() + secs).alias("duration_s")
+        )
+        .select(
+            pl.lit("divergence").alias("type"),
+            *MARKET,
+            _severity(pl.col("peak").abs(), 2 * cfg.divergence_pct).alias("severity"),
+            "event_time",
+            pl.col("peak").alias("value"),
+            pl.lit(cfg.divergence_pct).alias("threshold"),
+            pl.format(
+                "{} {} diverged {}% from other venues for {} s",
+                *MARKET,
+                pl.col("peak").round(2),
+                "duration_s",
+            ).alias("message"),
+            pl.struct("peak", "duration_s", "windows", "venues")
+            .struct.json_encode()
+            .alias("details"),
+        )
     )
     return _finish(out, detected_at)
+
+
+def pumps(
+    bars: pl.DataFrame,
+    starts: pl.DataFrame,
+    cfg: DetectorConfig,
+    lo: datetime,
+    hi: datetime,
+    detected_at: datetime,
+) -> pl.DataFrame:
+    """Pump-and-dump alerts decided in (lo, hi] (``pump_window_min`` after the peak)."""
+    k = cfg.pump_window_min
+    m = (
+        bars.with_columns(pl.col("bucket").dt.truncate("1m"))
+        .group_by(*MARKET, "bucket")
+        .agg(pl.col("usd").sum(), pl.col("amount").sum(), pl.col("n").sum())
+    )
+    st = starts.with_columns(pl.col("start").dt.truncate("1m"))
+    g = _grid(m, "1m", st, hi).with_columns(
+        pl.col("usd").fill_null(0.0),
+        pl.col("n").fill_null(0).cast(pl.Float64),
+        (pl.col("usd") / pl.col("amount")).forward_fill().over(MARKET).alias("px"),
+    )
+    low = pl.col("px").rolling_min(k + 1, min_samples=1).over(MARKET)
+    vol_k = pl.col("n").rolling_median(k, min_samples=k).over(MARKET)
+    base = pl.col("n").shift(k).rolling_mean(60, min_samples=60).over(MARKET)
+    s = (
+        g.with_columns(low.alias("low"), vol_k.alias("vol"), base.alias("base_min"))
+        .with_columns(
+            # reversed px, so a rolling min over the k minutes after each minute is a shift
+            pl.col("px")
+            .reverse()
+            .rolling_min(k, min_samples=k)
+            .reverse()
+            .shift(-1)
+            .over(MARKET)
+            .alias("after_low"),
+            (100 * (pl.col("px") / pl.col("low") - 1)).alias("rise_pct"),
+            (pl.col("vol") / pl.col("base_min")).alias("vol_ratio"),
+        )
+        .with_columns(
+            (
+                (pl.col("rise_pct") >= cfg.pump_rise_pct)
+                & (pl.col("vol_ratio") >= cfg.pump_volume_ratio)
+                & (
+                    pl.col("after_low")
+                    <= pl.col("px") - cfg.pump_reversal * (pl.col("px") - pl.col("low"))
+                )
+            )
+            .fill_null(False)
+            .alias("hit")
+        )
+        .with_columns(
+            pl.col("hit")
+            .cast(pl.Int32)
+            .shift(1)
+            .rolling_sum(k, min_samples=1)
+            .over(MARKET)
+            .fill_null(0)
+            .alias("recent")
+        )
+    )
+    decided = pl.col("bucket") + pl.duration(minutes=k + 1)
+    hits = s.filter(
+        pl.col("hit") & (pl.col("recent") == 0) & (decided > pl.lit(lo)) & (decided <= pl.lit(hi))
+    )
+    out = hits.with_columns(_ROUND).select(
+        pl.lit("pump_and_dump").alias("type"),
+        *MARKET,
+        _severity(pl.col("rise_pct"), 2 * cfg.pump_rise_pct).alias("severity"),
+        pl.col("bucket").alias("event_time"),
+        pl.col("rise_pct").alias("value"),
+        pl.lit(cfg.pump_rise_pct).alias("threshold"),
+        pl.format(
+            "Pump-and-dump on {} {}: +{}% in {} min on {}x volume, then fell back to {}",
+            *MARKET,
+            pl.col("rise_pct").round(2),
+            pl.lit(k),
+            pl.col("vol_ratio").round(1),
+            pl.col("after_low").round(6),
+        ).alias("message"),
+        pl.struct("rise_pct", "vol_ratio", "px", "low", "after_low")
+        .struct.json_encode()
+        .alias("details"),
+    )
+    return _finish(out, detected_at)
+
+
+# --------------------------------------------------------------------------- the engine
+_BAR_SCHEMA = {
+    "exchange": pl.String,
+    "symbol": pl.String,
+    "base": pl.String,
+    "bucket": TS,
+    "usd": pl.Float64,
+    "usd_ex": pl.Float64,
+    "amount": pl.Float64,
+    "n": pl.UInt32,
+}
+_TRADE_COLS = ["exchange", "symbol", "base", "quote", "trade_id", "ts", "price", "amount", "side"]
+
+
+class StreamingDetector:
+    """All detectors with their state carried across micro-batches (see the module docstring).
+
+    ``push(trades)`` returns the alerts decided by those trades; ``flush()`` closes every open
+    window (end of input). ``dumps``/``loads`` serialize the state for checkpoints.
+    """
+
+    def __init__(self, cfg: DetectorConfig | None = None, retention: timedelta | None = None):
+        self.cfg = cfg or DetectorConfig()
+        self.retention = retention or timedelta(hours=3)
+        self.bars = pl.DataFrame(schema=_BAR_SCHEMA)
+        self.pending = pl.DataFrame(schema={c: _trade_schema()[c] for c in _TRADE_COLS})
+        self.tail = self.pending.clear()  # closed trades still able to extend a wash run
+        self.starts = pl.DataFrame(schema={"exchange": pl.String, "symbol": pl.String, "start": TS})
+        self.frontier: datetime | None = None  # trades before it are folded into bars
+        self.keep_from: datetime | None = None  # bars before it were dropped (retention)
+        self.emitted_wash: dict[str, datetime] = {}
+        self.trades_seen = 0
+        self.late_trades = 0
+
+    # -------------------------------------------------------------- public
+    def push(self, trades: pl.DataFrame, detected_at: datetime | None = None) -> pl.DataFrame:
+        detected_at = detected_at or datetime.now(UTC)
+        if trades.height == 0:
+            return ALERTS.empty()
+        trades = trades.select(_TRADE_COLS).cast(_trade_schema())
+        self.trades_seen += trades.height
+        out = [detect_whales(trades, self.cfg, detected_at)]
+        if self.frontier is not None:
+            late = trades.filter(pl.col("ts") < self.frontier)
+            self.late_trades += late.height
+            trades = trades.filter(pl.col("ts") >= self.frontier)
+            self.tail = pl.concat([self.tail, late])
+        self.pending = pl.concat([self.pending, trades])
+        watermark = self.pending["ts"].max()
+        if watermark is not None:
+            new = watermark.replace(second=0, microsecond=0)
+            if self.frontier is None or new > self.frontier:
+                out.append(self._advance(new, detected_at))
+        return _concat(out)
+
+    def flush(self, detected_at: datetime | None = None) -> pl.DataFrame:
+        detected_at = detected_at or datetime.now(UTC)
+        return self._advance(FAR_FUTURE, detected_at)
+
+    def dumps(self) -> bytes:
+        return pickle.dumps(self.__dict__, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def loads(cls, blob: bytes) -> StreamingDetector:
+        obj = cls.__new__(cls)
+        obj.__dict__.update(pickle.loads(blob))
+        return obj
+
+    # -------------------------------------------------------------- internals
+    def _advance(self, frontier: datetime, detected_at: datetime) -> pl.DataFrame:
+        cfg = self.cfg
+        lo = self.frontier or datetime(1970, 1, 1, tzinfo=UTC)
+        closed = self.pending.filter(pl.col("ts") < frontier)
+        self.pending = self.pending.filter(pl.col("ts") >= frontier)
+        if closed.height:
+            # aggregate in quote currency first, convert the (few) bars to USD after
+            raw = (
+                closed.lazy()
+                .group_by(*MARKET, pl.col("ts").dt.truncate("30s").alias("bucket"))
+                .agg(
+                    (pl.col("price") * pl.col("amount")).sum().alias("notional"),
+                    pl.col("amount").sum(),
+                    pl.len().cast(pl.UInt32).alias("n"),
+                )
+                .collect()
+                .with_columns(  # unified symbols: BASE/QUOTE
+                    pl.col("symbol").str.split("/").list.first().alias("base"),
+                    pl.col("symbol").str.split("/").list.get(1, null_on_oob=True).alias("quote"),
+                )
+                .with_columns((pl.col("notional") * _usd_rate()).alias("usd"))
+            )
+            whales = (
+                whale_trades(closed, cfg)
+                .group_by(*MARKET, pl.col("ts").dt.truncate("30s").alias("bucket"))
+                .agg(pl.col("usd").sum().alias("whale_usd"))
+            )
+            new_bars = raw.join(whales, on=[*MARKET, "bucket"], how="left").with_columns(
+                (pl.col("usd") - pl.col("whale_usd").fill_null(0.0)).alias("usd_ex")
+            )
+            self.bars = (
+                pl.concat([self.bars, new_bars.select(list(_BAR_SCHEMA)).cast(_BAR_SCHEMA)])
+                .group_by("exchange", "symbol", "base", "bucket")
+                .agg(pl.col("usd", "usd_ex", "amount", "n").sum())
+                .select(list(_BAR_SCHEMA))
+                .sort(*MARKET, "bucket")
+            )
+            first = closed.group_by(MARKET).agg(
+                pl.col("ts").min().dt.truncate("60s").alias("start")
+            )
+            self.starts = (
+                pl.concat([self.starts, first])
+                .group_by(MARKET)
+                .agg(pl.col("start").min())
+                .sort(MARKET)
+            )
+        hi = frontier if frontier != FAR_FUTURE else self._end()
+        out: list[pl.DataFrame] = []
+        if hi is not None and hi > lo and self.bars.height:
+            # the grid never starts before what the bars still hold
+            starts = self.starts
+            if self.keep_from is not None:
+                starts = starts.with_columns(
+                    pl.max_horizontal("start", pl.lit(self.keep_from).cast(TS)).alias("start")
+                )
+            out.append(volume_spikes(self.bars, starts, cfg, lo, hi, detected_at))
+            out.append(divergences(self.bars, cfg, lo, hi, detected_at))
+            out.append(pumps(self.bars, starts, cfg, lo, hi, detected_at))
+        out.append(self._wash(closed, frontier, detected_at))
+        self.frontier = frontier
+        if frontier != FAR_FUTURE:
+            cut = (lo - self.retention).replace(second=0, microsecond=0)
+            self.keep_from = cut
+            self.bars = self.bars.filter(pl.col("bucket") >= cut)
+        return _concat(out)
+
+    def _end(self) -> datetime | None:
+        if self.bars.height == 0:
+            return None
+        # far enough past the last bar for every window rule to decide
+        return self.bars["bucket"].max() + timedelta(minutes=self.cfg.pump_window_min + 2)
+
+    def _wash(
+        self, closed: pl.DataFrame, frontier: datetime, detected_at: datetime
+    ) -> pl.DataFrame:
+        cfg = self.cfg
+        pool = pl.concat([self.tail, closed])
+        runs = wash_runs(pool, cfg)
+        gap = timedelta(seconds=cfg.wash_gap_s)
+        if runs.height:
+            runs = runs.filter(pl.col("last_ts") + gap < frontier)
+        alerts = wash_alerts(runs, cfg, detected_at)
+        if alerts.height:
+            alerts = alerts.filter(~pl.col("alert_id").is_in(list(self.emitted_wash)))
+        for aid, t in zip(alerts["alert_id"], alerts["event_time"], strict=True):
+            self.emitted_wash[aid] = t
+        span = timedelta(minutes=10)
+        if frontier != FAR_FUTURE:
+            self.tail = pool.filter(pl.col("ts") >= frontier - span)
+            self.emitted_wash = {
+                a: t for a, t in self.emitted_wash.items() if t >= frontier - 2 * span
+            }
+        return alerts
+
+
+def _trade_schema() -> dict[str, pl.DataType]:
+    from sentinance_assets.lib.schemas import RAW_TRADES
+
+    return {c: RAW_TRADES.columns[c] for c in _TRADE_COLS}
+
+
+def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    frames = [f for f in frames if f.height]
+    if not frames:
+        return ALERTS.empty()
+    return pl.concat(frames).unique("alert_id", keep="first", maintain_order=True)
+
+
+def sort_alerts(alerts: pl.DataFrame) -> pl.DataFrame:
+    return alerts.sort("event_time", "type", "exchange", "symbol")
 
 
 def detect_all(
     trades: pl.DataFrame, cfg: DetectorConfig | None = None, detected_at: datetime | None = None
 ) -> pl.DataFrame:
-    cfg = cfg or DetectorConfig()
+    """Batch detection: the streaming engine fed everything at once, then flushed."""
     detected_at = detected_at or datetime.now(UTC)
-    frames = [
-        detect_whales(trades, cfg, detected_at),
-        detect_volume_spikes(trades, cfg, detected_at),
-        detect_divergence(trades, cfg, detected_at),
-    ]
-    return (
-        pl.concat(frames)
-        .unique("alert_id", keep="first")
-        .sort("event_time", "type", "exchange", "symbol")
-    )
+    det = StreamingDetector(cfg)  # one push holds everything: no need to sort by time
+    found = _concat([det.push(trades, detected_at), det.flush(detected_at)])
+    return sort_alerts(found)
 
 
 def alert_summary(alerts: pl.DataFrame) -> dict[str, int]:

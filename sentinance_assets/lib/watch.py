@@ -1,0 +1,331 @@
+"""The watch loop: new trades -> streaming detectors -> alert sinks, continuously.
+
+Feeds (all yield trades in time order, in the ``raw.trades`` layout):
+
+* :class:`SimulatedFeed` - the simulated market replayed at ``speed`` x real time (``speed=0``:
+  as fast as possible) from ``start``;
+* :class:`ReplayFeed` - replay trade files (CSV/Parquet, layout
+  ``exchange,symbol,trade_id,timestamp,price,amount,side``) at ``speed``.
+  (Live ccxt polling / ccxt.pro websockets are not wired yet.)
+
+Position and exactly-once. The stream position is a time cursor: every trade with
+``ts < cursor`` has been processed. Each loop step takes the trades in ``[cursor, target)``,
+pushes them through :class:`~sentinance_assets.lib.detectors.StreamingDetector`, hands the
+alerts to the sinks (the lake file is named ``<cursor>-<target>``), and only then writes the
+checkpoint (cursor + detector state, atomically) under ``settings.checkpoints_dir``. After a
+kill -9 the loop restarts from the last checkpoint and first deletes the lake files of batches
+that start at or after it (they were written but not committed); re-processing produces the
+same alerts with the same ids. Readers deduplicate on ``alert_id`` anyway (the batch asset
+writes the same ids for the same events), so the Streamlit app can use
+``select distinct on (alert_id) * from alerts.alerts``.
+
+SIGINT/SIGTERM finish the current step, checkpoint and exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from sentinance_assets.lib.detectors import DetectorConfig, StreamingDetector
+from sentinance_assets.lib.markets import markets_for
+from sentinance_assets.lib.schemas import RAW_TRADES
+from sentinance_assets.lib.simulator import MarketSimulator
+from sentinance_assets.lib.sinks import AlertSink, LakeSink
+
+REPLAY_COLUMNS = ("exchange", "symbol", "trade_id", "timestamp", "price", "amount", "side")
+
+
+# --------------------------------------------------------------------------- replay files
+def read_trades_file(path: Path) -> pl.DataFrame:
+    """A replay trades file (CSV or Parquet) in the ``raw.trades`` layout, sorted by time.
+
+    ``timestamp`` is epoch milliseconds or ISO-8601 (UTC when no offset is given); base and
+    quote come from the unified symbol (``BTC/USDT``).
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        df = pl.read_parquet(path)
+    else:
+        df = pl.read_csv(path, infer_schema=False)
+    missing = [c for c in REPLAY_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing} (need {', '.join(REPLAY_COLUMNS)})")
+    ts = df["timestamp"]
+    if ts.dtype == pl.String:
+        numeric = ts.str.strip_chars().str.contains(r"^\d+(\.\d+)?$").all()
+        if numeric:
+            ts = ts.cast(pl.Float64).cast(pl.Int64).cast(pl.Datetime("ms", "UTC"))
+        else:
+            ts = (
+                ts.str.strip_chars()
+                .str.replace(r"Z$", "+00:00")
+                .str.to_datetime(time_unit="ms", time_zone="UTC", format=None)
+            )
+    elif ts.dtype.is_numeric():
+        ts = ts.cast(pl.Int64).cast(pl.Datetime("ms", "UTC"))
+    else:
+        ts = ts.cast(pl.Datetime("ms", "UTC"))
+    sym = pl.col("symbol").str.to_uppercase()
+    out = df.with_columns(
+        ts.alias("ts"),
+        sym.alias("symbol"),
+        sym.str.split("/").list.first().alias("base"),
+        sym.str.split("/").list.get(1, null_on_oob=True).alias("quote"),
+        pl.col("exchange").str.to_lowercase(),
+        pl.col("trade_id").cast(pl.String),
+        pl.col("price").cast(pl.Float64),
+        pl.col("amount").cast(pl.Float64),
+        pl.col("side").str.to_lowercase(),
+        pl.lit("replay").alias("source"),
+    ).with_columns(
+        (pl.col("price") * pl.col("amount")).alias("cost"), pl.col("ts").alias("ingested_at")
+    )
+    return RAW_TRADES.conform(out).sort("ts", "exchange", "symbol", "trade_id")
+
+
+# --------------------------------------------------------------------------- feeds
+class ReplayFeed:
+    """Trades from in-memory frames or files, in time order."""
+
+    def __init__(self, trades: pl.DataFrame) -> None:
+        self.trades = trades.sort("ts", "exchange", "symbol", "trade_id")
+        self.start = self.trades["ts"].min() if self.trades.height else datetime.now(UTC)
+        self.end = (
+            self.trades["ts"].max() + timedelta(milliseconds=1)
+            if self.trades.height
+            else self.start
+        )
+
+    @classmethod
+    def from_files(cls, paths: Iterable[Path]) -> ReplayFeed:
+        return cls(pl.concat([read_trades_file(p) for p in paths]))
+
+    def between(self, lo: datetime, hi: datetime) -> pl.DataFrame:
+        ts = self.trades["ts"]
+        i = ts.search_sorted(lo, side="left")
+        j = ts.search_sorted(hi, side="left")
+        return self.trades.slice(i, j - i)
+
+
+class SimulatedFeed:
+    """The simulated market, one generated UTC day at a time (deterministic)."""
+
+    def __init__(
+        self,
+        exchanges: tuple[str, ...],
+        symbols: tuple[str, ...],
+        seed: int,
+        trade_rate: float,
+        start: datetime,
+        end: datetime | None = None,
+    ) -> None:
+        self.sim = MarketSimulator(
+            markets_for(exchanges, symbols), seed=seed, trade_rate=trade_rate
+        )
+        self.start = start
+        self.end = end
+        self._days: dict = {}
+
+    def _day(self, d) -> pl.DataFrame:
+        if d not in self._days:
+            if len(self._days) > 2:
+                self._days.pop(min(self._days))
+            self._days[d] = self.sim.day(d).trades.sort("ts", "exchange", "symbol", "trade_id")
+        return self._days[d]
+
+    def between(self, lo: datetime, hi: datetime) -> pl.DataFrame:
+        out = []
+        d = lo.date()
+        while datetime(d.year, d.month, d.day, tzinfo=UTC) < hi:
+            day = self._day(d)
+            ts = day["ts"]
+            i = ts.search_sorted(lo, side="left")
+            j = ts.search_sorted(hi, side="left")
+            out.append(day.slice(i, j - i))
+            d = d + timedelta(days=1)
+        return pl.concat(out) if out else RAW_TRADES.empty()
+
+
+# --------------------------------------------------------------------------- checkpoint
+@dataclass
+class Checkpoint:
+    cursor: datetime
+    detector: StreamingDetector
+    batches: int = 0
+    trades: int = 0
+    alerts: int = 0
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "cursor_ms": int(self.cursor.timestamp() * 1000),
+            "batches": self.batches,
+            "trades": self.trades,
+            "alerts": self.alerts,
+        }
+        blob = json.dumps(meta).encode() + b"\n" + self.detector.dumps()
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        with tmp.open("wb") as fh:
+            fh.write(blob)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> Checkpoint | None:
+        if not path.exists():
+            return None
+        raw = path.read_bytes()
+        head, _, body = raw.partition(b"\n")
+        meta = json.loads(head)
+        return cls(
+            cursor=datetime.fromtimestamp(meta["cursor_ms"] / 1000, UTC),
+            detector=StreamingDetector.loads(body),
+            batches=meta["batches"],
+            trades=meta["trades"],
+            alerts=meta["alerts"],
+        )
+
+
+def batch_key(lo: datetime, hi: datetime) -> str:
+    return f"{int(lo.timestamp() * 1000):015d}-{int(hi.timestamp() * 1000):015d}"
+
+
+def batch_start(path: Path) -> int | None:
+    try:
+        return int(path.stem.split("-")[0])
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- the loop
+@dataclass
+class WatchStats:
+    batches: int = 0
+    trades: int = 0
+    alerts: int = 0
+    latencies_ms: list[float] = field(default_factory=list)  # per alert, see run_watch
+
+
+class StopFlag:
+    def __init__(self) -> None:
+        self.stop = False
+
+    def install(self) -> None:
+        def handler(signum, frame):  # noqa: ARG001
+            self.stop = True
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+
+
+def run_watch(
+    feed,
+    sinks: list[AlertSink],
+    checkpoint_path: Path,
+    *,
+    speed: float = 1.0,
+    duration: float | None = None,
+    until: datetime | None = None,
+    step: float = 0.25,
+    max_batch: timedelta = timedelta(minutes=5),
+    cfg: DetectorConfig | None = None,
+    stop: StopFlag | None = None,
+    progress: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> WatchStats:
+    """Run until ``duration`` wall seconds, the feed time ``until``, or a stop signal.
+
+    ``speed`` maps feed time to wall time (a trade at feed time ``t`` "arrives" at
+    ``wall0 + (t - start) / speed``); ``speed=0`` processes as fast as possible. Latency per
+    alert is measured from the arrival of the oldest trade of its batch to the moment the alert
+    file is visible: an upper bound of the trade-to-readable delay.
+    """
+    stop = stop or StopFlag()
+    ckpt = Checkpoint.load(checkpoint_path)
+    if ckpt is None:
+        ckpt = Checkpoint(cursor=feed.start, detector=StreamingDetector(cfg))
+    # Uncommitted batches from a crash: written after the last checkpoint, about to be redone.
+    cursor_ms = int(ckpt.cursor.timestamp() * 1000)
+    for sink in sinks:
+        if isinstance(sink, LakeSink):
+            for f in sink.files():
+                start = batch_start(f)
+                if start is not None and start >= cursor_ms:
+                    f.unlink(missing_ok=True)
+    stats = WatchStats()
+    wall0 = clock()
+    feed0 = ckpt.cursor
+    last_print = wall0
+    window_trades = 0
+    while not stop.stop:
+        now = clock()
+        if duration is not None and now - wall0 >= duration:
+            break
+        if speed > 0:
+            target = feed0 + timedelta(seconds=(now - wall0) * speed)
+        else:
+            target = ckpt.cursor + max_batch
+        behind = target > ckpt.cursor + max_batch
+        target = min(target, ckpt.cursor + max_batch)
+        if until is not None:
+            target = min(target, until)
+        end = getattr(feed, "end", None)
+        if end is not None:
+            target = min(target, end)
+        if target <= ckpt.cursor:
+            if (until is not None and ckpt.cursor >= until) or (
+                end is not None and ckpt.cursor >= end
+            ):
+                break
+            time.sleep(min(step, 0.05))
+            continue
+        lo = ckpt.cursor
+        trades = feed.between(lo, target)
+        alerts = ckpt.detector.push(trades) if trades.height else None
+        if alerts is not None and alerts.height:
+            key = batch_key(lo, target)
+            for sink in sinks:
+                sink.send(alerts, key)
+            published = clock()
+            if speed > 0:
+                arrived = wall0 + (trades["ts"].min() - feed0).total_seconds() / speed
+                stats.latencies_ms.extend([(published - arrived) * 1000] * alerts.height)
+            stats.alerts += alerts.height
+            ckpt.alerts += alerts.height
+        ckpt.cursor = target
+        ckpt.batches += 1
+        ckpt.trades += trades.height
+        ckpt.save(checkpoint_path)
+        stats.batches += 1
+        stats.trades += trades.height
+        window_trades += trades.height
+        if progress is not None and clock() - last_print >= 1.0:
+            t = clock()
+            lag = (t - (wall0 + (target - feed0).total_seconds() / speed)) if speed > 0 else 0.0
+            progress(
+                f"feed {target:%Y-%m-%d %H:%M:%S} | {window_trades / (t - last_print):,.0f} "
+                f"trades/s | lag {max(lag, 0.0):.2f} s | {stats.alerts} alerts "
+                f"| {ckpt.trades:,} trades total"
+            )
+            last_print = t
+            window_trades = 0
+        if speed > 0 and not behind:
+            time.sleep(step)
+    return stats
+
+
+def stderr_progress(line: str) -> None:
+    sys.stderr.write("\r" + line + "   ")
+    sys.stderr.flush()
