@@ -1,67 +1,99 @@
-"""Sentinance analyst app: prices and alerts from the published warehouse (read-only).
+"""Sentinance analyst app (entry point): ``streamlit run streamlit_app/app.py``.
 
-Reads the published copy of the warehouse, never the file dbt writes, so it keeps working
-while Dagster materializes or the watch loop writes alerts.
+Multipage through ``st.navigation``: Markets, Asset, Alerts, News & sentiment, Models, Data
+health. Every page reads the *published* read-only copy of the warehouse through
+:mod:`streamlit_app.data`, so the app keeps working while Dagster materializes or the watch loop
+writes alerts. A missing or empty warehouse gets a page that says how to fill it.
 """
 
 from __future__ import annotations
 
-import duckdb
-import pandas as pd
-import plotly.express as px
-import streamlit as st
+import sys
+from pathlib import Path
 
-from sentinance_assets.lib.warehouse import WarehouseNotBuiltError, reading
-from sentinance_assets.settings import Settings
+# `streamlit run streamlit_app/app.py` puts streamlit_app/ (not the repo root) on sys.path.
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
 
-st.set_page_config(page_title="Sentinance", layout="wide")
-SETTINGS = Settings.from_env()
+import streamlit as st  # noqa: E402
+
+from streamlit_app import data  # noqa: E402
+from streamlit_app.views import alerts, asset, health, markets, models, news  # noqa: E402
+
+st.set_page_config(page_title="Sentinance", page_icon=":chart_with_upwards_trend:", layout="wide")
 
 
-@st.cache_data(ttl=30, show_spinner=False)
-def query(sql: str, params: tuple = ()) -> pd.DataFrame:
-    with reading(SETTINGS.read_path) as conn:
-        return conn.execute(sql, list(params)).df()
+def getting_started(state: str, detail: str) -> None:
+    st.title("Sentinance")
+    if state == "missing":
+        st.info("The warehouse has not been built yet, so there is nothing to show.")
+    elif state == "empty":
+        st.info("The warehouse exists but holds no market data yet.")
+    else:
+        st.warning("The warehouse could not be read right now.")
+    st.markdown(
+        "Fill it, then reload this page:\n\n"
+        "* `make demo` — an offline, simulated market (a few minutes), or\n"
+        "* `sentinance demo` with `SENTINANCE_HOME` pointing at this app's home, or\n"
+        "* materialize the asset graph from the Dagster UI (`make dev`)."
+    )
+    st.caption(detail)
+    if st.button("Check again"):
+        st.cache_data.clear()
+        st.rerun()
 
 
 def main() -> None:
-    st.title("Sentinance")
-    try:
-        bases = query("select distinct base from marts.candles order by 1")["base"].tolist()
-    except (WarehouseNotBuiltError, duckdb.Error):
-        st.info(
-            "The warehouse is empty. Fill it with `make demo` (offline, about 3 minutes), "
-            "then reload this page."
+    state, detail = data.warehouse_state()
+    if state != "ready":
+        page = st.navigation(
+            [st.Page(lambda: getting_started(state, detail), title="Getting started")]
         )
-        return
-    if not bases:
-        st.info("No candles yet. Run `make demo` to materialize the graph.")
-        return
-    base = st.sidebar.selectbox("Asset", bases)
-    timeframe = st.sidebar.selectbox("Timeframe", ["1h", "15m", "1d"], index=0)
-
-    candles = query(
-        "select exchange, symbol, ts, close, volume from marts.candles "
-        "where base = ? and timeframe = ? order by ts",
-        (base, timeframe),
-    )
-    st.subheader(f"{base} close by venue ({timeframe})")
-    if candles.empty:
-        st.write("No candles for this selection.")
     else:
-        fig = px.line(candles, x="ts", y="close", color="symbol", line_group="exchange",
-                      hover_data=["exchange"])
-        fig.update_layout(height=380, margin=dict(l=0, r=0, t=10, b=0))
-        st.plotly_chart(fig, use_container_width=True)
-
-    st.subheader("Latest alerts")
-    alerts = query(
-        "select event_time, type, severity, exchange, symbol, message from alerts.alerts "
-        "where split_part(symbol, '/', 1) = ? order by event_time desc limit 200",
-        (base,),
-    )
-    st.dataframe(alerts, use_container_width=True, hide_index=True)
-    st.caption("Analytics for research, not financial advice.")
+        page = st.navigation(
+            [
+                st.Page(
+                    markets.render, title="Markets", icon=":material/monitoring:", default=True
+                ),
+                st.Page(
+                    asset.render,
+                    title="Asset",
+                    icon=":material/candlestick_chart:",
+                    url_path="asset",
+                ),
+                st.Page(
+                    alerts.render,
+                    title="Alerts",
+                    icon=":material/notifications:",
+                    url_path="alerts",
+                ),
+                st.Page(
+                    news.render,
+                    title="News & sentiment",
+                    icon=":material/newspaper:",
+                    url_path="news",
+                ),
+                st.Page(
+                    models.render,
+                    title="Models",
+                    icon=":material/model_training:",
+                    url_path="models",
+                ),
+                st.Page(
+                    health.render,
+                    title="Data health",
+                    icon=":material/health_and_safety:",
+                    url_path="health",
+                ),
+            ]
+        )
+    try:
+        page.run()
+    except data.DataUnavailable as exc:
+        st.warning(str(exc))
+    st.divider()
+    st.caption(data.DISCLAIMER)
 
 
 main()
