@@ -1,10 +1,16 @@
 """Out-of-sample evaluation of return forecasts against naive baselines on the same rows.
 
 A forecaster of crypto returns is only interesting if it beats doing nothing, so every metric
-is computed for the model and for two baselines on exactly the same rows:
+is computed for the model and for the baselines on exactly the same rows:
 
 * ``zero_return`` predicts a log return of 0 (the random-walk forecast);
-* ``persistence`` predicts that the last ``k`` bars' log return repeats (``ret_past_<h>``).
+* ``persistence`` predicts that the last ``k`` bars' log return repeats (``ret_past_<h>``);
+* ``ewma_vol`` (volatility target) predicts the realized volatility over the next ``k`` bars as
+  ``sqrt(k * ewma_var)``, the RiskMetrics EWMA variance (lambda 0.94) scaled by the square-root
+  of time.
+
+Other models (e.g. the current champion, under ``model = "champion"``) can be scored on the
+same rows too: rows are those where *every* model has a prediction.
 
 Test rows start ``max horizon`` bars after ``train_end_ts`` (:func:`holdout_rows`): a training
 row at ``train_end_ts`` has a target reaching ``max horizon`` bars past it, so any earlier test
@@ -15,6 +21,11 @@ on.
 Metrics (long format, one row per ``symbol, horizon, model, metric``):
 
 * ``mae``, ``rmse`` in log-return units, ``n`` = rows;
+* ``vol_mae`` (volatility units) and ``vol_qlike`` for the realized-volatility target, with
+  ``QLIKE = mean(ln(p^2) + rv^2 / p^2)`` for predicted volatility ``p`` and realized ``rv``
+  (Patton 2011; robust to noise in the realized proxy, finite when ``rv = 0``; it equals the
+  normalized form ``rv^2/p^2 - ln(rv^2/p^2) - 1`` plus a term that does not depend on the
+  model, so differences between models are the same; lower is better, values can be negative);
 * ``direction_accuracy``: share of *calls* whose sign matches the realized return (``n`` =
   calls). A prediction of exactly 0 is "no call" and is left out, so ``zero_return`` has
   ``n = 0`` and NaN accuracy / p-value: it has no directional view, which is not the same as
@@ -27,28 +38,35 @@ Metrics (long format, one row per ``symbol, horizon, model, metric``):
   still treats symbols as independent, which correlated crypto markets are not: read it as
   optimistic.
 
-Each symbol is also pooled into ``symbol = "ALL"``. Walk-forward evaluation is a loop over
-:func:`walk_forward_splits`: train up to each split's ``train_end_ts``, evaluate its window,
-concatenate the frames with a fold column.
+Each symbol is also pooled into ``symbol = "ALL"``. Walk-forward evaluation
+(:func:`evaluate_windows`) takes one window per fold of :func:`walk_forward_splits` (each scored
+by the model trained up to that fold's ``train_end_ts``) and scores the out-of-sample rows of
+all folds together.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import polars as pl
 from scipy.stats import binomtest
 
-from ml.features import HORIZONS, past_return_col, target_col
+from ml.features import EWMA_VAR, HORIZONS, past_return_col, target_col, vol_target_col
 
 ALL_SYMBOLS = "ALL"
 MODEL_NAME = "lstm"
+CHAMPION = "champion"
 BASELINES = ("zero_return", "persistence")
+VOL_BASELINES = ("ewma_vol",)
 METRICS = ("mae", "rmse", "direction_accuracy", "direction_pvalue")
+VOL_METRICS = ("vol_mae", "vol_qlike")
+#: Predicted volatilities are floored here before QLIKE (a zero forecast has infinite loss).
+QLIKE_FLOOR = 1e-12
 
 EVALUATION_SCHEMA = {
     "symbol": pl.String,
@@ -107,6 +125,118 @@ def _metrics(
     ]
 
 
+def qlike(pred_vol: np.ndarray, realized_vol: np.ndarray) -> float:
+    """``mean(ln(p^2) + rv^2 / p^2)`` (see module docstring); NaN for no rows."""
+    p2 = np.maximum(np.asarray(pred_vol, dtype=float), QLIKE_FLOOR) ** 2
+    a2 = np.asarray(realized_vol, dtype=float) ** 2
+    return float(np.mean(np.log(p2) + a2 / p2)) if p2.size else math.nan
+
+
+def _vol_metrics(pred: np.ndarray, actual: np.ndarray) -> list[tuple[str, float, int]]:
+    n = int(actual.size)
+    mae = float(np.mean(np.abs(pred - actual))) if n else math.nan
+    return [("vol_mae", mae, n), ("vol_qlike", qlike(pred, actual), n)]
+
+
+def _pred_cols(h: str) -> tuple[str, str]:
+    return f"pred_{h}", f"pred_rv_{h}"
+
+
+def _window_rows(
+    frame: pl.DataFrame,
+    train_end_ts: datetime,
+    test_end_ts: datetime | None,
+    models: Mapping[str, pl.DataFrame],
+    horizons: Mapping[str, int],
+    bar: timedelta,
+) -> pl.DataFrame:
+    """Test rows of one window joined with every model's predictions (columns
+    ``<pred col>@<model>``) and ``_bar`` = bars since the window's first allowed origin."""
+    rows = holdout_rows(frame, train_end_ts, horizons, bar, test_end_ts)
+    for name, preds in models.items():
+        cols = [c for h in horizons for c in _pred_cols(h) if c in preds.columns]
+        if not cols:
+            raise ValueError(f"predictions of {name!r} have no pred_<h> column for {horizons}")
+        rows = rows.join(
+            preds.select("symbol", "ts", *[pl.col(c).alias(f"{c}@{name}") for c in cols]),
+            on=["symbol", "ts"],
+            how="inner",
+        )
+    start = train_end_ts + max(horizons.values()) * bar
+    step = int(bar.total_seconds() * 1e6)
+    return rows.with_columns(((pl.col("ts") - start).dt.total_microseconds() // step).alias("_bar"))
+
+
+def evaluate_windows(
+    frame: pl.DataFrame,
+    windows: Sequence[tuple[datetime, datetime | None, Mapping[str, pl.DataFrame]]],
+    horizons: Mapping[str, int] = HORIZONS,
+    bar: timedelta = timedelta(hours=1),
+    pooled: bool = True,
+) -> pl.DataFrame:
+    """Score several models and the baselines on the test rows of one or more windows.
+
+    Args:
+        frame: features frame from :func:`ml.features.build_features`.
+        windows: ``(train_end_ts, test_end_ts, {model name: predictions})`` per fold; each
+            fold's rows are ``holdout_rows(frame, train_end_ts, horizons, bar, test_end_ts)``
+            and each model's predictions (``symbol, ts, pred_<h>..., pred_rv_<h>...``) must
+            come from a model trained on data up to that ``train_end_ts``. Every window must
+            name the same models. Rows of all windows are scored together (walk-forward).
+        horizons: label -> bars (the full horizon set of the models: the gap is its max).
+        pooled: also emit ``symbol = "ALL"`` rows.
+
+    Returns:
+        ``symbol, horizon, model, metric, value, n``. Per ``(symbol, horizon)`` and target,
+        every model and baseline is scored on the same rows: those with a realized target, the
+        baseline inputs and a prediction from every model that predicts that horizon.
+    """
+    if not windows:
+        raise ValueError("no evaluation windows")
+    names = list(windows[0][2])
+    if any(list(w[2]) != names for w in windows):
+        raise ValueError("every window must hold predictions of the same models")
+    parts = [_window_rows(frame, tr, te, models, horizons, bar) for tr, te, models in windows]
+    joined = pl.concat(parts, how="diagonal_relaxed")
+    out: list[tuple[str, str, str, str, float, int]] = []
+    symbols = sorted(joined["symbol"].unique().to_list())
+    groups: list[tuple[str, pl.DataFrame]] = [
+        (s, joined.filter(pl.col("symbol") == s)) for s in symbols
+    ]
+    if pooled and symbols:
+        groups.append((ALL_SYMBOLS, joined))
+    for h, k in horizons.items():
+        pcol, vcol = _pred_cols(h)
+        tcol, bcol, rvcol = target_col(h), past_return_col(h), vol_target_col(h)
+        ret_models = [m for m in names if f"{pcol}@{m}" in joined.columns]
+        vol_models = [m for m in names if f"{vcol}@{m}" in joined.columns]
+        for col in (tcol, bcol):
+            if ret_models and col not in joined.columns:
+                raise ValueError(f"missing column {col!r} for horizon {h}")
+        for sym, g in groups:
+            if ret_models:
+                cols = [tcol, bcol, *[f"{pcol}@{m}" for m in ret_models]]
+                r = g.drop_nulls(cols).filter(pl.all_horizontal(pl.col(cols).is_finite()))
+                independent = (r["_bar"] % k == 0).to_numpy()
+                actual = r[tcol].to_numpy()
+                candidates = {m: r[f"{pcol}@{m}"].to_numpy() for m in ret_models}
+                candidates["zero_return"] = np.zeros_like(actual)
+                candidates["persistence"] = r[bcol].to_numpy()
+                for model, pred in candidates.items():
+                    for metric, value, n in _metrics(pred, actual, independent):
+                        out.append((sym, h, model, metric, value, n))
+            if vol_models and rvcol in joined.columns and EWMA_VAR in joined.columns:
+                cols = [rvcol, EWMA_VAR, *[f"{vcol}@{m}" for m in vol_models]]
+                v = g.drop_nulls(cols).filter(pl.all_horizontal(pl.col(cols).is_finite()))
+                actual = v[rvcol].to_numpy()
+                vcands = {m: v[f"{vcol}@{m}"].to_numpy() for m in vol_models}
+                vcands["ewma_vol"] = np.sqrt(k * v[EWMA_VAR].to_numpy())
+                for model, pred in vcands.items():
+                    for metric, value, n in _vol_metrics(pred, actual):
+                        out.append((sym, h, model, metric, value, n))
+    return pl.DataFrame(out, schema=EVALUATION_SCHEMA, orient="row")
+
+
 def evaluate_forecasts(
     frame: pl.DataFrame,
     predictions: pl.DataFrame,
@@ -116,56 +246,95 @@ def evaluate_forecasts(
     bar: timedelta = timedelta(hours=1),
     test_end_ts: datetime | None = None,
     pooled: bool = True,
+    others: Mapping[str, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
-    """Score ``predictions`` and the baselines on the test rows after ``train_end_ts``.
+    """Score ``predictions`` (and ``others``) against the baselines after ``train_end_ts``.
 
-    Args:
-        frame: features frame from :func:`ml.features.build_features` (``symbol, ts``,
-            ``target_<h>`` and ``ret_past_<h>`` for each horizon).
-        predictions: ``symbol, ts, pred_<h>...`` (:meth:`TrainedForecaster.predict`).
-        train_end_ts: the ``train_end_ts`` the model was trained with.
-        horizons: label -> bars; pass the model's full horizon set even when scoring a subset
-            would do, since the hold-out gap is its max (the horizons share one network).
-        model_name: value of the ``model`` column for the predictions.
-        test_end_ts: optional last origin of the test window (walk-forward folds).
-        pooled: also emit ``symbol = "ALL"`` rows over all symbols.
-
-    Returns:
-        ``symbol, horizon, model, metric, value, n`` (see module docstring). Per
-        ``(symbol, horizon)`` every model is scored on the same rows: those in the test
-        window with a realized target and a model prediction.
+    One window of :func:`evaluate_windows`: ``predictions`` are named ``model_name``;
+    ``others`` maps more model names (e.g. ``"champion"``) to predictions scored on the same
+    rows. ``horizons`` should be the model's full horizon set (the hold-out gap is its max).
     """
-    rows = holdout_rows(frame, train_end_ts, horizons, bar, test_end_ts)
-    joined = rows.join(predictions, on=["symbol", "ts"], how="inner")
-    start = train_end_ts + max(horizons.values()) * bar
-    bar_index = (pl.col("ts") - start).dt.total_microseconds() // int(bar.total_seconds() * 1e6)
-    out: list[tuple[str, str, str, str, float, int]] = []
-    symbols = sorted(joined["symbol"].unique().to_list())
-    groups: list[tuple[str, pl.DataFrame]] = [
-        (s, joined.filter(pl.col("symbol") == s)) for s in symbols
-    ]
-    if pooled and symbols:
-        groups.append((ALL_SYMBOLS, joined))
+    models = {model_name: predictions, **dict(others or {})}
+    return evaluate_windows(
+        frame, [(train_end_ts, test_end_ts, models)], horizons, bar, pooled=pooled
+    )
+
+
+def _value(ev: pl.DataFrame, symbol: str, h: str, model: str, metric: str) -> float | None:
+    sel = ev.filter(
+        (pl.col("symbol") == symbol)
+        & (pl.col("horizon") == h)
+        & (pl.col("model") == model)
+        & (pl.col("metric") == metric)
+    )
+    if sel.is_empty():
+        return None
+    v = sel["value"][0]
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def promotion_decision(
+    evaluation: pl.DataFrame,
+    challenger: str = MODEL_NAME,
+    champion: str | None = CHAMPION,
+    symbol: str = ALL_SYMBOLS,
+    rules: Sequence[tuple[str, Sequence[str]]] = (
+        ("rmse", BASELINES),
+        ("vol_qlike", VOL_BASELINES),
+    ),
+) -> dict[str, Any]:
+    """Decide whether ``challenger`` may replace ``champion`` (both scored in ``evaluation``).
+
+    For every horizon the challenger was scored on and every ``(metric, baselines)`` rule
+    (lower is better), the challenger must be strictly better than each baseline and, when
+    ``champion`` has a value for that horizon and metric, than the champion. All comparisons
+    must hold; a missing challenger value fails. Returns ``{promoted, reason, comparisons}``
+    where ``comparisons`` lists ``{horizon, metric, against, challenger, other, better}``.
+    """
+    comparisons: list[dict[str, Any]] = []
+    horizons = (
+        evaluation.filter((pl.col("model") == challenger) & (pl.col("symbol") == symbol))["horizon"]
+        .unique(maintain_order=True)
+        .to_list()
+    )
     for h in horizons:
-        pcol, tcol, bcol = f"pred_{h}", target_col(h), past_return_col(h)
-        for col in (pcol, tcol, bcol):
-            if col not in joined.columns:
-                raise ValueError(f"missing column {col!r} for horizon {h}")
-        for sym, g in groups:
-            g = g.drop_nulls([pcol, tcol, bcol]).filter(
-                pl.all_horizontal(pl.col(pcol, tcol, bcol).is_finite())
-            )
-            independent = g.select(bar_index % horizons[h] == 0).to_series().to_numpy()
-            actual = g[tcol].to_numpy()
-            candidates = {
-                model_name: g[pcol].to_numpy(),
-                "zero_return": np.zeros_like(actual),
-                "persistence": g[bcol].to_numpy(),
-            }
-            for model, pred in candidates.items():
-                for metric, value, n in _metrics(pred, actual, independent):
-                    out.append((sym, h, model, metric, value, n))
-    return pl.DataFrame(out, schema=EVALUATION_SCHEMA, orient="row")
+        for metric, baselines in rules:
+            mine = _value(evaluation, symbol, h, challenger, metric)
+            against = list(baselines)
+            if champion is not None and _value(evaluation, symbol, h, champion, metric) is not None:
+                against.append(champion)
+            for other in against:
+                theirs = _value(evaluation, symbol, h, other, metric)
+                if theirs is None and other != champion and mine is None:
+                    continue  # the target is not scored at this horizon (e.g. no vol head)
+                better = mine is not None and theirs is not None and mine < theirs
+                comparisons.append(
+                    {
+                        "horizon": h,
+                        "metric": metric,
+                        "against": other,
+                        "challenger": mine,
+                        "other": theirs,
+                        "better": better,
+                    }
+                )
+    if not comparisons:
+        return {"promoted": False, "reason": "challenger has no scores", "comparisons": []}
+    lost = [c for c in comparisons if not c["better"]]
+    if lost:
+        worst = ", ".join(f"{c['horizon']} {c['metric']} vs {c['against']}" for c in lost[:6])
+        more = f" (+{len(lost) - 6} more)" if len(lost) > 6 else ""
+        reason = (
+            f"not promoted: loses or ties {len(lost)} of {len(comparisons)} comparisons "
+            f"({worst}{more})"
+        )
+        return {"promoted": False, "reason": reason, "comparisons": comparisons}
+    beaten = sorted({c["against"] for c in comparisons})
+    return {
+        "promoted": True,
+        "reason": f"beats {', '.join(beaten)} on all {len(comparisons)} comparisons",
+        "comparisons": comparisons,
+    }
 
 
 def skill_scores(

@@ -6,7 +6,13 @@ volume``; ``ts`` is the bar's open time, UTC). Two rules keep the forecaster hon
 * a feature at row ``t`` uses bars ``<= t`` only (the bar's close is known when the row is
   used), so perturbing any later bar leaves it unchanged;
 * a target at row ``t`` uses bars ``> t`` only: ``target_<h>`` is the sum of the next ``k`` log
-  returns, i.e. ``ln(close[t+k] / close[t])``.
+  returns, i.e. ``ln(close[t+k] / close[t])``, and ``rv_target_<h>`` the realized volatility
+  over the same bars, ``sqrt(sum of the next k squared log returns)``.
+
+``ewma_var`` is the RiskMetrics (J.P. Morgan 1996) variance forecast for the next bar made at
+``t``: ``s2[t] = lambda * s2[t-1] + (1 - lambda) * r[t]^2`` with ``lambda = 0.94``, started at the
+first squared return of the segment. ``sqrt(k * ewma_var)`` is the EWMA baseline for
+``rv_target_<h>``; ``ewma_vol = sqrt(ewma_var)`` is also a model feature.
 
 Missing bars are never filled silently (see DESIGN.md, freqtrade issue 7407): a jump in ``ts``
 larger than one bar starts a new *segment*, and every window (rolling features, targets and the
@@ -28,6 +34,11 @@ HORIZONS: dict[str, int] = {"1h": 1, "4h": 4, "24h": 24}
 
 #: Rolling window (bars) for realized volatility and the volume z-score.
 VOL_WINDOW = 24
+#: RiskMetrics decay of the EWMA variance (daily data in the original; used per bar here).
+EWMA_LAMBDA = 0.94
+#: Column of the EWMA one-bar variance forecast (a baseline input, not a model feature).
+EWMA_VAR = "ewma_var"
+
 #: Window (bars) of the RSI-like momentum oscillator (simple averages, Cutler's RSI).
 RSI_WINDOW = 14
 
@@ -37,6 +48,11 @@ CANDLE_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
 def target_col(label: str) -> str:
     """Column holding the forward log return for horizon ``label`` (e.g. ``target_4h``)."""
     return f"target_{label}"
+
+
+def vol_target_col(label: str) -> str:
+    """Column holding the forward realized volatility for horizon ``label`` (``rv_target_4h``)."""
+    return f"rv_target_{label}"
 
 
 def past_return_col(label: str) -> str:
@@ -68,7 +84,8 @@ def build_features(
     Returns:
         ``(frame, feature_cols)``. ``frame`` has ``symbol, ts, segment``, the candle ``close``,
         the feature columns, ``ret_past_<h>`` and ``target_<h>`` (null where the future is not
-        observed inside the segment). Features are never null; warm-up rows are dropped.
+        observed inside the segment), ``rv_target_<h>`` likewise, and ``ewma_var``. Features
+        are never null; warm-up rows are dropped.
 
     Features (all scale-free, so one model can serve several symbols):
         ``log_ret`` 1-bar log return; ``ret_past_<h>`` trailing k-bar log return for horizons
@@ -76,7 +93,7 @@ def build_features(
         ``volume_z_<w>`` z-score of ``log1p(volume)`` against its trailing ``w`` bars (log
         because trade volume is heavy-tailed); ``rsi_<w>`` mean gain / (mean gain + mean loss)
         mapped to [-1, 1]; ``hl_range`` ``ln(high/low)`` of the bar; ``hour_sin``/``hour_cos``
-        hour of day of the bar.
+        hour of day of the bar; ``ewma_vol`` RiskMetrics EWMA volatility (lambda 0.94).
     """
     missing = [c for c in CANDLE_COLUMNS if c not in candles.columns]
     if missing:
@@ -143,20 +160,31 @@ def build_features(
         (pl.col("high") / pl.col("low")).log().alias("hl_range"),
         (hour * (2 * math.pi / 24)).sin().alias("hour_sin"),
         (hour * (2 * math.pi / 24)).cos().alias("hour_cos"),
+        ret.pow(2).ewm_mean(alpha=1.0 - EWMA_LAMBDA, adjust=False).over(seg).alias(EWMA_VAR),
     ]
     past = [(lv - lv.shift(k)).over(seg).alias(past_return_col(h)) for h, k in horizons.items()]
     targets = [(lv.shift(-k) - lv).over(seg).alias(target_col(h)) for h, k in horizons.items()]
-    df = df.with_columns(*feats, *past, *targets)
+    # sum of the next k squared returns: a backward rolling sum ending at t+k, shifted back
+    vol_targets = [
+        ret.pow(2).rolling_sum(k, min_samples=k).shift(-k).over(seg).sqrt().alias(vol_target_col(h))
+        for h, k in horizons.items()
+    ]
+    df = df.with_columns(*feats, *past, *targets, *vol_targets)
+    df = df.with_columns(pl.col(EWMA_VAR).sqrt().alias("ewma_vol"))
 
     feature_cols = (
         ["log_ret"]
         + [past_return_col(h) for h, k in horizons.items() if k > 1]
         + [f"rv_{vol_window}", f"volume_z_{vol_window}", f"rsi_{rsi_window}"]
-        + ["hl_range", "hour_sin", "hour_cos"]
+        + ["hl_range", "hour_sin", "hour_cos", "ewma_vol"]
     )
     past_cols = [past_return_col(h) for h in horizons]
     keep = ["symbol", "ts", "segment", "close", *feature_cols]
     keep += [c for c in past_cols if c not in keep]
+    keep += [EWMA_VAR]
     keep += [target_col(h) for h in horizons]
-    out = df.select(keep).drop_nulls(subset=list(dict.fromkeys(feature_cols + past_cols)))
+    keep += [vol_target_col(h) for h in horizons]
+    out = df.select(keep).drop_nulls(
+        subset=list(dict.fromkeys([*feature_cols, *past_cols, EWMA_VAR]))
+    )
     return out, feature_cols

@@ -2,8 +2,16 @@
 
 Shape of the problem: for every bar ``t`` of every symbol, the model sees the last ``lookback``
 feature rows (``t-lookback+1 .. t``, from :func:`ml.features.build_features`) and predicts the
-forward log return over each horizon (``target_1h``, ``target_4h``, ``target_24h``) with one
-output per horizon, so the horizons share a representation and one model serves all symbols.
+forward log return over each horizon (``target_1h``, ``target_4h``, ``target_24h``) and, with
+``vol_targets`` (the default), the forward realized volatility over each horizon
+(``rv_target_<h>``), with one output per (target, horizon), so the horizons and both targets
+share a representation and one model serves all symbols. The volatility heads are trained on
+``ln(rv)`` (floored at :data:`VOL_FLOOR`) with MSE, so they estimate the conditional mean ``m``
+of ``ln(rv)``; ``exp(m)`` would be the conditional *median* of ``rv`` and under-predict the
+variance (QLIKE punishes that hard). With log-normal errors of variance ``s2``,
+``E[rv^2] = exp(2 m + 2 s2)``, so the model predicts ``exp(m + s2)`` (the volatility whose square
+is the expected realized variance, the QLIKE-optimal forecast), with ``s2`` the ensemble's
+residual variance of ``ln(rv)`` on the validation window (never on test data).
 
 Leakage rules (the forecaster is only as good as its evaluation):
 
@@ -50,15 +58,22 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ml.features import HORIZONS, target_col
+from ml.features import HORIZONS, target_col, vol_target_col
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MODEL_FILE = "forecaster.json"
+#: Realized volatilities below this are floored before taking logs (a flat bar has rv 0).
+VOL_FLOOR = 1e-6
 
 
 def pred_col(label: str) -> str:
     """Prediction column for horizon ``label`` in :meth:`TrainedForecaster.predict` output."""
     return f"pred_{label}"
+
+
+def pred_vol_col(label: str) -> str:
+    """Predicted realized volatility for horizon ``label`` (``pred_rv_<h>``)."""
+    return f"pred_rv_{label}"
 
 
 @dataclass
@@ -82,6 +97,7 @@ class ForecasterConfig:
     grad_clip: float = 1.0
     num_threads: int = 1
     bar_seconds: int = 3600
+    vol_targets: bool = True
 
     def __post_init__(self) -> None:
         self.seeds = tuple(int(s) for s in self.seeds)
@@ -100,6 +116,20 @@ class ForecasterConfig:
     @property
     def max_horizon(self) -> int:
         return max(self.horizons.values())
+
+    def target_cols(self) -> list[str]:
+        """Training targets in output order: returns per horizon, then volatilities."""
+        cols = [target_col(h) for h in self.horizons]
+        if self.vol_targets:
+            cols += [vol_target_col(h) for h in self.horizons]
+        return cols
+
+    def output_cols(self) -> list[str]:
+        """Prediction columns in output order (see :meth:`target_cols`)."""
+        cols = [pred_col(h) for h in self.horizons]
+        if self.vol_targets:
+            cols += [pred_vol_col(h) for h in self.horizons]
+        return cols
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -195,6 +225,8 @@ class TrainedForecaster:
     target_std: np.ndarray
     nets: list[LSTMNet]
     info: dict[str, Any] = field(default_factory=dict)
+    #: validation residual variance of ln(rv) per horizon (see module docstring)
+    vol_log_var: np.ndarray | None = None
 
     @property
     def horizon_labels(self) -> list[str]:
@@ -205,7 +237,7 @@ class TrainedForecaster:
 
     def _predict_windows(self, x: np.ndarray, batch: int = 4096) -> np.ndarray:
         """Ensemble mean of unscaled predictions for windows ``x`` ``(n, lookback, f)``."""
-        out = np.zeros((x.shape[0], len(self.config.horizons)), dtype=np.float64)
+        out = np.zeros((x.shape[0], len(self.config.output_cols())), dtype=np.float64)
         if x.shape[0] == 0:
             return out
         with _torch_settings(self.config.num_threads), torch.no_grad():
@@ -215,7 +247,12 @@ class TrainedForecaster:
                     y = net(torch.from_numpy(x[i : i + batch])).double().numpy()
                     out[i : i + batch] += y
         out /= len(self.nets)
-        return out * self.target_std + self.target_mean
+        out = out * self.target_std + self.target_mean
+        if self.config.vol_targets:
+            k = len(self.config.horizons)
+            s2 = 0.0 if self.vol_log_var is None else self.vol_log_var
+            out[:, k:] = np.exp(out[:, k:] + s2)
+        return out
 
     def predict(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Predict every row that closes a full lookback window.
@@ -226,8 +263,9 @@ class TrainedForecaster:
                 bars of history are skipped, never padded.
 
         Returns:
-            ``symbol, ts, pred_<h>...`` sorted by ``symbol, ts``; ``ts`` is the forecast origin
-            (the last bar the model saw), predictions are log returns over ``h`` from there.
+            ``symbol, ts, pred_<h>..., pred_rv_<h>...`` sorted by ``symbol, ts``; ``ts`` is the
+            forecast origin (the last bar the model saw); ``pred_<h>`` is the log return over
+            ``h`` from there, ``pred_rv_<h>`` the realized volatility over the same bars.
         """
         lb = self.config.lookback
         df, feats, end_idx = _windows(frame, self.feature_cols, lb, self.config.bar)
@@ -239,28 +277,37 @@ class TrainedForecaster:
         mask[end_idx] = True
         keys = df.select("symbol", "ts").filter(pl.Series(mask))
         return keys.with_columns(
-            pl.Series(pred_col(h), preds[:, j], dtype=pl.Float64)
-            for j, h in enumerate(self.horizon_labels)
+            pl.Series(c, preds[:, j], dtype=pl.Float64)
+            for j, c in enumerate(self.config.output_cols())
         )
 
     def predict_long(self, frame: pl.DataFrame) -> pl.DataFrame:
-        """:meth:`predict` reshaped to ``symbol, origin_ts, horizon, prediction`` (the layout of
-        ``ml.forecasts`` minus the columns the asset adds)."""
+        """:meth:`predict` reshaped to ``symbol, origin_ts, horizon, target, prediction`` (the
+        layout of ``ml.forecasts`` minus the columns the asset adds); ``target`` is
+        ``log_return`` or ``realized_vol``."""
         wide = self.predict(frame)
+        long = wide.unpivot(
+            index=["symbol", "ts"],
+            on=self.config.output_cols(),
+            variable_name="column",
+            value_name="prediction",
+        )
         return (
-            wide.unpivot(
-                index=["symbol", "ts"],
-                on=[pred_col(h) for h in self.horizon_labels],
-                variable_name="horizon",
-                value_name="prediction",
+            long.with_columns(
+                pl.when(pl.col("column").str.starts_with("pred_rv_"))
+                .then(pl.lit("realized_vol"))
+                .otherwise(pl.lit("log_return"))
+                .alias("target"),
+                pl.col("column").str.replace(r"^pred_(rv_)?", "").alias("horizon"),
             )
-            .with_columns(pl.col("horizon").str.strip_prefix("pred_"))
             .rename({"ts": "origin_ts"})
             .sort(
                 "symbol",
                 "origin_ts",
+                "target",
                 pl.col("horizon").replace_strict(self.config.horizons, return_dtype=pl.Int64),
             )
+            .select("symbol", "origin_ts", "horizon", "target", "prediction")
         )
 
     # ---- persistence -------------------------------------------------------------------
@@ -277,6 +324,7 @@ class TrainedForecaster:
             "target_mean": self.target_mean.tolist(),
             "target_std": self.target_std.tolist(),
             "weights": [f"seed_{s}.safetensors" for s in self.config.seeds],
+            "vol_log_var": None if self.vol_log_var is None else self.vol_log_var.tolist(),
             "info": self.info,
         }
         for fname, net in zip(meta["weights"], self.nets, strict=True):
@@ -290,12 +338,15 @@ class TrainedForecaster:
         """Rebuild a forecaster written by :meth:`save`."""
         d = Path(directory)
         meta = json.loads((d / MODEL_FILE).read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"unsupported forecaster format {meta.get('format_version')}")
+        fmt = meta.get("format_version")
+        if fmt not in (1, FORMAT_VERSION):
+            raise ValueError(f"unsupported forecaster format {fmt}")
+        if fmt == 1:  # version 1 predicted returns only
+            meta["config"] = {**meta["config"], "vol_targets": False}
         config = ForecasterConfig.from_dict(meta["config"])
         nets = []
         for fname in meta["weights"]:
-            net = LSTMNet(len(meta["feature_cols"]), config.hidden, len(config.horizons))
+            net = LSTMNet(len(meta["feature_cols"]), config.hidden, len(config.output_cols()))
             net.load_state_dict(load_file(str(d / fname)))
             net.eval()
             nets.append(net)
@@ -308,6 +359,9 @@ class TrainedForecaster:
             target_std=np.asarray(meta["target_std"], dtype=np.float64),
             nets=nets,
             info=meta.get("info", {}),
+            vol_log_var=None
+            if meta.get("vol_log_var") is None
+            else np.asarray(meta["vol_log_var"], dtype=np.float64),
         )
 
 
@@ -329,8 +383,10 @@ def _train_one(
     best_state = copy.deepcopy(net.state_dict())
     n = x_fit.shape[0]
     epochs_run = 0
+    epoch_seconds: list[float] = []
     for epoch in range(config.epochs):
         epochs_run = epoch + 1
+        t_epoch = time.perf_counter()
         net.train()
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n, config.batch_size):
@@ -344,6 +400,7 @@ def _train_one(
         net.eval()
         with torch.no_grad():
             val_loss = float(loss_fn(net(x_val), y_val))
+        epoch_seconds.append(time.perf_counter() - t_epoch)
         if val_loss < best_loss - 1e-7:
             best_loss, best_epoch, bad = val_loss, epoch, 0
             best_state = copy.deepcopy(net.state_dict())
@@ -358,6 +415,7 @@ def _train_one(
         "best_epoch": best_epoch + 1,
         "epochs_run": epochs_run,
         "best_val_loss": best_loss,
+        "mean_epoch_seconds": float(np.mean(epoch_seconds)) if epoch_seconds else 0.0,
     }
 
 
@@ -371,7 +429,8 @@ def train_forecaster(
 
     Args:
         frame: output of :func:`ml.features.build_features` (needs ``symbol, ts``, the feature
-            columns and ``target_<h>`` for every horizon in ``config.horizons``).
+            columns and ``target_<h>`` (and ``rv_target_<h>`` with ``config.vol_targets``) for
+            every horizon in ``config.horizons``).
         feature_cols: model inputs, in order (stored with the model).
         config: hyper-parameters; defaults to :class:`ForecasterConfig()`.
         train_end_ts: last forecast origin allowed in training (UTC, aware). Its targets may
@@ -385,7 +444,7 @@ def train_forecaster(
     config = config or ForecasterConfig()
     feature_cols = list(feature_cols)
     t0 = time.perf_counter()
-    tcols = [target_col(h) for h in config.horizons]
+    tcols = config.target_cols()
     missing = [c for c in tcols if c not in frame.columns]
     if missing:
         raise ValueError(f"frame lacks target columns {missing}")
@@ -408,7 +467,14 @@ def train_forecaster(
     f_std = train_feats.std(axis=0)
     f_std = np.where(f_std > 1e-12, f_std, 1.0)
 
-    targets = df.select([pl.col(c).cast(pl.Float64) for c in tcols]).to_numpy()
+    targets = df.select(
+        [
+            pl.col(c).cast(pl.Float64).clip(lower_bound=VOL_FLOOR).log()
+            if c.startswith("rv_target_")
+            else pl.col(c).cast(pl.Float64)
+            for c in tcols
+        ]
+    ).to_numpy()
     targets = np.where(np.isfinite(targets), targets, np.nan)
     ok = in_train[end_idx] & ~np.isnan(targets[end_idx]).any(axis=1)
     sample_idx = end_idx[ok]
@@ -466,9 +532,10 @@ def train_forecaster(
         "symbols": sorted(df["symbol"].unique().to_list()),
         "per_seed": per_seed,
         "mean_best_val_loss": float(np.mean([s["best_val_loss"] for s in per_seed])),
+        "mean_epoch_seconds": float(np.mean([s["mean_epoch_seconds"] for s in per_seed])),
         "train_seconds": round(time.perf_counter() - t0, 3),
     }
-    return TrainedForecaster(
+    model = TrainedForecaster(
         config=config,
         feature_cols=feature_cols,
         feature_mean=f_mean,
@@ -478,6 +545,13 @@ def train_forecaster(
         nets=nets,
         info=info,
     )
+    if config.vol_targets:
+        k = len(config.horizons)
+        model.vol_log_var = np.zeros(k)  # raw ensemble output first: exp(m)
+        val_pred = np.log(model._predict_windows(x_val.numpy())[:, k:])
+        model.vol_log_var = np.var(targets[val_idx][:, k:] - val_pred, axis=0)
+        info["vol_log_var"] = model.vol_log_var.tolist()
+    return model
 
 
 # ---- MLflow ---------------------------------------------------------------------------------
@@ -563,7 +637,7 @@ def log_forecaster(
         model_dir = model.save(Path(tmp) / "forecaster")
         code = Path(tmp) / "forecaster_pyfunc.py"
         code.write_text(_PYFUNC_CODE)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _no_progress_bar():
             # An input example would make MLflow run the model at log time; the explicit
             # signature already documents the input.
             warnings.filterwarnings("ignore", message=".*input example was not provided.*")
@@ -585,8 +659,25 @@ def model_signature(model: TrainedForecaster) -> Any:
 
     keys = [ColSpec("string", "symbol"), ColSpec("datetime", "ts")]
     inputs = Schema(keys + [ColSpec("double", c) for c in model.feature_cols])
-    outputs = Schema(keys + [ColSpec("double", pred_col(h)) for h in model.horizon_labels])
+    outputs = Schema(keys + [ColSpec("double", c) for c in model.config.output_cols()])
     return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+@contextmanager
+def _no_progress_bar() -> Iterator[None]:
+    """Silence MLflow's artifact download progress bar (stderr noise in logs) for the block."""
+    import os
+
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    previous = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = previous
 
 
 def load_registered_forecaster(
@@ -604,12 +695,15 @@ def load_registered_forecaster(
 
     mv = MlflowClient().get_model_version_by_alias(name, alias)
     uri = f"models:/{name}/{mv.version}"
-    if dst_dir is not None:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst_dir)))
-        model = TrainedForecaster.load(local / "artifacts" / "forecaster")
-    else:
-        with tempfile.TemporaryDirectory(prefix="sentinance-forecaster-") as tmp:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+    with _no_progress_bar():
+        if dst_dir is not None:
+            local = Path(
+                mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst_dir))
+            )
             model = TrainedForecaster.load(local / "artifacts" / "forecaster")
+        else:
+            with tempfile.TemporaryDirectory(prefix="sentinance-forecaster-") as tmp:
+                local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+                model = TrainedForecaster.load(local / "artifacts" / "forecaster")
     model.info = {**model.info, "registered_name": name, "registered_version": str(mv.version)}
     return model

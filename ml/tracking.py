@@ -307,3 +307,45 @@ def promote_if_better(
         "higher_is_better": bool(higher_is_better),
         "min_improvement": float(min_improvement),
     }
+
+
+def record_decision(
+    name: str,
+    version: str | int,
+    promoted: bool,
+    reason: str,
+    numbers: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Record a promotion decision made elsewhere (e.g. :func:`ml.evaluation.promotion_decision`)
+    on model version ``version`` and move the ``champion`` alias to it when ``promoted``.
+
+    Tags written on the version: ``promotion_decision`` (``promoted`` | ``rejected``),
+    ``promotion_reason``, ``promotion_numbers`` (JSON of ``numbers``, truncated to MLflow's
+    tag size) and ``promoted_at`` when promoted. A rejected version stays registered.
+    Returns ``{promoted, reason, name, candidate_version, champion_version}`` where
+    ``champion_version`` is the champion before the decision.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    version = str(version)
+    before = get_champion(name)
+    client.set_model_version_tag(
+        name, version, "promotion_decision", "promoted" if promoted else "rejected"
+    )
+    client.set_model_version_tag(name, version, "promotion_reason", reason[:4900])
+    if numbers is not None:
+        text = json.dumps(numbers, default=str, sort_keys=True)
+        client.set_model_version_tag(name, version, "promotion_numbers", text[:4900])
+    if promoted:
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+        client.set_model_version_tag(
+            name, version, "promoted_at", datetime.now(UTC).isoformat(timespec="seconds")
+        )
+    return {
+        "promoted": bool(promoted),
+        "reason": reason,
+        "name": name,
+        "candidate_version": version,
+        "champion_version": before[0] if before else None,
+    }

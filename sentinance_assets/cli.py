@@ -340,7 +340,16 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--max-batch", type=float, default=300.0, help="feed seconds per step")
     watch.add_argument("--quiet", action="store_true", help="no progress line")
     watch.set_defaults(func=cmd_watch)
+    for command in _command_modules():
+        command.register(sub)
     return parser
+
+
+def _command_modules() -> list:
+    """Command groups that live in ``sentinance_assets.commands`` (one module each)."""
+    from sentinance_assets.commands import forecast
+
+    return [forecast]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
+import numpy as np
 import polars as pl
 import pytest
 from scipy.stats import binomtest
 
 from ml.evaluation import (
+    EVALUATION_SCHEMA,
     evaluate_forecasts,
     evaluation_metrics,
     holdout_rows,
@@ -133,3 +135,112 @@ def test_walk_forward_splits_are_ordered_and_disjoint() -> None:
     assert folds[-1][1] == frame["ts"].max() - timedelta(hours=24)
     with pytest.raises(ValueError):
         walk_forward_splits(frame, n_folds=20, test_bars=24)
+
+
+def _vol_case() -> tuple[pl.DataFrame, pl.DataFrame]:
+    frame, preds = _hand_case()
+    frame = frame.with_columns(
+        pl.Series("ewma_var", [1e-4] * 6),
+        pl.Series("rv_target_1h", [0.1, 0.1, 0.02, 0.01, 0.03, N]),
+        pl.Series("rv_target_2h", [0.1, 0.1, 0.03, 0.04, N, N]),
+    )
+    preds = preds.with_columns(
+        pl.Series("pred_rv_1h", [1.0, 1.0, 0.02, 0.02, 0.01, 0.01]),
+        pl.Series("pred_rv_2h", [1.0, 1.0, 0.03, 0.02, 0.01, 0.01]),
+    )
+    return frame, preds
+
+
+def test_volatility_metrics_against_ewma_baseline() -> None:
+    from ml.evaluation import qlike
+
+    frame, preds = _vol_case()
+    ev = evaluate_forecasts(frame, preds, train_end_ts=T0, horizons=H)
+    # 1h rows: ts 2, 3, 4 (realized 0.02, 0.01, 0.03)
+    assert _get(ev, "1h", "lstm", "vol_mae") == (pytest.approx((0 + 0.01 + 0.02) / 3), 3)
+    expected = np.mean(
+        [np.log(p**2) + a**2 / p**2 for p, a in [(0.02, 0.02), (0.02, 0.01), (0.01, 0.03)]]
+    )
+    assert _get(ev, "1h", "lstm", "vol_qlike") == (pytest.approx(expected), 3)
+    # EWMA baseline: sqrt(k * ewma_var) = 0.01 for 1h, sqrt(2e-4) for 2h
+    assert _get(ev, "1h", "ewma_vol", "vol_mae") == (pytest.approx((0.01 + 0 + 0.02) / 3), 3)
+    assert _get(ev, "2h", "ewma_vol", "vol_qlike") == (
+        pytest.approx(qlike(np.full(2, np.sqrt(2e-4)), np.array([0.03, 0.04]))),
+        2,
+    )
+    # the normalized form differs by a model-independent term only
+    a, p1, p2 = np.array([0.02, 0.01, 0.03]), np.full(3, 0.02), np.full(3, 0.01)
+
+    def norm(p):
+        return np.mean(a**2 / p**2 - np.log(a**2 / p**2) - 1)
+
+    assert qlike(p1, a) - qlike(p2, a) == pytest.approx(norm(p1) - norm(p2))
+    # perfect forecasts minimize QLIKE
+    assert qlike(a, a) < qlike(a * 1.1, a) and qlike(a, a) < qlike(a * 0.9, a)
+
+
+def test_champion_and_walk_forward_windows_share_rows() -> None:
+    from ml.evaluation import evaluate_windows
+
+    frame, preds = _vol_case()
+    champ = preds.with_columns(pl.col("pred_1h") * 0.5).filter(
+        pl.col("ts") != T0 + timedelta(hours=4)
+    )
+    ev = evaluate_forecasts(frame, preds, T0, H, others={"champion": champ})
+    n = ev.filter(pl.col("metric") == "rmse", pl.col("symbol") == "X", pl.col("horizon") == "1h")
+    assert dict(n.select("model", "n").iter_rows()) == {
+        "lstm": 2,
+        "champion": 2,
+        "zero_return": 2,
+        "persistence": 2,
+    }
+    # two folds scored together: rows of both windows, each after its own gap
+    folds = [
+        (T0 - timedelta(hours=2), T0 + timedelta(hours=1), {"lstm": preds}),
+        (T0 + timedelta(hours=1), None, {"lstm": preds}),
+    ]
+    wf = evaluate_windows(frame, folds, H)
+    # fold 1: ts 0..1; fold 2: ts 3..4 (ts 5 has no 1h target)
+    assert _get(wf, "1h", "lstm", "mae")[1] == 4
+    assert _get(wf, "1h", "zero_return", "mae") == (pytest.approx((0.1 + 0.1 + 0.01 + 0.03) / 4), 4)
+    with pytest.raises(ValueError, match="same models"):
+        evaluate_windows(frame, [folds[0], (T0, None, {"other": preds})], H)
+
+
+def test_promotion_needs_every_baseline_and_the_champion() -> None:
+    from ml.evaluation import promotion_decision
+
+    def ev(rows):
+        return pl.DataFrame(
+            [("ALL", h, m, k, v, 10) for h, m, k, v in rows], schema=EVALUATION_SCHEMA, orient="row"
+        )
+
+    base = [
+        ("1h", "zero_return", "rmse", 1.0),
+        ("1h", "persistence", "rmse", 1.2),
+        ("1h", "ewma_vol", "vol_qlike", -5.0),
+    ]
+    good = ev([*base, ("1h", "lstm", "rmse", 0.9), ("1h", "lstm", "vol_qlike", -5.5)])
+    d = promotion_decision(good)
+    assert d["promoted"] and len(d["comparisons"]) == 3
+    # beats the baselines but not the champion
+    d = promotion_decision(
+        ev(
+            [
+                *base,
+                ("1h", "lstm", "rmse", 0.9),
+                ("1h", "lstm", "vol_qlike", -5.5),
+                ("1h", "champion", "rmse", 0.8),
+                ("1h", "champion", "vol_qlike", -5.2),
+            ]
+        )
+    )
+    assert not d["promoted"] and "vs champion" in d["reason"]
+    assert [c["better"] for c in d["comparisons"] if c["against"] == "champion"] == [False, True]
+    # loses to one baseline on one target
+    d = promotion_decision(
+        ev([*base, ("1h", "lstm", "rmse", 1.1), ("1h", "lstm", "vol_qlike", -6)])
+    )
+    assert not d["promoted"] and "1h rmse vs zero_return" in d["reason"]
+    # a missing challenger score fails the comparison instead of being skipped
+    assert not promotion_decision(ev([*base, ("1h", "lstm", "rmse", 0.5)]))["promoted"]

@@ -115,3 +115,28 @@ def test_duplicates_and_bad_input_raise() -> None:
         build_features(pl.concat([candles, candles.head(1)]))
     with pytest.raises(ValueError, match="lack columns"):
         build_features(candles.drop("volume"))
+
+
+def test_volatility_targets_and_ewma_variance() -> None:
+    from ml.features import EWMA_LAMBDA, EWMA_VAR, vol_target_col
+
+    candles = make_candles(90, symbols=("BTC/USDT",), seed=3)
+    frame, cols = build_features(candles)
+    assert "ewma_vol" in cols and EWMA_VAR not in cols
+    r = np.diff(np.log(candles["close"].to_numpy()))  # r[j] = return of bar j+1
+    # RiskMetrics recursion from the first squared return of the segment
+    s2 = np.empty_like(r)
+    s2[0] = r[0] ** 2
+    for j in range(1, r.size):
+        s2[j] = EWMA_LAMBDA * s2[j - 1] + (1 - EWMA_LAMBDA) * r[j] ** 2
+    idx = {ts: i for i, ts in enumerate(candles["ts"].to_list())}
+    for row in frame.iter_rows(named=True):
+        t = idx[row["ts"]]
+        assert row[EWMA_VAR] == pytest.approx(s2[t - 1], rel=1e-9)
+        assert row["ewma_vol"] == pytest.approx(np.sqrt(s2[t - 1]), rel=1e-9)
+        for label, k in HORIZONS.items():
+            got = row[vol_target_col(label)]
+            if t + k < len(r) + 1:
+                assert got == pytest.approx(np.sqrt((r[t : t + k] ** 2).sum()), rel=1e-9)
+            else:
+                assert got is None

@@ -15,6 +15,7 @@ from ml.forecaster import (
     ForecasterConfig,
     TrainedForecaster,
     pred_col,
+    pred_vol_col,
     train_forecaster,
 )
 from tests.ml.test_features import T0, make_candles
@@ -85,8 +86,18 @@ def test_predict_covers_rows_with_full_lookback(features, model) -> None:
     pred = model.predict(frame)
     per_symbol = frame.group_by("symbol").len()["len"].to_list()
     assert pred.height == sum(n - (TINY.lookback - 1) for n in per_symbol)
-    assert pred.columns == ["symbol", "ts", *(pred_col(h) for h in TINY.horizons)]
+    assert pred.columns == [
+        "symbol",
+        "ts",
+        *(pred_col(h) for h in TINY.horizons),
+        *(pred_vol_col(h) for h in TINY.horizons),
+    ]
     assert pred.select(pl.exclude("symbol", "ts")).null_count().sum_horizontal().item() == 0
+    # volatility heads are exp(log-vol): positive, and of the order of the realized volatility
+    vol = pred.select(pred_vol_col(h) for h in TINY.horizons).to_numpy()
+    assert (vol > 0).all()
+    realized = frame["rv_target_4h"].drop_nulls().median()
+    assert 0.2 * realized < float(np.median(pred["pred_rv_4h"])) < 5 * realized
     # the ensemble averages its members
     single = [
         TrainedForecaster(**{**model.__dict__, "nets": [net]}).predict(frame) for net in model.nets
@@ -94,9 +105,13 @@ def test_predict_covers_rows_with_full_lookback(features, model) -> None:
     mean = (single[0]["pred_4h"] + single[1]["pred_4h"]) / 2
     np.testing.assert_allclose(pred["pred_4h"].to_numpy(), mean.to_numpy(), rtol=1e-6)
     long = model.predict_long(frame)
-    assert long.columns == ["symbol", "origin_ts", "horizon", "prediction"]
-    assert long.height == 3 * pred.height
-    assert long["horizon"].head(3).to_list() == ["1h", "4h", "24h"]
+    assert long.columns == ["symbol", "origin_ts", "horizon", "target", "prediction"]
+    assert long.height == 6 * pred.height
+    assert long["horizon"].head(6).to_list() == ["1h", "4h", "24h"] * 2
+    assert long["target"].head(6).to_list() == ["log_return"] * 3 + ["realized_vol"] * 3
+    first = long.head(6)["prediction"].to_list()
+    row = pred.row(0, named=True)
+    assert first == [row[c] for c in TINY.output_cols()]
 
 
 def test_windows_never_span_gaps(model) -> None:
@@ -127,3 +142,19 @@ def test_too_little_history_is_a_clear_error(features) -> None:
     frame, cols = features
     with pytest.raises(ValueError, match="need more history|not enough training windows"):
         train_forecaster(frame, cols, TINY, T0 + timedelta(hours=40))
+
+
+def test_volatility_forecast_is_bias_corrected_from_validation_residuals(features, model) -> None:
+    import copy
+
+    frame, _ = features
+    s2 = model.vol_log_var
+    assert s2 is not None and s2.shape == (len(TINY.horizons),) and (s2 > 0).all()
+    assert model.info["vol_log_var"] == s2.tolist()
+    raw = copy.copy(model)
+    raw.vol_log_var = None  # exp(m): the conditional median
+    a, b = model.predict(frame), raw.predict(frame)
+    for j, h in enumerate(TINY.horizons):
+        ratio = (a[f"pred_rv_{h}"] / b[f"pred_rv_{h}"]).to_numpy()
+        np.testing.assert_allclose(ratio, np.exp(s2[j]), rtol=1e-9)
+        np.testing.assert_array_equal(a[f"pred_{h}"].to_numpy(), b[f"pred_{h}"].to_numpy())

@@ -88,6 +88,24 @@ def test_lower_is_better_promotion(mlflow_home: Path) -> None:
     assert tracking.get_champion(name)[0] == v1
 
 
+def test_recorded_decision_tags_the_version_and_moves_the_alias_only_when_promoted(
+    mlflow_home: Path,
+) -> None:
+    name = "decided-model"
+    v1, v2 = (tracking.register_model(_logged_run(), "model", name) for _ in range(2))
+    rejected = tracking.record_decision(name, v1, False, "loses to zero_return", {"rmse": 1.0})
+    assert not rejected["promoted"] and rejected["champion_version"] is None
+    assert tracking.get_champion(name) is None  # still registered, not champion
+    tags = MlflowClient().get_model_version(name, v1).tags
+    assert tags["promotion_decision"] == "rejected"
+    assert tags["promotion_reason"] == "loses to zero_return"
+    assert tags["promotion_numbers"] == '{"rmse": 1.0}'
+    assert tracking.record_decision(name, v2, True, "beats all")["promoted"]
+    assert tracking.get_champion(name)[0] == v2
+    assert tracking.record_decision(name, v1, False, "again")["champion_version"] == v2
+    assert tracking.get_champion(name)[0] == v2
+
+
 def test_forecaster_logs_registers_and_loads(mlflow_home: Path) -> None:
     frame, cols = build_features(make_candles(120, symbols=("BTC/USDT",)))
     model = train_forecaster(

@@ -1,0 +1,161 @@
+"""Forecaster benchmark on real hourly prices: training time, inference latency, evaluation.
+
+Data: ``../shared/data/crypto_prices_hourly_cdd`` (Binance BTC/USDT and ETH/USDT hourly candles
+from CryptoDataDownload; mixed ms/s epochs, descending order, duplicates: see its
+PROVENANCE.md). Nothing is copied into the repository. The default window is the second half
+of 2020 (about 4,400 bars per symbol) so a run takes a few minutes on 2 cores.
+
+    .venv/bin/python benchmarks/forecasting.py [--start 2020-07-01] [--end 2021-01-01]
+        [--folds 3] [--epochs 40] [--json out.json]
+
+Prints: walk-forward folds, training seconds per epoch and per fold, inference latency for
+one symbol batch (the live forecast: last look-back window) and for a whole symbol history,
+and the pooled evaluation table per horizon (model vs baselines), plus the verdict of the
+promotion rule against the baselines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sentinance_assets.lib import forecasting  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "crypto_prices_hourly_cdd"
+FILES = {"BTC/USDT": "Binance_BTCUSDT_1h.csv", "ETH/USDT": "Binance_ETHUSDT_1h.csv"}
+
+
+def load_cdd(path: Path, symbol: str) -> pl.DataFrame:
+    """One CDD Binance file as ``symbol, ts, open, high, low, close, volume`` (base volume),
+    ascending, de-duplicated on the bar time (``unix`` in s or ms)."""
+    df = pl.read_csv(path, infer_schema_length=0)  # all text: the unix column mixes formats
+    vol_col = next(c for c in df.columns if c.startswith("Volume ") and "USDT" not in c)
+    unix = pl.col("unix").cast(pl.Float64)
+    ms = pl.when(unix < 1e11).then(unix * 1000).otherwise(unix).round(0).cast(pl.Int64)
+    return (
+        df.select(
+            pl.lit(symbol).alias("symbol"),
+            pl.from_epoch(ms, time_unit="ms").dt.replace_time_zone("UTC").alias("ts"),
+            *[pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close")],
+            pl.col(vol_col).cast(pl.Float64).alias("volume"),
+        )
+        .unique(["symbol", "ts"], keep="first")
+        .sort("ts")
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--start", default="2020-07-01")
+    ap.add_argument("--end", default="2021-01-01")
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--json", default=None, help="write the full results here")
+    args = ap.parse_args(argv)
+    if not DATA.exists():
+        print(f"skipped: real data not available ({DATA} is absent)")
+        return 0
+    start = datetime.fromisoformat(args.start).replace(tzinfo=UTC)
+    end = datetime.fromisoformat(args.end).replace(tzinfo=UTC)
+    candles = pl.concat([load_cdd(DATA / f, s) for s, f in FILES.items()]).filter(
+        pl.col("ts").is_between(start, end, closed="left")
+    )
+    bars = candles.group_by("symbol").len().sort("symbol")
+    print(f"data: {dict(bars.iter_rows())} hourly bars, {start:%Y-%m-%d} .. {end:%Y-%m-%d}")
+
+    t0 = time.perf_counter()
+    walk = forecasting.walk_forward(candles, args.seed, n_folds=args.folds, epochs=args.epochs)
+    total = time.perf_counter() - t0
+    cfg = walk.config
+    print(
+        f"config: lookback {cfg.lookback}, hidden {cfg.hidden}, seeds {list(cfg.seeds)}, "
+        f"max epochs {cfg.epochs} (patience {cfg.patience}), horizons {cfg.horizons}, "
+        f"threads {cfg.num_threads}"
+    )
+    print(f"walk-forward: {len(walk.folds)} folds, total {total:.1f} s (incl. features, eval)")
+    epoch_s: list[float] = []
+    fold_rows = []
+    for i, ((tr, te), m) in enumerate(zip(walk.folds, walk.models, strict=True)):
+        per_seed = m.info["per_seed"]
+        epochs = sum(s["epochs_run"] for s in per_seed)
+        epoch_s += [s["mean_epoch_seconds"] for s in per_seed]
+        fold_rows.append(
+            {
+                "fold": i,
+                "train_end": tr.isoformat(),
+                "test_end": te.isoformat(),
+                "fit_windows": m.info["n_fit_windows"],
+                "epochs_run": epochs,
+                "train_seconds": m.info["train_seconds"],
+            }
+        )
+        print(
+            f"  fold {i}: train to {tr:%Y-%m-%d %H:%M}, test to {te:%Y-%m-%d %H:%M}; "
+            f"{m.info['n_fit_windows']} fit windows, {epochs} epochs over "
+            f"{len(per_seed)} seeds, {m.info['train_seconds']:.1f} s"
+        )
+    print(f"training: {statistics.mean(epoch_s):.3f} s per epoch (one seed, mean)")
+
+    model = walk.model
+    latency = {}
+    for sym in sorted(FILES):
+        sub = walk.frame.filter(pl.col("symbol") == sym)
+        last = sub.tail(model.config.lookback)
+        times = []
+        for _ in range(20):
+            t = time.perf_counter()
+            model.predict(last)
+            times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        full = model.predict(sub)
+        full_s = time.perf_counter() - t
+        latency[sym] = {
+            "last_window_ms_median": 1000 * statistics.median(times),
+            "full_history_s": full_s,
+            "full_history_rows": full.height,
+        }
+        print(
+            f"inference {sym}: latest forecast {1000 * statistics.median(times):.1f} ms "
+            f"(median of 20), whole history {full.height} origins in {full_s:.2f} s"
+        )
+
+    pooled = walk.evaluation.filter(pl.col("symbol") == "ALL")
+    print("\nevaluation (walk-forward hold-out, BTC+ETH pooled; lower is better except accuracy)")
+    for h in cfg.horizons:
+        table = forecasting.horizon_table(pooled, h)
+        with pl.Config(tbl_rows=20, tbl_cols=12, float_precision=6, tbl_hide_dataframe_shape=True):
+            print(f"-- {h}")
+            print(table.drop("symbol"))
+    verdict = forecasting.promotion_decision_summary(walk)
+    print(f"\npromotion rule vs baselines: {verdict['reason']}")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "folds": fold_rows,
+                    "total_seconds": total,
+                    "mean_epoch_seconds": statistics.mean(epoch_s),
+                    "latency": latency,
+                    "verdict": verdict,
+                    "evaluation": forecasting.side_by_side(walk.evaluation),
+                },
+                indent=1,
+                default=str,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the ``sentinance`` CLI that live outside ``cli.py``."""
