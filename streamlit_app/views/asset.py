@@ -45,19 +45,21 @@ order by event_time
 
 FORECAST_SQL = """
 with latest as (
-    select max(origin_ts) as origin_ts from ml.forecasts where symbol = ? and exchange = ?
+    select max(origin_ts) as origin_ts from ml.forecasts
+    where symbol = ? and exchange = ? and target = 'log_return'
 )
 select f.origin_ts, f.horizon, f.target, f.prediction, f.model_version, f.created_at
 from ml.forecasts as f, latest
 where f.symbol = ? and f.exchange = ? and f.origin_ts = latest.origin_ts
+  and f.target = 'log_return'
 qualify row_number() over (partition by f.horizon order by f.created_at desc) = 1
 """
 
 FORECAST_ERROR_SQL = """
 select horizon, value as rmse
 from ml.forecast_evaluation
-where model_version = ? and metric = 'rmse' and model not in ('zero_return', 'naive', 'mean')
-  and (symbol = ? or symbol is null or symbol = 'all')
+where model_version = ? and metric = 'rmse' and model = 'lstm'
+  and (symbol = ? or symbol = 'ALL')
 qualify row_number() over (partition by horizon order by evaluated_at desc) = 1
 """
 
