@@ -18,7 +18,7 @@ VERSIONS_SQL = """
 select model_version, min(evaluated_at) as first_evaluated, max(evaluated_at) as last_evaluated,
        count(distinct run_id) as runs
 from ml.forecast_evaluation
-where model not in ('zero_return', 'naive', 'mean', 'persistence')
+where model = 'lstm'
 group by model_version
 order by last_evaluated desc
 """
