@@ -65,6 +65,25 @@ class Settings:
     exchange_urls: Mapping[str, str] = field(default_factory=dict)
     # Simulated trade intensity (mean trades per minute per market); tests lower it.
     sim_trade_rate: float = 6.0
+    # Sentiment: a transformer to score news with (hub id such as ProsusAI/finbert, or a local
+    # folder); None = the registered champion if one was trained, else VADER.
+    sentiment_model: str | None = None
+    # Labelled sentences (CSV text,label, or the PhraseBank folder) for the training asset;
+    # None = the training asset skips.
+    sentiment_data: Path | None = None
+    # Live HTTP calls (exchanges and feeds): timeout per call, retries after the first
+    # attempt, and the first backoff pause (doubling each retry).
+    http_timeout: float = 15.0
+    http_retries: int = 4
+    http_backoff: float = 1.0
+    # Share of drifted model inputs at which the drift sensor launches retraining.
+    drift_share: float = 0.5
+    # Alert delivery of `sentinance watch` (CLI options override): a webhook URL to POST
+    # every alert to (None = no webhook), its timeout per call, and the dead-letter file for
+    # alerts it could not deliver (from_env: <home>/alerts-dead-letter.jsonl by default).
+    alert_webhook: str | None = None
+    alert_webhook_timeout: float = 2.0
+    alert_dead_letter: Path | None = None
 
     # ---- where state lives (all under home) ----
     @property
@@ -190,6 +209,61 @@ class Settings:
         if not 0 < sim_trade_rate <= 1000:
             raise SettingsError("SENTINANCE_SIM_TRADE_RATE must be in (0, 1000]")
 
+        try:
+            http_timeout = float(env.get("SENTINANCE_HTTP_TIMEOUT", "15"))
+            http_retries = int(env.get("SENTINANCE_HTTP_RETRIES", "4"))
+            http_backoff = float(env.get("SENTINANCE_HTTP_BACKOFF", "1"))
+        except ValueError:
+            raise SettingsError(
+                "SENTINANCE_HTTP_TIMEOUT / SENTINANCE_HTTP_BACKOFF must be numbers (seconds) "
+                "and SENTINANCE_HTTP_RETRIES an integer"
+            ) from None
+        if not (0 < http_timeout <= 600 and 0 <= http_retries <= 20 and 0 <= http_backoff <= 60):
+            raise SettingsError(
+                "SENTINANCE_HTTP_TIMEOUT must be in (0, 600], SENTINANCE_HTTP_RETRIES in "
+                "[0, 20] and SENTINANCE_HTTP_BACKOFF in [0, 60]"
+            )
+
+        sentiment_model = env.get("SENTINANCE_SENTIMENT_MODEL", "").strip() or None
+        data_raw = env.get("SENTINANCE_SENTIMENT_DATA", "").strip()
+        sentiment_data = Path(data_raw).expanduser().resolve() if data_raw else None
+        if sentiment_data is not None and not sentiment_data.exists():
+            raise SettingsError(f"SENTINANCE_SENTIMENT_DATA={data_raw!r} does not exist")
+
+        # Live mode: without an explicit SENTINANCE_END the window runs up to now, so today's
+        # partition (refreshed every 15 minutes) is inside it.
+        if source == "live" and not env.get("SENTINANCE_END"):
+            end = max(end, datetime.now(UTC))
+
+        alert_webhook = env.get("SENTINANCE_ALERT_WEBHOOK", "").strip() or None
+        if alert_webhook is not None and not alert_webhook.startswith(("http://", "https://")):
+            raise SettingsError(f"SENTINANCE_ALERT_WEBHOOK={alert_webhook!r} is not an http(s) URL")
+        raw_wh_timeout = env.get("SENTINANCE_ALERT_WEBHOOK_TIMEOUT", "2")
+        try:
+            alert_webhook_timeout = float(raw_wh_timeout)
+        except ValueError:
+            raise SettingsError(
+                f"SENTINANCE_ALERT_WEBHOOK_TIMEOUT={raw_wh_timeout!r} is not a number (seconds)"
+            ) from None
+        if not 0 < alert_webhook_timeout <= 600:
+            raise SettingsError("SENTINANCE_ALERT_WEBHOOK_TIMEOUT must be in (0, 600] seconds")
+        dead_raw = env.get("SENTINANCE_ALERT_DEAD_LETTER", "").strip()
+        alert_dead_letter = (
+            Path(dead_raw).expanduser().resolve() if dead_raw else home / "alerts-dead-letter.jsonl"
+        )
+        if alert_dead_letter.is_dir():
+            raise SettingsError(
+                f"SENTINANCE_ALERT_DEAD_LETTER={dead_raw!r} is a folder, not a file"
+            )
+
+        raw_share = env.get("SENTINANCE_DRIFT_SHARE", "0.5")
+        try:
+            drift_share = float(raw_share)
+        except ValueError:
+            raise SettingsError(f"SENTINANCE_DRIFT_SHARE={raw_share!r} is not a number") from None
+        if not 0 < drift_share <= 1:
+            raise SettingsError("SENTINANCE_DRIFT_SHARE must be in (0, 1]")
+
         return cls(
             home=home,
             source=source,
@@ -202,6 +276,14 @@ class Settings:
             news_feeds=feeds,
             exchange_urls=exchange_urls,
             sim_trade_rate=sim_trade_rate,
+            http_timeout=http_timeout,
+            http_retries=http_retries,
+            http_backoff=http_backoff,
+            sentiment_model=sentiment_model,
+            sentiment_data=sentiment_data,
+            alert_webhook=alert_webhook,
+            alert_webhook_timeout=alert_webhook_timeout,
+            alert_dead_letter=alert_dead_letter,
         )
 
 

@@ -13,7 +13,7 @@ def ingest_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
         dg.AssetCheckSpec(
             "counts_reconcile",
             asset=key,
-            description="received = clean + quarantined + exact duplicates",
+            description="received = clean + quarantined + exact duplicates (nothing lost)",
         ),
         dg.AssetCheckSpec(
             "quality_score",
@@ -40,6 +40,8 @@ def ingest_result(key: dg.AssetKey, checked: Checked, **extra: object) -> dg.Mat
             passed=False,
             severity=severity,
             metadata={"quality": quality},
+            description=f"quality {quality:.2%} is below {QUALITY_WARN:.0%}"
+            + (f" and {QUALITY_FAIL:.0%}" if quality < QUALITY_FAIL else ""),
         )
     return dg.MaterializeResult(
         asset_key=key,
@@ -49,8 +51,10 @@ def ingest_result(key: dg.AssetKey, checked: Checked, **extra: object) -> dg.Mat
                 check_name="counts_reconcile",
                 asset_key=key,
                 passed=checked.reconciles,
+                severity=dg.AssetCheckSeverity.ERROR,
                 metadata={
-                    k: meta[k] for k in ("received", "clean", "quarantined", "exact_duplicates")
+                    k: meta[k]
+                    for k in ("received", "clean", "quarantined", "exact_duplicates", "late")
                 },
             ),
             quality_check,

@@ -1,27 +1,93 @@
 """Ingest contracts: split what a source delivered into clean rows and quarantined rows.
 
-Nothing is dropped silently. For every batch: received = clean + quarantined + exact
-duplicates, and each quarantined row keeps the check that failed, a readable reason and the
-original record as JSON, so an operator can see and replay it.
+A contract is a pandera ``DataFrameSchema`` (polars backend) plus the layout the rows must
+conform to. Checking a batch runs in four vectorised steps:
+
+1. **Coerce.** Sources hand over records as received: a column may be missing, hold strings
+   where numbers belong, or timestamps as ISO text or epoch numbers. Each declared column is
+   cast to its declared type without raising; a value that was present but does not parse
+   becomes null *and* is remembered, so the ``<column>_type`` check quarantines it with the
+   original value.
+2. **Validate** with pandera, ``lazy=True`` so every failure of every row is collected
+   (``SchemaErrors.failure_cases``). Each failure case carries the row index; rows map back to
+   the check that failed first (in the contract's priority order) and a readable reason that
+   lists every failing check with the value as received.
+3. **Deduplicate.** Rows equal in every value (``ingested_at`` aside) are exact duplicates:
+   one is kept, the others counted. Rows with the same key and different values are
+   conflicting duplicates: all of them are quarantined, since we cannot know which is right.
+4. **Account.** Nothing is dropped silently: received = clean + quarantined + exact
+   duplicates, and each quarantined row keeps the check, the reason and the original record as
+   JSON (non-finite floats kept as the strings ``"NaN"``, ``"inf"``, ``"-inf"``).
+
+Timeliness: a timestamp more than ``FUTURE_SKEW`` ahead of the check time is rejected; a row
+that arrived (``ingested_at``, else the check time) more than ``LATE_AFTER`` after its
+timestamp is *late*: it stays clean and is counted in ``Checked.late`` and the metadata.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 
+import pandera.polars as pa
 import polars as pl
 
-from sentinance_assets.lib.schemas import QUARANTINE_COLUMNS, TS
+from sentinance_assets.lib.schemas import (
+    QUARANTINE_COLUMNS,
+    RAW_CANDLES,
+    RAW_NEWS,
+    RAW_TRADES,
+    TS,
+)
 
 FUTURE_SKEW = timedelta(minutes=5)
+LATE_AFTER = timedelta(minutes=5)
+CONSISTENCY_TOLERANCE = 0.001  # cost vs price x amount, relative
+# Plausibility bounds: far outside any real market, inside what a units or parsing bug yields.
+MIN_PRICE, MAX_PRICE = 1e-12, 1e9
+MAX_AMOUNT = 1e12
+MAX_VOLUME = 1e15
+EARLIEST = datetime(2009, 1, 3, tzinfo=UTC)  # the Bitcoin genesis block
+MAX_TITLE_CHARS = 1000
+SIDES = ("buy", "sell")
+_TIMEFRAME_RE = r"^[1-9][0-9]*[smhdwM]$"
+_MARKUP_RE = r"(?i)<\s*/?\s*[a-z!?][^>]*>|javascript\s*:|&lt;\s*/?\s*script|\bon[a-z]+\s*="
+_URL_RE = r"(?i)^https?://[^\s<>\"']+$"
+
+ROW = "__row"  # row number in the batch as received
+RAW = "__raw__"  # prefix of the as-received copy of a column that had to be cast
+_ROW_TYPE = pl.UInt32
 
 
 @dataclass(frozen=True)
 class Rule:
+    """One named check: ``valid`` is true where a row passes (null counts as a pass)."""
+
     check: str
     reason: str
-    bad: pl.Expr  # true where the row violates the rule
+    valid: pl.Expr
+    column: str | None = None  # reported value (as received) in the reason
+    attach: str | None = None  # pandera column carrying the check (default: ``column``)
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What one entity's rows must satisfy: a pandera schema plus the layout to coerce to."""
+
+    entity: str
+    columns: dict[str, pl.DataType]
+    time_column: str
+    rules: tuple[Rule, ...]
+    schema: pa.DataFrameSchema
+
+    @property
+    def priority(self) -> dict[str, int]:
+        return {r.check: i for i, r in enumerate(self.rules)}
+
+    @property
+    def by_check(self) -> dict[str, Rule]:
+        return {r.check: r for r in self.rules}
 
 
 @dataclass
@@ -30,6 +96,9 @@ class Checked:
     quarantined: pl.DataFrame
     received: int
     exact_duplicates: int
+    late: int = 0
+    missing_columns: list[str] = field(default_factory=list)
+    unreadable_files: int = 0
 
     @property
     def reconciles(self) -> bool:
@@ -39,148 +108,600 @@ class Checked:
     def quality(self) -> float:
         return 1.0 if self.received == 0 else self.clean.height / self.received
 
-    def metadata(self) -> dict[str, float | int | dict[str, int]]:
+    def metadata(self) -> dict[str, float | int | dict[str, int] | list[str]]:
         reasons: dict[str, int] = {}
         if self.quarantined.height:
-            for row in self.quarantined.group_by("check").len().iter_rows():
+            counts = self.quarantined.group_by("check").len().sort("len", descending=True)
+            for row in counts.iter_rows():
                 reasons[row[0]] = int(row[1])
         return {
             "received": self.received,
             "clean": self.clean.height,
             "quarantined": self.quarantined.height,
             "exact_duplicates": self.exact_duplicates,
+            "late": self.late,
+            "unreadable_files": self.unreadable_files,
+            "missing_columns": list(self.missing_columns),
             "quality": round(self.quality, 6),
             "quarantine_by_check": reasons,
         }
 
 
-def _not_finite_positive(col: str) -> pl.Expr:
+# --------------------------------------------------------------------------- rule helpers
+
+
+def _required(cols: Sequence[str], columns: dict[str, pl.DataType]) -> list[Rule]:
+    """Absent or null. A value that was present but did not parse is the type rule's."""
+    return [
+        Rule(
+            f"{c}_required",
+            f"{c} is missing",
+            pl.col(c).is_not_null() | (pl.col(f"{RAW}{c}") if columns[c] != pl.String else False),
+        )
+        for c in cols
+    ]
+
+
+def _parsed(cols: Sequence[str], kinds: dict[str, str]) -> list[Rule]:
+    """Present in the input but not readable as the declared type."""
+    return [
+        Rule(
+            f"{c}_type",
+            f"{c} is not {kinds[c]}",
+            pl.col(c).is_not_null() | ~pl.col(f"{RAW}{c}"),
+            column=c,
+        )
+        for c in cols
+    ]
+
+
+def _finite_positive(col: str) -> Rule:
     c = pl.col(col)
-    return c.is_null() | c.is_nan() | c.is_infinite() | (c <= 0)
+    return Rule(
+        f"{col}_positive", f"{col} must be a finite number > 0", c.is_finite() & (c > 0), col
+    )
 
 
-def _required(cols: list[str]) -> list[Rule]:
-    return [Rule(f"{c}_required", f"{c} is missing", pl.col(c).is_null()) for c in cols]
-
-
-def trade_rules(exchanges: tuple[str, ...], symbols: tuple[str, ...], now: datetime) -> list[Rule]:
-    return [
-        *_required(["exchange", "symbol", "trade_id", "ts", "price", "amount"]),
-        Rule("exchange_known", "exchange is not configured", ~pl.col("exchange").is_in(exchanges)),
-        Rule("symbol_known", "symbol is not configured", ~_symbol_known(symbols)),
-        Rule("price_positive", "price must be a finite number > 0", _not_finite_positive("price")),
-        Rule(
-            "amount_positive", "amount must be a finite number > 0", _not_finite_positive("amount")
-        ),
-        Rule("not_in_future", "timestamp is in the future", pl.col("ts") > now + FUTURE_SKEW),
-    ]
-
-
-def candle_rules(exchanges: tuple[str, ...], symbols: tuple[str, ...], now: datetime) -> list[Rule]:
-    return [
-        *_required(["exchange", "symbol", "timeframe", "ts", "open", "high", "low", "close"]),
-        Rule("exchange_known", "exchange is not configured", ~pl.col("exchange").is_in(exchanges)),
-        Rule("symbol_known", "symbol is not configured", ~_symbol_known(symbols)),
-        *[
-            Rule(f"{c}_positive", f"{c} must be a finite number > 0", _not_finite_positive(c))
-            for c in ("open", "high", "low", "close")
-        ],
-        Rule(
-            "volume_non_negative",
-            "volume must be a finite number >= 0",
-            pl.col("volume").is_null() | ~pl.col("volume").is_finite() | (pl.col("volume") < 0),
-        ),
-        Rule(
-            "ohlc_consistent",
-            "high must be >= max(open, close) and low <= min(open, close)",
-            (pl.col("high") < pl.max_horizontal("open", "close"))
-            | (pl.col("low") > pl.min_horizontal("open", "close")),
-        ),
-        Rule("not_in_future", "timestamp is in the future", pl.col("ts") > now + FUTURE_SKEW),
-    ]
-
-
-def news_rules(now: datetime) -> list[Rule]:
-    return [
-        *_required(["news_id", "title", "link"]),
-        Rule("title_not_blank", "title is blank", pl.col("title").str.strip_chars() == ""),
-        Rule(
-            "not_in_future",
-            "published time is in the future",
-            pl.col("published") > now + FUTURE_SKEW,
-        ),
-    ]
+def _between(col: str, lo: float, hi: float) -> Rule:
+    c = pl.col(col)
+    return Rule(
+        f"{col}_plausible",
+        f"{col} is outside the plausible range [{lo:g}, {hi:g}]",
+        ~(c.is_finite() & (c > 0)) | ((c >= lo) & (c <= hi)),  # only positive values
+        col,
+    )
 
 
 def _symbol_known(symbols: tuple[str, ...]) -> pl.Expr:
-    """A configured unified symbol, or a market of a configured bare asset."""
+    """A configured unified symbol, or any market of a configured bare asset (BTC -> BTC/*)."""
     unified = [s for s in symbols if "/" in s]
     bare = [s for s in symbols if "/" not in s]
-    return pl.col("symbol").is_in(unified) | pl.col("symbol").str.split("/").list.first().is_in(
-        bare
+    parts = pl.col("symbol").str.split("/")
+    market_of_bare = (parts.list.len() == 2) & parts.list.first().is_in(bare)
+    market_of_bare = market_of_bare & (parts.list.last().str.len_chars() > 0)
+    return pl.col("symbol").is_in(unified) | market_of_bare
+
+
+def _venue_rules(exchanges: tuple[str, ...], symbols: tuple[str, ...]) -> list[Rule]:
+    return [
+        Rule(
+            "exchange_known",
+            f"exchange is not configured ({', '.join(exchanges)})",
+            pl.col("exchange").is_in(exchanges),
+            "exchange",
+        ),
+        Rule(
+            "symbol_known",
+            f"symbol is not a market of the configured symbols ({', '.join(symbols)})",
+            _symbol_known(symbols),
+            "symbol",
+        ),
+    ]
+
+
+def _market_rule() -> Rule:
+    parts = pl.col("symbol").str.split("/")
+    return Rule(
+        "market_consistent",
+        "base/quote do not match the symbol",
+        (parts.list.len() != 2)
+        | ((pl.col("base") == parts.list.first()) & (pl.col("quote") == parts.list.last())),
+        attach="base",
     )
+
+
+def _time_rules(col: str, now: datetime) -> list[Rule]:
+    return [
+        Rule(
+            "not_in_future",
+            f"{col} is more than {int(FUTURE_SKEW.total_seconds())} s in the future",
+            pl.col(col) <= pl.lit(now + FUTURE_SKEW).cast(TS),
+            col,
+        ),
+        Rule(
+            "time_plausible",
+            f"{col} is before {EARLIEST.date()} (wrong epoch unit?)",
+            pl.col(col) >= pl.lit(EARLIEST).cast(TS),
+            col,
+        ),
+    ]
+
+
+def _schema(entity: str, columns: dict[str, pl.DataType], rules: list[Rule]) -> pa.DataFrameSchema:
+    """A pandera schema whose checks are the rules, attached to the column they report."""
+
+    def make(rule: Rule) -> pa.Check:
+        expr = rule.valid.fill_null(True).alias("valid")
+
+        def fn(data: pa.PolarsData, expr: pl.Expr = expr) -> pl.LazyFrame:
+            return data.lazyframe.select(expr)
+
+        return pa.Check(fn, name=rule.check, description=rule.reason)
+
+    per_column: dict[str, list[pa.Check]] = {c: [] for c in columns}
+    frame_checks: list[pa.Check] = []
+    for rule in rules:
+        # Column-level checks only: pandera renders each failing row of a frame-level check as
+        # JSON (seconds for 50k failures); a column check reports the value (milliseconds).
+        target = rule.attach or rule.column or rule.check.removesuffix("_required")
+        (per_column[target] if target in per_column else frame_checks).append(make(rule))
+    return pa.DataFrameSchema(
+        {c: pa.Column(t, nullable=True, checks=per_column[c]) for c, t in columns.items()},
+        checks=frame_checks,
+        name=entity,
+        strict=False,  # the row number and as-received copies ride along
+        coerce=False,  # coercion is ours: it must never raise and must remember what failed
+    )
+
+
+def _contract(entity, columns, time_column, rules: list[Rule]) -> Contract:
+    names = [r.check for r in rules]
+    if len(names) != len(set(names)):
+        raise ValueError(f"{entity}: duplicate check names {names}")
+    return Contract(
+        entity, dict(columns), time_column, tuple(rules), _schema(entity, columns, rules)
+    )
+
+
+_KINDS = {pl.Float64: "a number", TS: "a timestamp", pl.Boolean: "a boolean"}
+
+
+def _type_rules(columns: dict[str, pl.DataType]) -> list[Rule]:
+    typed = [c for c, t in columns.items() if t != pl.String]
+    kinds = {c: _KINDS.get(columns[c], str(columns[c])) for c in typed}
+    return _parsed(typed, kinds)
+
+
+# --------------------------------------------------------------------------- contracts
+
+
+def trade_rules(exchanges: tuple[str, ...], symbols: tuple[str, ...], now: datetime) -> Contract:
+    cols = RAW_TRADES.columns
+    price, amount = pl.col("price"), pl.col("amount")
+    notional = price * amount
+    return _contract(
+        "trades",
+        cols,
+        "ts",
+        [
+            *_required(["exchange", "symbol", "trade_id", "ts", "price", "amount"], cols),
+            *_type_rules(cols),
+            *_venue_rules(exchanges, symbols),
+            _market_rule(),
+            _finite_positive("price"),
+            _finite_positive("amount"),
+            _between("price", MIN_PRICE, MAX_PRICE),
+            Rule(
+                "amount_plausible",
+                f"amount is above the plausible maximum {MAX_AMOUNT:g}",
+                ~amount.is_finite() | (amount <= MAX_AMOUNT),
+                "amount",
+            ),
+            Rule("side_valid", "side must be 'buy' or 'sell'", pl.col("side").is_in(SIDES), "side"),
+            *_time_rules("ts", now),
+            Rule(
+                "cost_consistent",
+                f"cost differs from price x amount by more than {CONSISTENCY_TOLERANCE:.1%}",
+                pl.col("cost").is_null()
+                | (
+                    pl.col("cost").is_finite()
+                    & ((pl.col("cost") - notional).abs() <= CONSISTENCY_TOLERANCE * notional.abs())
+                ),
+                "cost",
+            ),
+        ],
+    )
+
+
+def candle_rules(exchanges: tuple[str, ...], symbols: tuple[str, ...], now: datetime) -> Contract:
+    cols = RAW_CANDLES.columns
+    ohlc = ("open", "high", "low", "close")
+    vol = pl.col("volume")
+    return _contract(
+        "candles",
+        cols,
+        "ts",
+        [
+            *_required(["exchange", "symbol", "timeframe", "ts", *ohlc], cols),
+            *_type_rules(cols),
+            *_venue_rules(exchanges, symbols),
+            _market_rule(),
+            Rule(
+                "timeframe_valid",
+                "timeframe must look like 1m, 5m, 1h, 1d",
+                pl.col("timeframe").str.contains(_TIMEFRAME_RE),
+                "timeframe",
+            ),
+            *[_finite_positive(c) for c in ohlc],
+            *[_between(c, MIN_PRICE, MAX_PRICE) for c in ohlc],
+            Rule(
+                "volume_non_negative",
+                "volume must be a finite number >= 0",
+                vol.is_finite() & (vol >= 0),
+                "volume",
+            ),
+            Rule(
+                "volume_plausible",
+                f"volume is above the plausible maximum {MAX_VOLUME:g}",
+                ~vol.is_finite() | (vol <= MAX_VOLUME),
+                "volume",
+            ),
+            Rule(
+                "ohlc_consistent",
+                "high must be >= max(open, close) and low <= min(open, close)",
+                (pl.col("high") >= pl.max_horizontal("open", "close"))
+                & (pl.col("low") <= pl.min_horizontal("open", "close")),
+                attach="high",
+            ),
+            *_time_rules("ts", now),
+        ],
+    )
+
+
+def news_rules(now: datetime) -> Contract:
+    cols = RAW_NEWS.columns
+    title = pl.col("title")
+    return _contract(
+        "news",
+        cols,
+        "published",
+        [
+            *_required(["news_id", "title", "link", "published"], cols),
+            *_type_rules(cols),
+            Rule("title_not_blank", "title is blank", title.str.strip_chars() != "", "title"),
+            Rule(
+                "title_markup",
+                "title contains HTML or script markup",
+                ~title.str.contains(_MARKUP_RE),
+                "title",
+            ),
+            Rule(
+                "title_length",
+                f"title is longer than {MAX_TITLE_CHARS} characters",
+                title.str.len_chars() <= MAX_TITLE_CHARS,
+                "title",
+            ),
+            Rule(
+                "link_valid",
+                "link must be an http(s) URL",
+                pl.col("link").str.contains(_URL_RE),
+                "link",
+            ),
+            *_time_rules("published", now),
+        ],
+    )
+
+
+# --------------------------------------------------------------------------- coercion
+
+
+def _to_timestamp(s: pl.Series) -> pl.Series:
+    """Datetime (naive = UTC), ISO-8601 text, or epoch milliseconds -> UTC ms; null if not."""
+    if isinstance(s.dtype, pl.Datetime):
+        if s.dtype.time_zone is None:  # type: ignore[attr-defined]
+            s = s.dt.replace_time_zone("UTC")
+        return s.dt.convert_time_zone("UTC").cast(TS)
+    if s.dtype == pl.Date:
+        return s.cast(pl.Datetime("ms")).dt.replace_time_zone("UTC").cast(TS)
+    if s.dtype.is_numeric():
+        v = s.cast(pl.Float64)
+        ok = v.is_finite() & (v.abs() < 1e15)  # beyond that no epoch-ms value is sane
+        ms = pl.select(pl.when(ok).then(v.round(0)).cast(pl.Int64)).to_series()
+        return ms.cast(pl.Datetime("ms")).dt.replace_time_zone("UTC").cast(TS)
+    text = s.cast(pl.String, strict=False).str.strip_chars()
+    numeric = text.cast(pl.Float64, strict=False)
+    as_number = _to_timestamp(numeric)
+    iso = text.str.replace(r"(?i)z$", "+00:00").str.replace(r"^(\d{4}-\d\d-\d\d) ", "${1}T")
+    with_zone = iso.str.to_datetime(
+        "%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="ms", strict=False, time_zone="UTC"
+    )
+    naive = iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="ms", strict=False)
+    day_only = iso.str.to_datetime("%Y-%m-%d", time_unit="ms", strict=False)
+    naive = naive.fill_null(day_only).dt.replace_time_zone("UTC")
+    return as_number.fill_null(with_zone.cast(TS)).fill_null(naive.cast(TS))
+
+
+def _cast(s: pl.Series, dtype: pl.DataType) -> pl.Series:
+    if s.dtype == dtype:
+        return s
+    if dtype == TS:
+        return _to_timestamp(s)
+    if dtype == pl.String:
+        if s.dtype == pl.Object:
+            return s.map_elements(str, return_dtype=pl.String)
+        try:
+            return s.cast(pl.String)
+        except Exception:  # noqa: BLE001 - nested types: keep their JSON text
+            return pl.DataFrame({"v": s}).select(pl.struct("v").struct.json_encode()).to_series()
+    if dtype == pl.Boolean and s.dtype == pl.String:
+        low = s.str.strip_chars().str.to_lowercase()
+        return low.replace_strict(
+            {"true": True, "1": True, "false": False, "0": False}, default=None, return_dtype=dtype
+        )
+    if s.dtype == pl.String:
+        s = s.str.strip_chars()
+    if s.dtype == pl.Object:  # arbitrary Python objects: parse each one's text
+        s = pl.Series(s.name, [None if v is None else str(v).strip() for v in s], dtype=pl.String)
+    try:
+        return s.cast(dtype, strict=False)
+    except Exception:  # noqa: BLE001 - e.g. a list or struct where a number belongs
+        return pl.Series(s.name, [None] * s.len(), dtype=dtype)
+
+
+def _coerce(df: pl.DataFrame, columns: dict[str, pl.DataType]) -> tuple[pl.DataFrame, list[str]]:
+    """The declared columns, cast; an as-received copy of each that needed casting."""
+    missing = [c for c in columns if c not in df.columns]
+    out: list[pl.Series] = [pl.Series(ROW, range(df.height), dtype=_ROW_TYPE)]
+    for c, t in columns.items():
+        if c in missing:
+            out.append(pl.Series(c, [None] * df.height, dtype=t))
+            if t != pl.String:
+                out.append(pl.Series(f"{RAW}{c}", [False] * df.height, dtype=pl.Boolean))
+            continue
+        s = df.get_column(c)
+        cast = _cast(s, t).alias(c)
+        if t != pl.String:
+            present = s.is_not_null()
+            if s.dtype == pl.String:  # blank text is an absent value, not a bad one
+                present = present & (s.str.strip_chars() != "")
+            out.append(present.fill_null(False).alias(f"{RAW}{c}"))
+        out.append(cast)
+    return pl.DataFrame(out), missing
+
+
+# --------------------------------------------------------------------------- check
 
 
 def check(
     df: pl.DataFrame,
-    rules: list[Rule],
+    contract: Contract,
     key: list[str],
     *,
     source: str,
     run_id: str,
     now: datetime | None = None,
     ignore_for_duplicates: tuple[str, ...] = ("ingested_at",),
+    day: str | date | None = None,
 ) -> Checked:
-    """Apply ``rules`` then the uniqueness rule on ``key``.
+    """Validate ``df`` against ``contract``, then the uniqueness rule on ``key``.
 
-    Rows with the same key and the same values (``ignore_for_duplicates`` aside) are exact
-    duplicates: one is kept, the rest counted. Rows with the same key and different values are
-    conflicting duplicates: all of them are quarantined, since we cannot know which is right.
+    With ``day`` (the partition being landed), rows whose time falls outside that UTC day are
+    quarantined too (``in_partition``): they would otherwise land in the wrong partition.
     """
     now = now or datetime.now(UTC)
     received = df.height
+    coerced, missing = _coerce(df, contract.columns)
+    coerced = coerced.with_columns(
+        pl.col("ingested_at").fill_null(pl.lit(now).cast(TS)),
+        pl.col("source").fill_null(pl.lit(source)),
+    )
+    if {"symbol", "base", "quote"} <= set(contract.columns):  # derivable, so derive
+        parts = pl.col("symbol").str.split("/")
+        two = parts.list.len() == 2
+        coerced = coerced.with_columns(
+            pl.col("base").fill_null(pl.when(two).then(parts.list.first())),
+            pl.col("quote").fill_null(pl.when(two).then(parts.list.last())),
+        )
     if received == 0:
-        return Checked(df, empty_quarantine(), 0, 0)
+        return Checked(coerced.select(list(contract.columns)), empty_quarantine(), 0, 0, 0, missing)
 
-    failed = pl.lit(None, dtype=pl.String)
-    reason = pl.lit(None, dtype=pl.String)
-    for rule in reversed(rules):  # the first failing rule wins
-        failed = pl.when(rule.bad.fill_null(False)).then(pl.lit(rule.check)).otherwise(failed)
-        reason = pl.when(rule.bad.fill_null(False)).then(pl.lit(rule.reason)).otherwise(reason)
-    tagged = df.with_columns(failed.alias("__check"), reason.alias("__reason"))
-    bad = tagged.filter(pl.col("__check").is_not_null())
-    good = tagged.filter(pl.col("__check").is_null()).drop("__check", "__reason")
+    failures = _failures(coerced, contract)
+    if day is not None:
+        failures = pl.concat([failures, _outside_day(coerced, contract, day)])
+    tagged = _first_failure(failures, contract, df)
 
-    value_cols = [c for c in good.columns if c not in ignore_for_duplicates]
+    bad = coerced.join(tagged, on=ROW, how="inner")
+    good = coerced.join(tagged, on=ROW, how="anti").select(ROW, *contract.columns)
+
+    value_cols = [c for c in contract.columns if c not in ignore_for_duplicates]
     deduped = good.unique(subset=value_cols, keep="first", maintain_order=True)
     exact_duplicates = good.height - deduped.height
-    conflicting_keys = deduped.group_by(key).len().filter(pl.col("len") > 1).drop("len")
-    conflicts = deduped.join(conflicting_keys, on=key, how="semi")
-    clean = deduped.join(conflicting_keys, on=key, how="anti")
-    conflicts = conflicts.with_columns(
+    conflicting_keys = (
+        deduped.group_by(key).len().filter(pl.col("len") > 1).drop("len")
+        if deduped.height
+        else deduped.select(key).clear()
+    )
+    conflicts = deduped.join(conflicting_keys, on=key, how="semi", nulls_equal=True)
+    clean = deduped.join(conflicting_keys, on=key, how="anti", nulls_equal=True)
+    conflicts = conflicts.select(
+        ROW,
         pl.lit("unique_key").alias("__check"),
         pl.lit(f"conflicting duplicate: same {', '.join(key)} with different values").alias(
             "__reason"
         ),
     )
-    quarantined = _to_quarantine(
-        pl.concat([bad, conflicts], how="vertical_relaxed"), source, run_id, now
+    rejected = pl.concat([bad.select(ROW, "__check", "__reason"), conflicts]).sort(ROW)
+    arrived = pl.col("ingested_at")
+    late = clean.filter(
+        (arrived - pl.col(contract.time_column)) > pl.duration(seconds=LATE_AFTER.total_seconds())
+    ).height
+    clean = clean.sort(contract.time_column, ROW, nulls_last=True).select(list(contract.columns))
+    quarantined = _to_quarantine(df, rejected, source, run_id, now)
+    return Checked(clean, quarantined, received, exact_duplicates, late, missing)
+
+
+def _failures(coerced: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """(row, check) of every failure pandera reports, all checks at once (lazy)."""
+    try:
+        contract.schema.validate(coerced, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        fc = exc.failure_cases
+        known = contract.by_check
+        fc = fc.select(pl.col("index").cast(_ROW_TYPE).alias(ROW), pl.col("check"))
+        rowless = fc.filter(pl.col(ROW).is_null() | ~pl.col("check").is_in(list(known)))
+        if rowless.height:
+            # a schema-level failure (wrong dtype after coercion...): no row passes unseen
+            what = ", ".join(sorted(set(rowless["check"].cast(pl.String).to_list())))
+            raise ContractError(f"{contract.entity}: schema-level failure ({what})") from exc
+        return fc
+    return pl.DataFrame(schema={ROW: _ROW_TYPE, "check": pl.String})
+
+
+def _outside_day(coerced: pl.DataFrame, contract: Contract, day: str | date) -> pl.DataFrame:
+    d = date.fromisoformat(day) if isinstance(day, str) else day
+    start = datetime(d.year, d.month, d.day, tzinfo=UTC)
+    t = pl.col(contract.time_column)
+    out = (t < pl.lit(start).cast(TS)) | (t >= pl.lit(start + timedelta(days=1)).cast(TS))
+    return coerced.filter(out.fill_null(False)).select(
+        ROW, pl.lit(f"in_partition:{d.isoformat()}").alias("check")
     )
-    return Checked(clean, quarantined, received, exact_duplicates)
+
+
+def _first_failure(failures: pl.DataFrame, contract: Contract, raw: pl.DataFrame) -> pl.DataFrame:
+    """One row per failing record: the first check by priority, a reason listing them all."""
+    if failures.height == 0:
+        return pl.DataFrame(schema={ROW: _ROW_TYPE, "__check": pl.String, "__reason": pl.String})
+    prio = contract.priority
+    reason_of = {r.check: r.reason for r in contract.rules}
+    column_of = {r.check: r.column for r in contract.rules if r.column}
+    partition = failures.filter(pl.col("check").str.starts_with("in_partition:"))
+    rules = failures.filter(~pl.col("check").str.starts_with("in_partition:"))
+    rules = rules.with_columns(
+        pl.col("check").replace_strict(prio, return_dtype=pl.Int32).alias("__prio"),
+        pl.col("check").replace_strict(reason_of, return_dtype=pl.String).alias("__text"),
+    )
+    # the value as received, for checks that are about one column: gathered per column, only
+    # for the failing rows
+    rules = rules.with_columns(
+        pl.col("check")
+        .replace_strict(column_of, default=None, return_dtype=pl.String)
+        .alias("__col")
+    )
+    pieces = [rules.filter(~pl.col("__col").is_in(raw.columns).fill_null(False))]
+    for col in rules["__col"].drop_nulls().unique().to_list():
+        if col not in raw.columns:
+            continue
+        sub = rules.filter(pl.col("__col") == col)
+        got = _as_text(raw.get_column(col).gather(sub[ROW].cast(pl.Int64)))
+        text = pl.concat_str(pl.col("__text"), pl.lit(" (got "), got.fill_null("null"), pl.lit(")"))
+        pieces.append(sub.with_columns(text.alias("__text")))
+    rules = pl.concat(pieces).drop("__col")
+    day_text = partition.select(
+        ROW,
+        pl.lit("in_partition").alias("check"),
+        pl.lit(len(prio)).cast(pl.Int32).alias("__prio"),
+        pl.concat_str(
+            pl.lit(f"{contract.time_column} is outside the partition day "),
+            pl.col("check").str.split(":").list.last(),
+        ).alias("__text"),
+    )
+    every = pl.concat([rules, day_text], how="vertical_relaxed").unique([ROW, "check"])
+    return (
+        every.sort(ROW, "__prio")
+        .group_by(ROW, maintain_order=True)
+        .agg(
+            pl.col("check").first().alias("__check"),
+            pl.col("__text").str.join("; ").alias("__reason"),
+        )
+    )
+
+
+def _as_text(s: pl.Series) -> pl.Series:
+    """Values as short readable text (repr-like: strings quoted, at most 80 characters)."""
+    if s.dtype == pl.String:
+        return ("'" + s.str.slice(0, 80) + "'").fill_null("null")
+    try:
+        text = s.cast(pl.String)
+    except Exception:  # noqa: BLE001 - nested or object values
+        text = s.map_elements(lambda v: repr(v), return_dtype=pl.String)
+    return text.str.slice(0, 80).fill_null("null")
+
+
+class ContractError(RuntimeError):
+    """The contract itself is broken (not the data): a programming error."""
 
 
 def empty_quarantine() -> pl.DataFrame:
     return pl.DataFrame(schema=QUARANTINE_COLUMNS)
 
 
-def _to_quarantine(df: pl.DataFrame, source: str, run_id: str, now: datetime) -> pl.DataFrame:
-    if df.height == 0:
+def payload_json(df: pl.DataFrame) -> pl.Series:
+    """Each row as received, as a JSON object; NaN and infinities kept as strings."""
+    if df.width == 0:
+        return pl.Series("payload", ["{}"] * df.height, dtype=pl.String)
+    parts: list[pl.Expr] = []
+    for c, t in df.schema.items():
+        col = pl.col(c)
+        if t == pl.Object or t == pl.Binary:
+            col = col.map_elements(repr, return_dtype=pl.String)
+        field_json = pl.struct(col.alias(c)).struct.json_encode().str.slice(1)
+        field_json = field_json.str.head(-1)
+        if t.is_float():
+            text = (
+                pl.when(pl.col(c).is_nan()).then(pl.lit("NaN")).otherwise(pl.col(c).cast(pl.String))
+            )
+            field_json = (
+                pl.when(pl.col(c).is_finite() | pl.col(c).is_null())
+                .then(field_json)
+                .otherwise(pl.struct(text.alias(c)).struct.json_encode().str.slice(1).str.head(-1))
+            )
+        parts.append(field_json)
+    expr = pl.concat_str([pl.lit("{"), pl.concat_str(parts, separator=","), pl.lit("}")])
+    return df.select(expr.alias("payload")).to_series()
+
+
+def quarantine_rows(
+    records: pl.DataFrame,
+    checks: pl.Expr | str,
+    reasons: pl.Expr | str,
+    *,
+    source: str,
+    run_id: str,
+    now: datetime,
+) -> pl.DataFrame:
+    """Quarantine rows for ``records`` (as received), e.g. for files that could not be read."""
+    if records.height == 0:
         return empty_quarantine()
-    payload_cols = [c for c in df.columns if not c.startswith("__")]
-    return df.select(
-        pl.col("__check").alias("check"),
-        pl.col("__reason").alias("reason"),
-        pl.struct(payload_cols).struct.json_encode().alias("payload"),
+
+    def as_expr(v: pl.Expr | str) -> pl.Expr:
+        return v if isinstance(v, pl.Expr) else pl.lit(v)
+
+    return records.select(
+        as_expr(checks).cast(pl.String).alias("check"),
+        as_expr(reasons).cast(pl.String).alias("reason"),
+        payload_json(records).alias("payload"),
+        pl.lit(source).alias("source"),
+        pl.lit(run_id).alias("run_id"),
+        pl.lit(now).cast(TS).alias("quarantined_at"),
+    )
+
+
+def _to_quarantine(
+    raw: pl.DataFrame, rejected: pl.DataFrame, source: str, run_id: str, now: datetime
+) -> pl.DataFrame:
+    if rejected.height == 0:
+        return empty_quarantine()
+    records = raw[rejected[ROW].cast(pl.Int64)]
+    return pl.DataFrame(
+        {
+            "check": rejected["__check"],
+            "reason": rejected["__reason"],
+            "payload": payload_json(records),
+        }
+    ).select(
+        "check",
+        "reason",
+        "payload",
         pl.lit(source).alias("source"),
         pl.lit(run_id).alias("run_id"),
         pl.lit(now).cast(TS).alias("quarantined_at"),

@@ -77,3 +77,192 @@ def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile():
 def test_empty_input():
     checked = run(trades([{}]).clear())
     assert checked.received == 0 and checked.reconciles and checked.quality == 1.0
+
+
+# ---------------------------------------------------------------- pandera, coercion, payloads
+
+KEY = ["exchange", "symbol", "trade_id"]
+
+
+def test_contracts_are_pandera_polars_schemas_with_named_checks():
+    import pandera.polars as pa
+
+    c = contracts.trade_rules(("binance",), ("BTC",), NOW)
+    assert isinstance(c.schema, pa.DataFrameSchema)
+    names = {ch.name for col in c.schema.columns.values() for ch in col.checks}
+    names |= {ch.name for ch in c.schema.checks}
+    assert {"price_positive", "cost_consistent", "not_in_future", "price_type"} <= names
+    for make in (contracts.candle_rules(("binance",), ("BTC",), NOW), contracts.news_rules(NOW)):
+        assert isinstance(make.schema, pa.DataFrameSchema) and len(make.rules) >= 10
+
+
+def test_every_failure_of_a_row_is_in_its_reason_first_one_is_the_check():
+    df = trades([{"trade_id": "x", "exchange": "ftx", "price": -1.0, "side": "hold"}])
+    checked = run(df)
+    (row,) = checked.quarantined.to_dicts()
+    assert row["check"] == "exchange_known"
+    assert "got 'ftx'" in row["reason"] and "got -1.0" in row["reason"]
+    assert "side must be 'buy' or 'sell' (got 'hold')" in row["reason"]
+
+
+def test_strings_where_numbers_belong_are_parsed_or_quarantined():
+    df = trades([{"trade_id": "a"}, {"trade_id": "b"}, {"trade_id": "c"}]).with_columns(
+        pl.Series("price", ["100.5", " 7 ", "1e400x"]),
+        pl.Series("amount", ["1", "2", "3"]),
+        pl.Series("ts", ["2026-11-10T11:00:00Z", "2026-11-10 13:00:00+02:00", "2026-11-10"]),
+    )
+    checked = run(df)
+    assert checked.clean["price"].to_list() == [100.5, 7.0]
+    assert checked.clean["ts"].to_list() == [
+        datetime(2026, 11, 10, 11, tzinfo=UTC),
+        datetime(2026, 11, 10, 11, tzinfo=UTC),
+    ]
+    assert checked.quarantined["check"].to_list() == ["price_type"]
+    assert "(got '1e400x')" in checked.quarantined["reason"][0]
+    assert checked.quarantined["payload"].str.json_decode()[0]["price"] == "1e400x"
+
+
+def test_epoch_ms_and_naive_datetimes_are_utc():
+    ms = int(NOW.timestamp() * 1000)
+    df = trades([{"trade_id": "a"}]).with_columns(pl.Series("ts", [ms]))
+    assert run(df).clean["ts"].to_list() == [NOW]
+    naive = trades([{"trade_id": "a"}]).with_columns(
+        pl.col("ts").dt.replace_time_zone(None).alias("ts")
+    )
+    assert run(naive).clean["ts"].to_list() == [NOW]
+
+
+def test_a_nested_value_where_a_number_belongs_does_not_crash():
+    df = trades([{"trade_id": "a"}, {"trade_id": "b"}]).with_columns(
+        pl.Series("price", [[1.0], [2.0, 3.0]])
+    )
+    checked = run(df)
+    assert checked.reconciles and checked.clean.height == 0
+    assert set(checked.quarantined["check"]) == {"price_type"}
+
+
+def test_payload_keeps_non_finite_values_and_is_valid_json():
+    import json
+
+    df = trades([{"trade_id": "n", "price": float("nan"), "amount": float("-inf")}])
+    payload = json.loads(run(df).quarantined["payload"][0])
+    assert payload["price"] == "NaN" and payload["amount"] == "-inf"
+    assert payload["trade_id"] == "n" and payload["ts"].startswith("2026-11-10T12:00:00")
+
+
+def test_cost_consistency_tolerance():
+    df = trades(
+        [
+            {"trade_id": "ok", "cost": 100.05},  # 0.05 % off
+            {"trade_id": "off", "cost": 100.2},  # 0.2 % off
+            {"trade_id": "none", "cost": None},
+        ]
+    )
+    checked = run(df)
+    assert sorted(checked.clean["trade_id"]) == ["none", "ok"]
+    assert checked.quarantined["check"].to_list() == ["cost_consistent"]
+
+
+def test_future_skew_and_late_arrivals():
+    df = trades(
+        [
+            {"trade_id": "skew", "ts": NOW + timedelta(minutes=4)},
+            {"trade_id": "future", "ts": NOW + timedelta(minutes=6)},
+            {"trade_id": "late", "ts": NOW - timedelta(minutes=6)},
+            {"trade_id": "fresh", "ts": NOW - timedelta(minutes=4)},
+        ]
+    )
+    checked = run(df)
+    assert sorted(checked.clean["trade_id"]) == ["fresh", "late", "skew"]
+    assert checked.late == 1 and checked.metadata()["late"] == 1
+    assert "late" not in checked.clean.columns  # counted, not a column (yet)
+
+
+def test_bare_asset_means_any_market_unified_symbol_means_that_market():
+    df = trades(
+        [
+            {"trade_id": "1", "symbol": "BTC/USD"},
+            {"trade_id": "2", "symbol": "ETH/USDT"},
+            {"trade_id": "3", "symbol": "ETH/USD"},
+            {"trade_id": "4", "symbol": "BTC/"},
+        ]
+    )
+    c = contracts.trade_rules(("binance",), ("BTC", "ETH/USDT"), NOW)
+    checked = contracts.check(df, c, KEY, source="t", run_id="r", now=NOW)
+    assert sorted(checked.clean["trade_id"]) == ["1", "2"]
+    assert checked.quarantined["check"].to_list() == ["symbol_known", "symbol_known"]
+
+
+def test_base_and_quote_are_derived_when_absent_and_must_agree():
+    df = trades([{"trade_id": "a"}, {"trade_id": "b"}]).with_columns(
+        pl.Series("base", [None, "ETH"], dtype=pl.String)
+    )
+    checked = run(df)
+    assert checked.clean.select("base", "quote").rows() == [("BTC", "USDT")]
+    assert checked.quarantined["check"].to_list() == ["market_consistent"]
+
+
+def test_rows_outside_the_partition_day_are_quarantined():
+    df = trades([{"trade_id": "in"}, {"trade_id": "out", "ts": NOW - timedelta(days=1)}])
+    c = contracts.trade_rules(("binance",), ("BTC",), NOW)
+    checked = contracts.check(df, c, KEY, source="t", run_id="r", now=NOW, day="2026-11-10")
+    assert checked.clean["trade_id"].to_list() == ["in"]
+    assert checked.quarantined["check"].to_list() == ["in_partition"]
+    assert "2026-11-10" in checked.quarantined["reason"][0]
+
+
+def test_missing_columns_are_reported():
+    checked = run(trades([{"trade_id": "a"}]))  # no base, quote, cost, side, source
+    assert checked.missing_columns == ["base", "quote", "cost", "side", "source"]
+    assert checked.clean.height == 1 and checked.clean["source"].to_list() == ["t"]
+
+
+def test_a_simulated_day_of_100k_trades_is_checked_in_well_under_two_seconds():
+    import time
+
+    import numpy as np
+
+    n = 100_000
+    rng = np.random.default_rng(0)
+    price = rng.uniform(100, 200, n)
+    amount = rng.pareto(2.0, n) + 0.001
+    start = datetime(2026, 11, 10, tzinfo=UTC)
+    ts = pl.datetime_range(start, start + timedelta(hours=12), "400ms", eager=True, time_unit="ms")
+    df = pl.DataFrame(
+        {
+            "exchange": rng.choice(["binance", "coinbase"], n),
+            "symbol": rng.choice(["BTC/USDT", "ETH/USDT"], n),
+            "base": None,
+            "quote": None,
+            "trade_id": [str(i) for i in range(n)],
+            "ts": ts[:n],
+            "price": price,
+            "amount": amount,
+            "cost": price * amount,
+            "side": rng.choice(["buy", "sell"], n),
+            "source": "sim",
+            "ingested_at": NOW,
+        }
+    ).with_columns(  # 1 % bad prices, 0.1 % exact duplicates
+        pl.when(pl.int_range(n) % 100 == 7).then(-1.0).otherwise(pl.col("price")).alias("price")
+    )
+    df = pl.concat([df, df.head(100)])
+    c = contracts.trade_rules(("binance", "coinbase"), ("BTC", "ETH"), NOW)
+    contracts.check(df.head(1000), c, KEY, source="s", run_id="r", now=NOW)  # warm up
+    started = time.perf_counter()
+    checked = contracts.check(df, c, KEY, source="s", run_id="r", now=NOW, day="2026-11-10")
+    elapsed = time.perf_counter() - started
+    print(f"100k trades checked in {elapsed:.3f} s")
+    # a copied bad row is quarantined twice (bad rows are never deduplicated away)
+    assert checked.reconciles and checked.exact_duplicates == 99
+    assert checked.quarantined.height == 1001 and checked.clean.height == 99_000
+    assert elapsed < 2.0
+
+
+def test_python_objects_are_parsed_one_by_one():
+    df = trades([{"trade_id": "a"}, {"trade_id": "b"}]).with_columns(
+        pl.Series("price", [object(), 101.5], dtype=pl.Object)
+    )
+    checked = run(df)
+    assert checked.clean["price"].to_list() == [101.5]
+    assert checked.quarantined["check"].to_list() == ["price_type"]

@@ -18,7 +18,7 @@ DRIFT_SHARE_LIMIT = 0.5  # default; Settings.drift_share (SENTINANCE_DRIFT_SHARE
 
 
 def drift_share(settings: Settings) -> float:
-    return float(getattr(settings, "drift_share", DRIFT_SHARE_LIMIT))
+    return settings.drift_share
 
 
 @dg.asset(

@@ -8,7 +8,7 @@
   ``dagster schedule start``.
 * ``forecast_drift_sensor`` watches ``ml/forecast_drift`` materializations and launches the job
   when the share of drifted model inputs (or of residual columns) reaches the drift share
-  (``Settings.drift_share`` / ``SENTINANCE_DRIFT_SHARE`` when present, else 0.5). It is RUNNING
+  (``Settings.drift_share`` / ``SENTINANCE_DRIFT_SHARE``, default 0.5). It is RUNNING
   by default: it only reacts to new drift results, once per materialization (the run key is the
   event id), and ignores drift results produced by the retraining job itself, so a retraining
   cannot re-trigger itself in a loop.
@@ -16,7 +16,7 @@
 
 import dagster as dg
 
-from sentinance_assets.defs.ml.forecasting import DRIFT_KEY, DRIFT_SHARE_LIMIT, FORECASTER
+from sentinance_assets.defs.ml.forecasting import DRIFT_KEY, FORECASTER
 from sentinance_assets.settings import Settings
 
 RETRAINING_JOB = "forecast_retraining_job"
@@ -77,7 +77,7 @@ def forecast_drift_sensor(
     run = context.instance.get_run_by_id(asset_event.run_id) if asset_event.run_id else None
     if run is not None and run.job_name == RETRAINING_JOB:
         return dg.SkipReason("drift measured right after a retraining: not retraining again")
-    limit = float(getattr(settings, "drift_share", DRIFT_SHARE_LIMIT))
+    limit = settings.drift_share
     exceeded, why = drift_exceeds(dict(mat.metadata), limit)
     if not exceeded:
         return dg.SkipReason(why)

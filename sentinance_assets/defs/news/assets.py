@@ -1,15 +1,21 @@
-"""Raw news items for one UTC day."""
+"""Raw news items for one UTC day.
+
+Live: every run reads the configured feeds (conditional GET), keeps the items published on the
+partition's day and merges them into what is stored (an item already stored by id, link or
+normalised title is kept as first seen). Simulated and replay replace the day.
+"""
 
 from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from sentinance_assets.defs.ingest_wiring import ingest_check_specs, ingest_result
+from sentinance_assets.defs.market.wiring import check_specs, failures_for, replay_problems, result
 from sentinance_assets.defs.partitions import daily
 from sentinance_assets.lib import contracts
 from sentinance_assets.lib.ingest import land_day
 from sentinance_assets.lib.schemas import QUARANTINE_NEWS, RAW_NEWS
 from sentinance_assets.lib.sources import build_source
+from sentinance_assets.lib.sources.incremental import drop_seen_news, land_merged, stored
 from sentinance_assets.settings import Settings
 
 NEWS = dg.AssetKey(["raw", "news"])
@@ -19,7 +25,7 @@ NEWS = dg.AssetKey(["raw", "news"])
     key=NEWS,
     group_name="news",
     partitions_def=daily,
-    check_specs=ingest_check_specs(NEWS),
+    check_specs=check_specs(NEWS),
     kinds={"polars", "parquet"},
     description="Crypto news items published on one UTC day, tagged with the assets they mention.",
 )
@@ -28,15 +34,50 @@ def raw_news(
 ) -> dg.MaterializeResult:
     day = context.partition_key
     source = build_source(settings)
-    checked = land_day(
-        source.news(date.fromisoformat(day)),
-        dataset=RAW_NEWS,
-        quarantine=QUARANTINE_NEWS,
-        rules=contracts.news_rules(datetime.now(UTC)),
-        key=["news_id"],
-        lake_dir=settings.lake_dir,
-        day=day,
-        source=source.name,
-        run_id=context.run_id,
-    )
-    return ingest_result(NEWS, checked, source=source.name)
+    rules = contracts.news_rules(datetime.now(UTC))
+    extra: dict[str, object] = {}
+    if source.name == "live":
+        existing = stored(settings.lake_dir, RAW_NEWS, day)
+        new, repeats = drop_seen_news(existing, source.news(date.fromisoformat(day)))
+        failures = failures_for(source, "news")
+        if settings.news_feeds and len(failures) >= len(settings.news_feeds):
+            raise dg.Failure(
+                "no configured news feed could be read",
+                metadata={"failed": dg.MetadataValue.json(failures)},
+            )
+        landed = land_merged(
+            new,
+            dataset=RAW_NEWS,
+            quarantine=QUARANTINE_NEWS,
+            rules=rules,
+            key=["news_id"],
+            lake_dir=settings.lake_dir,
+            day=day,
+            source=source.name,
+            run_id=context.run_id,
+            existing=existing,
+            prefer="old",
+        )
+        checked = landed.checked
+        extra = {
+            **getattr(source, "news_report", {}),
+            "repeats_of_stored": repeats,
+            "stored_rows": landed.frame.height,
+        }
+    else:
+        rows = source.news(date.fromisoformat(day))
+        problems = replay_problems(source, "news")  # files that could not be read at all
+        checked = land_day(
+            rows,
+            dataset=RAW_NEWS,
+            quarantine=QUARANTINE_NEWS,
+            rules=rules,
+            key=["news_id"],
+            lake_dir=settings.lake_dir,
+            day=day,
+            source=source.name,
+            run_id=context.run_id,
+            problems=[{"file": f["file"], "error": f["error"]} for f in problems],
+        )
+        failures = problems
+    return result(NEWS, checked, source=source.name, failures=failures, extra=extra)

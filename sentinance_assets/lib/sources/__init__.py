@@ -1,0 +1,61 @@
+"""Where market and news data come from: one interface, three modes.
+
+``simulated`` (default, offline) generates a deterministic market; ``replay`` reads recorded
+files; ``live`` asks the exchanges through ccxt and news sites through their RSS/Atom feeds.
+All three plug in behind the same :class:`Source` interface so the assets, contracts and marts
+downstream never know which one ran.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Protocol
+
+import polars as pl
+
+from sentinance_assets.lib.markets import markets_for
+from sentinance_assets.lib.sources.simulated import SimulatedSource
+from sentinance_assets.settings import Settings
+
+
+class Source(Protocol):
+    """A provider of one UTC day of raw data, in the layouts of ``lib.schemas``."""
+
+    name: str
+
+    def trades(self, day: date) -> pl.DataFrame: ...
+
+    def candles(self, day: date) -> pl.DataFrame: ...
+
+    def news(self, day: date) -> pl.DataFrame: ...
+
+    def events(self, day: date) -> pl.DataFrame:
+        """Ground-truth market events (only the simulator knows them; others return none)."""
+        ...
+
+
+class SourceUnavailableError(RuntimeError):
+    pass
+
+
+def build_source(settings: Settings) -> Source:
+    if settings.source == "simulated":
+        return SimulatedSource(
+            markets_for(settings.exchanges, settings.symbols),
+            seed=settings.seed,
+            trade_rate=settings.sim_trade_rate,
+        )
+    if settings.source == "replay":
+        from sentinance_assets.lib.sources.replay import ReplaySource
+
+        if settings.replay_dir is None:
+            raise SourceUnavailableError("SENTINANCE_SOURCE=replay needs SENTINANCE_REPLAY_DIR")
+        return ReplaySource(settings.replay_dir)
+    if settings.source == "live":
+        from sentinance_assets.lib.sources.live import LiveSource
+
+        return LiveSource.from_settings(settings)
+    raise SourceUnavailableError(f"SENTINANCE_SOURCE={settings.source} is not a known source")
+
+
+__all__ = ["Source", "SimulatedSource", "SourceUnavailableError", "build_source"]

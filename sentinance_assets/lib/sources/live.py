@@ -1,0 +1,274 @@
+"""The live source: exchanges through ccxt and news through RSS/Atom feeds.
+
+One (exchange, symbol) failing - the venue is down, answers 429s or garbage, lists no market -
+never stops the others: the failure is recorded in :attr:`LiveSource.failures` (the assets put
+it in materialization metadata and an asset check warns) and the other markets are fetched.
+
+Windows: a day's fetch covers ``[day start, day end)`` clipped to the configured window
+(``SENTINANCE_START``..``SENTINANCE_END``) and to the last complete minute, so an unfinished
+candle is never stored. The assets pass narrower windows to resume from the last stored
+timestamp and to backfill gaps (see ``sentinance_assets.lib.sources.incremental``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import ccxt
+import polars as pl
+
+from sentinance_assets.lib.markets import Market, market_for
+from sentinance_assets.lib.schemas import RAW_CANDLES, RAW_MARKET_EVENTS, RAW_NEWS, RAW_TRADES, TS
+from sentinance_assets.lib.sources import exchanges as exm
+from sentinance_assets.lib.sources.feeds import FeedClient, read_feeds
+from sentinance_assets.settings import Settings
+
+Window = tuple[int, int]  # [start_ms, end_ms)
+MarketKey = tuple[str, str]  # (exchange, unified symbol)
+
+
+def _ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+class LiveSource:
+    name = "live"
+
+    def __init__(
+        self,
+        exchanges: Iterable[str],
+        symbols: Iterable[str],
+        *,
+        window: tuple[datetime, datetime] | None = None,
+        exchange_urls: dict[str, str] | None = None,
+        policy: exm.FetchPolicy | None = None,
+        news_feeds: Iterable[str] = (),
+        feed_cache_dir: Path | None = None,
+        feed_client: FeedClient | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.exchange_ids = tuple(exchanges)
+        self.symbols = tuple(symbols)
+        self.window = window
+        self.exchange_urls = dict(exchange_urls or {})
+        self.policy = policy or exm.FetchPolicy()
+        self.news_feeds = tuple(news_feeds)
+        self.feed_client = feed_client or FeedClient(
+            cache_dir=feed_cache_dir or Path(".sentinance/checkpoints/feeds")
+        )
+        self.now = now
+        self.sleep = sleep
+        self.failures: list[dict[str, str]] = []
+        self.news_report: dict[str, object] = {}
+        self._clients: dict[str, ccxt.Exchange] = {}
+        self._markets: dict[str, list[Market] | BaseException] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: object) -> LiveSource:
+        kwargs.setdefault(
+            "policy",
+            exm.FetchPolicy(
+                timeout_ms=int(settings.http_timeout * 1000),
+                retries=settings.http_retries,
+                backoff_s=settings.http_backoff,
+            ),
+        )
+        kwargs.setdefault(
+            "feed_client",
+            FeedClient(
+                cache_dir=settings.checkpoints_dir / "feeds",
+                timeout=settings.http_timeout,
+                retries=min(settings.http_retries, 2),
+                backoff=settings.http_backoff,
+            ),
+        )
+        return cls(
+            settings.exchanges,
+            settings.symbols,
+            window=(settings.start, settings.end),
+            exchange_urls=dict(settings.exchange_urls),
+            news_feeds=settings.news_feeds,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    # ------------------------------------------------------------------ markets
+
+    def client(self, exchange_id: str) -> ccxt.Exchange:
+        if exchange_id not in self._clients:
+            self._clients[exchange_id] = exm.make_exchange(
+                exchange_id, self.policy, self.exchange_urls.get(exchange_id)
+            )
+        return self._clients[exchange_id]
+
+    def markets(self, exchange_id: str) -> list[Market]:
+        """The venue's market for each configured symbol (quote chosen from its listings).
+
+        Raises when the venue's market list cannot be loaded; symbols the venue does not
+        list are recorded as failures and left out.
+        """
+        cached = self._markets.get(exchange_id)
+        if isinstance(cached, BaseException):
+            raise cached
+        if cached is not None:
+            return cached
+        try:
+            ex = self.client(exchange_id)
+            exm.call_with_retries(ex.load_markets, policy=self.policy, sleep=self.sleep)
+            available = set(ex.symbols or [])
+        except Exception as exc:  # noqa: BLE001 - recorded per market by the caller
+            self._markets[exchange_id] = exc
+            raise
+        found: list[Market] = []
+        for sym in self.symbols:
+            try:
+                found.append(market_for(exchange_id, sym, available=available))
+            except LookupError as exc:
+                self._fail(exchange_id, sym, "markets", exc)
+        self._markets[exchange_id] = found
+        return found
+
+    def _fail(self, exchange: str, symbol: str, dataset: str, exc: BaseException) -> None:
+        record = {"exchange": exchange, "symbol": symbol, "dataset": dataset, "error": _error(exc)}
+        if record not in self.failures:
+            self.failures.append(record)
+
+    def day_window(self, day: date) -> Window | None:
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        end = start + timedelta(days=1)
+        if self.window is not None:
+            start, end = max(start, self.window[0]), min(end, self.window[1])
+        now = self.now().replace(second=0, microsecond=0)  # last complete minute
+        end = min(end, now)
+        return (_ms(start), _ms(end)) if end > start else None
+
+    def _each_market(self, dataset: str) -> Iterable[tuple[ccxt.Exchange, Market]]:
+        for ex_id in self.exchange_ids:
+            try:
+                markets = self.markets(ex_id)
+            except Exception as exc:  # noqa: BLE001 - one venue down never stops the others
+                for sym in self.symbols:
+                    self._fail(ex_id, sym, dataset, exc)
+                continue
+            for m in markets:
+                yield self.client(ex_id), m
+
+    # ------------------------------------------------------------------ candles / trades
+
+    def candles(
+        self, day: date, windows: dict[MarketKey, list[Window]] | None = None
+    ) -> pl.DataFrame:
+        """1-minute candles of ``day``; ``windows`` narrows what is asked per market."""
+        full = self.day_window(day)
+        if full is None:
+            return RAW_CANDLES.empty()
+        rows: list[dict] = []
+        for ex, m in self._each_market("candles"):
+            wins = (windows or {}).get((m.exchange, m.symbol), [full])
+            for start, end in wins:
+                start, end = max(start, full[0]), min(end, full[1])
+                if end <= start:
+                    continue
+                try:
+                    got = exm.fetch_candles(ex, m.symbol, start, end, self.policy, sleep=self.sleep)
+                except Exception as exc:  # noqa: BLE001 - isolate the market
+                    self._fail(m.exchange, m.symbol, "candles", exc)
+                    break
+                rows.extend(
+                    {
+                        "exchange": m.exchange,
+                        "symbol": m.symbol,
+                        "base": m.base,
+                        "quote": m.quote,
+                        "timeframe": "1m",
+                        "ts": int(c[0]),
+                        "open": c[1],
+                        "high": c[2],
+                        "low": c[3],
+                        "close": c[4],
+                        "volume": c[5],
+                    }
+                    for c in got
+                )
+        return self._frame(rows, RAW_CANDLES)
+
+    def trades(self, day: date, since: dict[MarketKey, int] | None = None) -> pl.DataFrame:
+        """Trades of ``day``; ``since`` (epoch ms per market) resumes where the lake ends."""
+        full = self.day_window(day)
+        if full is None:
+            return RAW_TRADES.empty()
+        rows: list[dict] = []
+        for ex, m in self._each_market("trades"):
+            start = max(full[0], (since or {}).get((m.exchange, m.symbol), full[0]))
+            if start >= full[1]:
+                continue
+            try:
+                got = exm.fetch_trades(ex, m.symbol, start, full[1], self.policy, sleep=self.sleep)
+            except Exception as exc:  # noqa: BLE001 - isolate the market
+                self._fail(m.exchange, m.symbol, "trades", exc)
+                continue
+            rows.extend(
+                {
+                    "exchange": m.exchange,
+                    "symbol": m.symbol,
+                    "base": m.base,
+                    "quote": m.quote,
+                    "trade_id": exm.trade_key(t),
+                    "ts": int(t["timestamp"]),
+                    "price": t.get("price"),
+                    "amount": t.get("amount"),
+                    "cost": t.get("cost"),
+                    "side": t.get("side"),
+                }
+                for t in got
+            )
+        return self._frame(rows, RAW_TRADES)
+
+    def _frame(self, rows: list[dict], ds: object) -> pl.DataFrame:
+        cols = ds.columns  # type: ignore[attr-defined]
+        if not rows:
+            return ds.empty()  # type: ignore[attr-defined]
+        df = pl.DataFrame(rows, infer_schema_length=None)
+        df = df.with_columns(
+            pl.col("ts").cast(pl.Int64).cast(TS),
+            pl.lit(self.name).alias("source"),
+            pl.lit(datetime.now(UTC)).cast(TS).alias("ingested_at"),
+        )
+        if "cost" in cols:
+            df = df.with_columns(
+                pl.coalesce(
+                    pl.col("cost").cast(pl.Float64), pl.col("price") * pl.col("amount")
+                ).alias("cost")
+            )
+        return df.select([pl.col(c).cast(t, strict=False) for c, t in cols.items()])
+
+    # ------------------------------------------------------------------ news
+
+    def news(self, day: date) -> pl.DataFrame:
+        report = read_feeds(self.news_feeds, self.feed_client)
+        for failure in report.failures:
+            self.failures.append({"exchange": "", "symbol": "", "dataset": "news", **failure})
+        self.news_report = {
+            "feeds": len(self.news_feeds),
+            "feeds_failed": len(report.failures),
+            "feeds_not_modified": len(report.not_modified),
+            "duplicates_dropped": report.duplicates,
+        }
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        items = report.items.filter(
+            (pl.col("published") >= start) & (pl.col("published") < start + timedelta(days=1))
+        )
+        return items.with_columns(
+            pl.lit(self.name).alias("source"),
+            pl.lit(datetime.now(UTC)).cast(TS).alias("ingested_at"),
+        ).select([pl.col(c).cast(t) for c, t in RAW_NEWS.columns.items()])
+
+    def events(self, day: date) -> pl.DataFrame:
+        return RAW_MARKET_EVENTS.empty()

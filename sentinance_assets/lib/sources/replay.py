@@ -1,0 +1,354 @@
+"""Replay recorded files through the same assets and contracts as live data.
+
+Layout of ``SENTINANCE_REPLAY_DIR``::
+
+    trades/*.csv|*.parquet   exchange,symbol,trade_id,timestamp,price,amount,side
+    candles/*.csv|*.parquet  exchange,symbol,timeframe,timestamp,open,high,low,close,volume
+    news/*.xml               RSS 2.0 or Atom
+
+``timestamp`` is epoch milliseconds (seconds, microseconds and nanoseconds are recognised by
+magnitude) or ISO-8601 (UTC when no offset is given). Files may sit in sub-folders.
+
+Also accepted:
+
+* Binance public data dumps (data.binance.vision): klines (12 columns) and aggTrades
+  (7 or 8 columns), with or without a header, e.g. ``candles/BTCUSDT-1m-2023-03-01.csv``.
+* Kraken's downloadable OHLCVT CSV (7 columns, no header).
+* Files without ``exchange``/``symbol`` columns: the exchange comes from the sub-folder
+  (``candles/binanceus/...``) or a file-name prefix (``binanceus_btcusdt.parquet``), Binance
+  dumps default to ``binance``; the symbol from the file name (``BTCUSDT``, ``btcusd``).
+  ``timeframe`` defaults to a ``1m``-like token of the file name, else ``1m``.
+
+A row is returned only for the UTC day it falls in; files that cannot be read are reported in
+``problems`` rather than failing the run.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
+
+import polars as pl
+
+from sentinance_assets.lib.news import ASSET_ALIASES as NEWS_ASSETS
+from sentinance_assets.lib.schemas import RAW_CANDLES, RAW_MARKET_EVENTS, RAW_NEWS, RAW_TRADES, TS
+from sentinance_assets.lib.sources.feeds import parse_feed
+
+DATA_SUFFIXES = (".csv", ".parquet")
+KNOWN_QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "DAI", "USD", "EUR", "GBP", "BTC", "ETH")
+KNOWN_BASES = {*NEWS_ASSETS, *KNOWN_QUOTES, "BNB", "LTC", "DOT", "AVAX", "LINK", "MATIC"}
+ASSET_ALIASES = {"XBT": "BTC", "XXBT": "BTC", "XETH": "ETH", "ZUSD": "USD", "ZEUR": "EUR"}
+BINANCE_KLINE_COLS = [
+    "open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume",
+    "count", "taker_buy_volume", "taker_buy_quote_volume", "ignore",
+]  # fmt: skip
+BINANCE_AGG_COLS = [
+    "agg_trade_id", "price", "quantity", "first_trade_id", "last_trade_id", "transact_time",
+    "is_buyer_maker", "is_best_match",
+]  # fmt: skip
+KRAKEN_OHLCVT_COLS = ["timestamp", "open", "high", "low", "close", "volume", "count"]
+TS_CANDIDATES = ("timestamp", "ts", "open_time", "transact_time", "time", "start", "date")
+_TF_RE = re.compile(r"^\d+[smhdwM]$")
+
+
+class ReplayFormatError(ValueError):
+    pass
+
+
+def split_pair(text: str) -> tuple[str, str] | None:
+    """``BTCUSDT`` -> (BTC, USDT); ``btc/usd``, ``XBTUSD`` -> (BTC, USD); None if unknown."""
+    t = text.strip().upper()
+    for sep in ("/", "-", "_"):
+        if sep in t:
+            base, quote = t.split(sep, 1)
+            return ASSET_ALIASES.get(base, base), ASSET_ALIASES.get(quote, quote)
+    splits = [
+        (ASSET_ALIASES.get(t[: -len(q)], t[: -len(q)]), q)
+        for q in KNOWN_QUOTES
+        if t.endswith(q) and len(t) > len(q)
+    ]
+    # "XBTUSD" ends with TUSD and USD: prefer the split whose base is a known asset
+    for base, quote in splits:
+        if base in KNOWN_BASES:
+            return base, quote
+    return splits[0] if splits else None
+
+
+def to_utc(series: pl.Series) -> pl.Series:
+    """A timestamp column (epoch s/ms/us/ns, ISO-8601 string or datetime) as UTC ms."""
+    s = series
+    if s.dtype == pl.String:
+        stripped = s.str.strip_chars()
+        numeric = stripped.cast(pl.Float64, strict=False)
+        if numeric.null_count() == stripped.null_count():
+            s = numeric
+        else:
+            parsed = stripped.str.replace(r"Z$", "+00:00").str.to_datetime(
+                time_unit="ms", strict=False, time_zone="UTC"
+            )
+            return parsed.cast(TS)
+    if isinstance(s.dtype, pl.Datetime):
+        if s.dtype.time_zone is None:  # type: ignore[attr-defined]
+            s = s.dt.replace_time_zone("UTC")
+        return s.dt.convert_time_zone("UTC").cast(TS)
+    if s.dtype.is_numeric():
+        v = s.cast(pl.Float64)
+        mag = v.abs()
+        ms = (
+            pl.select(
+                pl.when(mag < 1e11)
+                .then(v * 1000)
+                .when(mag < 1e14)
+                .then(v)
+                .when(mag < 1e17)
+                .then(v / 1000)
+                .otherwise(v / 1e6)
+            )
+            .to_series()
+            .round(0)
+            .cast(pl.Int64)
+        )
+        return ms.cast(TS)
+    raise ReplayFormatError(f"cannot read timestamps of type {s.dtype}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_table(path: Path) -> pl.DataFrame:
+    """A CSV (with or without header) or Parquet file; headerless layouts get their names."""
+    if path.suffix == ".parquet":
+        return pl.read_parquet(path)
+    with path.open("rb") as fh:
+        first = fh.readline().decode("utf-8-sig", errors="replace").strip()
+    fields = first.split(",")
+    if fields and _is_number(fields[0]):
+        df = pl.read_csv(path, has_header=False, infer_schema_length=1000)
+        names = {12: BINANCE_KLINE_COLS, 8: BINANCE_AGG_COLS, 7: None}.get(df.width)
+        if df.width == 7:
+            # aggTrades of older dumps (no is_best_match... ) vs Kraken OHLCVT: aggTrades'
+            # 7th column is a boolean
+            names = BINANCE_AGG_COLS[:7] if df.dtypes[6] == pl.Boolean else KRAKEN_OHLCVT_COLS
+        if names is None:
+            raise ReplayFormatError(f"{path.name}: headerless CSV with {df.width} columns")
+        return df.rename(dict(zip(df.columns, names, strict=True)))
+    return pl.read_csv(path, infer_schema_length=10000, try_parse_dates=False)
+
+
+def _infer_market(path: Path, root: Path, binance_dump: bool) -> tuple[str | None, str | None]:
+    rel = path.relative_to(root)
+    exchange = rel.parts[0].lower() if len(rel.parts) > 1 else None
+    tokens = [t for t in re.split(r"[_\-\s.]+", path.stem) if t]
+    symbol = None
+    for i, tok in enumerate(tokens):
+        pair = split_pair(tok) if tok.isalnum() and not tok.isdigit() else None
+        if pair and not _TF_RE.match(tok):
+            symbol = f"{pair[0]}/{pair[1]}"
+            if exchange is None and i > 0 and tokens[i - 1].isalpha():
+                exchange = tokens[i - 1].lower()
+            break
+    if exchange is None and binance_dump:
+        exchange = "binance"
+    return exchange, symbol
+
+
+def _timeframe_from_name(path: Path) -> str:
+    for tok in re.split(r"[_\-\s.]+", path.stem):
+        if _TF_RE.match(tok):
+            return tok
+    return "1m"
+
+
+def _market_columns(df: pl.DataFrame, path: Path, root: Path, dump: bool) -> pl.DataFrame:
+    ex_inferred, sym_inferred = _infer_market(path, root, dump)
+    if "exchange" not in df.columns:
+        if ex_inferred is None:
+            raise ReplayFormatError(f"{path.name}: no exchange column and none in the path")
+        df = df.with_columns(pl.lit(ex_inferred).alias("exchange"))
+    if "symbol" not in df.columns:
+        if sym_inferred is None:
+            raise ReplayFormatError(f"{path.name}: no symbol column and none in the file name")
+        df = df.with_columns(pl.lit(sym_inferred).alias("symbol"))
+    symbols = df.get_column("symbol").cast(pl.String)
+    mapping = {}
+    for s in symbols.unique().to_list():
+        if s is None:
+            continue
+        pair = split_pair(s)
+        mapping[s] = f"{pair[0]}/{pair[1]}" if pair else s
+    df = df.with_columns(
+        pl.col("exchange").cast(pl.String).str.to_lowercase(),
+        pl.col("symbol").cast(pl.String).replace_strict(mapping, default=None).alias("symbol"),
+    )
+    return df.with_columns(
+        pl.col("symbol").str.split("/").list.get(0, null_on_oob=True).alias("base"),
+        pl.col("symbol").str.split("/").list.get(1, null_on_oob=True).alias("quote"),
+    )
+
+
+def _ts_column(df: pl.DataFrame, path: Path) -> pl.Series:
+    for name in TS_CANDIDATES:
+        if name in df.columns:
+            return to_utc(df.get_column(name))
+    raise ReplayFormatError(f"{path.name}: no timestamp column (tried {TS_CANDIDATES})")
+
+
+def normalise_candles(df: pl.DataFrame, path: Path, root: Path) -> pl.DataFrame:
+    dump = "close_time" in df.columns and "taker_buy_quote_volume" in df.columns
+    df = _market_columns(df, path, root, dump)
+    ts = _ts_column(df, path)
+    if "timeframe" not in df.columns:
+        df = df.with_columns(pl.lit(_timeframe_from_name(path)).alias("timeframe"))
+    if "volume" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=pl.Float64).alias("volume"))
+    return df.with_columns(
+        ts.alias("ts"),
+        pl.lit("replay").alias("source"),
+        pl.lit(None, dtype=TS).alias("ingested_at"),
+    ).select([pl.col(c).cast(t, strict=False) for c, t in RAW_CANDLES.columns.items()])
+
+
+def normalise_trades(df: pl.DataFrame, path: Path, root: Path) -> pl.DataFrame:
+    dump = "agg_trade_id" in df.columns
+    if dump:
+        df = df.with_columns(
+            pl.col("agg_trade_id").alias("trade_id"),
+            pl.col("quantity").alias("amount"),
+            pl.when(pl.col("is_buyer_maker").cast(pl.String).str.to_lowercase() == "true")
+            .then(pl.lit("sell"))
+            .otherwise(pl.lit("buy"))
+            .alias("side"),
+        )
+        df = df.with_columns(pl.col("transact_time").alias("timestamp"))
+    if "trade_id" not in df.columns and "id" in df.columns:
+        df = df.rename({"id": "trade_id"})
+    df = _market_columns(df, path, root, dump)
+    ts = _ts_column(df, path)
+    if "side" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=pl.String).alias("side"))
+    df = df.with_columns(
+        ts.alias("ts"),
+        pl.col("trade_id").cast(pl.String),
+        pl.col("price").cast(pl.Float64, strict=False),
+        pl.col("amount").cast(pl.Float64, strict=False),
+        pl.col("side").cast(pl.String).str.to_lowercase(),
+    )
+    return df.with_columns(
+        (pl.col("price") * pl.col("amount")).alias("cost"),
+        pl.lit("replay").alias("source"),
+        pl.lit(None, dtype=TS).alias("ingested_at"),
+    ).select([pl.col(c).cast(t, strict=False) for c, t in RAW_TRADES.columns.items()])
+
+
+def data_files(root: Path, kind: str) -> list[Path]:
+    folder = root / kind
+    if not folder.is_dir():
+        return []
+    suffixes = (".xml",) if kind == "news" else DATA_SUFFIXES
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+    )
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+class ReplaySource:
+    name = "replay"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.problems: list[dict[str, str]] = []
+
+    # Files are parsed once per (path, mtime, size) for the life of the source.
+    @lru_cache(maxsize=64)  # noqa: B019
+    def _load(self, kind: str, path: Path, stamp: tuple[int, int]) -> pl.DataFrame:
+        if kind == "news":
+            fetched = datetime.fromtimestamp(stamp[0] / 1e9, tz=UTC)
+            items = parse_feed(path.read_bytes(), feed_url=path.as_uri(), fetched_at=fetched)
+            return (
+                items.drop("guid")
+                .with_columns(
+                    pl.lit("replay").alias("source"), pl.lit(None, dtype=TS).alias("ingested_at")
+                )
+                .select(list(RAW_NEWS.columns))
+            )
+        root = self.root / kind
+        df = read_table(path)
+        return (
+            normalise_candles(df, path, root)
+            if kind == "candles"
+            else normalise_trades(df, path, root)
+        )
+
+    def load(self, kind: str) -> pl.DataFrame:
+        """Every row of one kind (trades | candles | news), all days."""
+        ds = {"trades": RAW_TRADES, "candles": RAW_CANDLES, "news": RAW_NEWS}[kind]
+        frames = []
+        for path in data_files(self.root, kind):
+            st = path.stat()
+            try:
+                frames.append(self._load(kind, path, (st.st_mtime_ns, st.st_size)))
+            except Exception as exc:  # noqa: BLE001 - one bad file never stops the replay
+                problem = {"file": str(path), "error": f"{type(exc).__name__}: {exc}"[:500]}
+                if problem not in self.problems:
+                    self.problems.append(problem)
+        if not frames:
+            return ds.empty()
+        return pl.concat(frames, how="vertical_relaxed")
+
+    def _day(self, kind: str, day: date, col: str) -> pl.DataFrame:
+        start, end = _day_bounds(day)
+        rows = self.load(kind)
+        in_day = (pl.col(col) >= start) & (pl.col(col) < end)
+        if day == self._anchor_day(kind, rows, col):
+            # rows whose time does not parse belong to no day: hand them to the contracts
+            # once, with the first day of the replay, so they are quarantined, not dropped
+            in_day = in_day | pl.col(col).is_null()
+        df = rows.filter(in_day)
+        return df.with_columns(pl.lit(datetime.now(UTC)).cast(TS).alias("ingested_at"))
+
+    def _anchor_day(self, kind: str, rows: pl.DataFrame, col: str) -> date | None:
+        first = rows.get_column(col).min()
+        if first is not None:
+            return first.date()  # type: ignore[union-attr]
+        files = data_files(self.root, kind)
+        if not files:
+            return None
+        newest = max(p.stat().st_mtime for p in files)
+        return datetime.fromtimestamp(newest, tz=UTC).date()
+
+    def trades(self, day: date) -> pl.DataFrame:
+        return self._day("trades", day, "ts")
+
+    def candles(self, day: date) -> pl.DataFrame:
+        return self._day("candles", day, "ts")
+
+    def news(self, day: date) -> pl.DataFrame:
+        return self._day("news", day, "published")
+
+    def events(self, day: date) -> pl.DataFrame:
+        return RAW_MARKET_EVENTS.empty()  # only the simulator knows its events
+
+
+def file_days(path: Path, root: Path) -> set[str]:
+    """The UTC days (YYYY-MM-DD) a replay file has rows for (what the sensor asks to ingest)."""
+    path, root = Path(path), Path(root)
+    kind = path.relative_to(root).parts[0]
+    src = ReplaySource(root)
+    st = path.stat()
+    df = src._load(kind, path, (st.st_mtime_ns, st.st_size))
+    col = "published" if kind == "news" else "ts"
+    days = df.select(pl.col(col).dt.date().unique().drop_nulls()).to_series().to_list()
+    return {d.isoformat() for d in days}

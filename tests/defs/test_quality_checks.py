@@ -1,0 +1,108 @@
+"""Quality as Dagster asset checks: reconciliation, quality score, and dbt tests as checks."""
+
+from __future__ import annotations
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from sentinance_assets.defs.ingest_wiring import QUALITY_FAIL, QUALITY_WARN, ingest_result
+from sentinance_assets.defs.market.assets import raw_candles, raw_trades
+from sentinance_assets.defs.news.assets import raw_news
+from sentinance_assets.defs.transform.assets import sentinance_dbt
+from sentinance_assets.lib.contracts import Checked, empty_quarantine
+
+KEY = dg.AssetKey(["raw", "trades"])
+
+
+def checked(received: int, clean: int, quarantined: int, duplicates: int = 0) -> Checked:
+    q = pl.DataFrame(
+        {"check": ["price_positive"] * quarantined}, schema={"check": pl.String}
+    ).with_columns(
+        pl.lit(None, dtype=t).alias(c) for c, t in empty_quarantine().schema.items() if c != "check"
+    )
+    return Checked(pl.DataFrame({"x": range(clean)}), q, received, duplicates, late=3)
+
+
+def results(c: Checked) -> tuple[dg.MaterializeResult, dict[str, dg.AssetCheckResult]]:
+    r = ingest_result(KEY, c, source="test")
+    return r, {cr.check_name: cr for cr in r.check_results or []}
+
+
+@pytest.mark.parametrize(
+    ("clean", "passed", "severity"),
+    [
+        (1000, True, None),
+        (990, True, None),  # exactly the warn threshold passes
+        (989, False, dg.AssetCheckSeverity.WARN),
+        (950, False, dg.AssetCheckSeverity.WARN),  # exactly the fail threshold only warns
+        (949, False, dg.AssetCheckSeverity.ERROR),
+        (0, False, dg.AssetCheckSeverity.ERROR),
+    ],
+)
+def test_quality_score_thresholds(clean: int, passed: bool, severity) -> None:
+    assert (QUALITY_WARN, QUALITY_FAIL) == (0.99, 0.95)
+    r, checks = results(checked(1000, clean, 1000 - clean))
+    q = checks["quality_score"]
+    assert q.passed is passed
+    if not passed:
+        assert q.severity == severity
+    assert q.metadata["quality"].value == pytest.approx(clean / 1000)
+    assert checks["counts_reconcile"].passed
+    assert r.metadata["received"] == 1000 and r.metadata["late"] == 3
+    assert r.metadata["quarantine_by_check"] == (
+        {"price_positive": 1000 - clean} if clean < 1000 else {}
+    )
+
+
+def test_counts_that_do_not_add_up_fail_the_reconcile_check() -> None:
+    _, checks = results(checked(received=10, clean=5, quarantined=3, duplicates=1))  # 1 lost
+    rc = checks["counts_reconcile"]
+    assert not rc.passed and rc.severity == dg.AssetCheckSeverity.ERROR
+    assert {k: v.value for k, v in rc.metadata.items()} == {
+        "received": 10,
+        "clean": 5,
+        "quarantined": 3,
+        "exact_duplicates": 1,
+        "late": 3,
+    }
+    _, ok = results(checked(received=10, clean=6, quarantined=3, duplicates=1))
+    assert ok["counts_reconcile"].passed
+
+
+def test_empty_batch_is_perfect_quality() -> None:
+    _, checks = results(checked(0, 0, 0))
+    assert checks["quality_score"].passed and checks["counts_reconcile"].passed
+
+
+@pytest.fixture(scope="module")
+def check_keys() -> dict[str, set[str]]:
+    """Check keys straight from the asset definitions (what the UI lists under each asset)."""
+    out: dict[str, set[str]] = {}
+    for assets_def in (raw_trades, raw_candles, raw_news, sentinance_dbt):
+        for k in assets_def.check_keys:
+            out.setdefault(k.asset_key.to_user_string(), set()).add(k.name)
+    return out
+
+
+@pytest.mark.parametrize("asset", ["raw/trades", "raw/candles", "raw/news"])
+def test_ingest_assets_declare_reconcile_and_quality_checks(check_keys, asset: str) -> None:
+    assert {"counts_reconcile", "quality_score"} <= check_keys[asset]
+
+
+def test_dbt_tests_are_dagster_asset_checks(check_keys) -> None:
+    """unique, not_null, accepted_values, relationships and OHLC consistency, each as an
+    asset check on the dbt model it tests (dagster-dbt translator, enable_asset_checks)."""
+
+    def has(asset: str, prefix: str) -> bool:
+        return any(name.startswith(prefix) for name in check_keys.get(asset, ()))
+
+    assert has("staging/stg_trades", "not_null_stg_trades_price")
+    assert has("staging/stg_trades", "accepted_values_stg_trades_side")
+    assert has("staging/stg_trades", "unique_combination_of_columns_stg_trades_exchange")
+    assert has("staging/stg_news", "unique_stg_news_news_id")
+    assert has("staging/stg_news_sentiment", "relationships_stg_news_sentiment_news_id")
+    assert has("staging/stg_candles", "ohlc_consistent_")
+    assert has("marts/candles", "ohlc_consistent_")
+    dbt_checks = sum(len(v) for k, v in check_keys.items() if not k.startswith("raw/"))
+    assert dbt_checks >= 40
