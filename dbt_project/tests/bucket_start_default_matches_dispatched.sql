@@ -1,6 +1,6 @@
 {#
   The portable default__bucket_start and the engine's dispatched bucket_start agree on every
-  sampled trade timestamp (every 97th trade of each market) and on edge cases around day/hour boundaries, for every candle timeframe and
+  sampled trade timestamp (every 97th trade in (exchange, symbol, ts, trade_id) order) and on edge cases around day/hour boundaries, for every candle timeframe and
   the spread window. On an engine without its own implementation this compares default to
   itself, harmlessly.
 #}
@@ -12,7 +12,11 @@
 with timestamps as (
 
     {#- a deterministic sample of trade times spread over the whole history -#}
-    select distinct ts from {{ ref('stg_trades') }} where mod(trade_seq, 97) = 1
+    select distinct ts from (
+        select ts, row_number() over (order by exchange, symbol, ts, trade_id) as n
+        from {{ ref('stg_trades') }}
+    ) as numbered
+    where mod(n, 97) = 1
     {%- for e in edge_cases %}
     union all
     select cast('{{ e }}' as {{ sentinance.type_timestamp_utc() }}) as ts

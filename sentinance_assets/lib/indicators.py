@@ -119,7 +119,8 @@ def rsi(close: str | pl.Expr = "close", n: int = 14) -> pl.Expr:
     avg_gain = wilder(change.clip(lower_bound=0.0), n)
     avg_loss = wilder((-change).clip(lower_bound=0.0), n)
     total = avg_gain + avg_loss
-    return pl.when(total > 0).then(100.0 * avg_gain / total).otherwise(None)
+    # gain / total <= 1 exactly in floating point; (100 * gain) / total can exceed 100 by an ulp
+    return pl.when(total > 0).then(100.0 * (avg_gain / total)).otherwise(None)
 
 
 def macd(

@@ -270,8 +270,16 @@ class DbtRun:
         return df.with_columns(pl.col(pl.Datetime).cast(TS))
 
 
-def run_dbt_build(lake_dir: Path, work: Path, data: dict[str, pl.DataFrame], *args: str) -> DbtRun:
-    wh = work / "warehouse.duckdb"
+def run_dbt_build(
+    lake_dir: Path,
+    work: Path,
+    data: dict[str, pl.DataFrame],
+    *args: str,
+    command: str = "build",
+    warehouse_name: str = "warehouse.duckdb",
+) -> DbtRun:
+    """Register the lake views on ``work/warehouse_name`` and run ``dbt <command> *args``."""
+    wh = work / warehouse_name
     with warehouse.write_connection(wh) as conn:
         warehouse.register_lake_views(conn, lake_dir)
     target = work / "target"
@@ -282,7 +290,7 @@ def run_dbt_build(lake_dir: Path, work: Path, data: dict[str, pl.DataFrame], *ar
     }
     cmd = [
         str(DBT),
-        "build",
+        command,
         "--project-dir",
         str(DBT_PROJECT),
         "--profiles-dir",

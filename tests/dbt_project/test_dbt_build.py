@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -99,18 +100,25 @@ def test_candles_1m_equal_polars_resampling_of_trades(built: DbtRun):
 
 
 def test_tied_timestamps_resolve_by_trade_id(built: DbtRun):
-    trades = built.data["trades"]
-    # a minute whose first instant holds several trades: open is the smallest trade_id there
-    ties = (
-        trades.group_by("exchange", "symbol", "ts")
-        .agg(pl.len().alias("n"), pl.col("trade_id").min().alias("first_id"))
-        .filter(pl.col("n") > 1)
+    trades = built.data["trades"].with_columns(minute=pl.col("ts").dt.truncate("1m"))
+    # minutes whose first instant holds several trades at different prices: the tie-break
+    # decides the open, which must be the price of the smallest trade_id at that instant
+    first = trades.filter(pl.col("ts") == pl.col("ts").min().over("exchange", "symbol", "minute"))
+    tied = (
+        first.group_by("exchange", "symbol", "minute")
+        .agg(
+            n_prices=pl.col("price").n_unique(),
+            expected_open=pl.col("price").sort_by("trade_id").first(),
+        )
+        .filter(pl.col("n_prices") > 1)
     )
-    assert ties.height > 0
-    stg = built.query("select exchange, symbol, trade_id, ts, trade_seq from staging.stg_trades")
-    ordered = stg.sort("exchange", "symbol", "trade_seq")
-    expected = stg.sort("exchange", "symbol", "ts", "trade_id")
-    assert ordered["trade_id"].to_list() == expected["trade_id"].to_list()
+    assert tied.height > 0
+    got = built.query(
+        "select exchange, symbol, ts as minute, open from marts.candles where timeframe = '1m'"
+    )
+    joined = tied.join(got, on=["exchange", "symbol", "minute"])
+    assert joined.height == tied.height
+    assert (joined["open"] == joined["expected_open"]).all()
 
 
 def test_gap_minutes_have_no_bar(built: DbtRun):
@@ -183,7 +191,7 @@ def test_higher_timeframes_consistent_with_1m(built: DbtRun):
 def test_candles_column_layout(built: DbtRun):
     cols = built.query("select * from marts.candles limit 0").columns
     assert cols[: len(CANDLE_COLUMNS)] == CANDLE_COLUMNS
-    assert cols[len(CANDLE_COLUMNS) :] == ["base", "quote"]
+    assert cols[len(CANDLE_COLUMNS) :] == ["base", "quote", "ingested_at"]
 
 
 def test_spreads_hand_made_case(built: DbtRun):
@@ -329,3 +337,108 @@ def test_empty_lake_builds(tmp_path):
     assert run.returncode == 0, run.output[-6000:]
     assert run.query("select count(*) as n from marts.indicators")["n"][0] == 0
     assert run.query("select count(*) as n from marts.asset_overview")["n"][0] == 0
+
+
+def test_candles_consolidated_volume_weighted_in_usd(built: DbtRun):
+    candles = built.query(
+        "select * from marts.candles where quote in ('USD', 'USDT', 'USDC')"
+    )  # the seed's rates are all 1.0
+    w = pl.col("volume")
+    ref = (
+        candles.group_by("base", "timeframe", "ts")
+        .agg(
+            *[
+                pl.when(w.sum() > 0)
+                .then((pl.col(c) * w).sum() / w.sum())
+                .otherwise(pl.col(c).mean())
+                .alias(c)
+                for c in ("open", "high", "low", "close")
+            ],
+            volume=w.sum(),
+            quote_volume_usd=pl.col("quote_volume").sum(),
+            venue_count=pl.len().cast(pl.Int64),
+        )
+        .with_columns(
+            vwap_usd=pl.when(pl.col("volume") > 0).then(
+                pl.col("quote_volume_usd") / pl.col("volume")
+            )
+        )
+    )
+    got = built.query("select * from marts.candles_consolidated")
+    assert (got["symbol"] == got["base"] + "/USD").all()
+    assert ref.filter(pl.col("venue_count") > 1).height > 100  # really consolidating venues
+    cols = ["open", "high", "low", "close", "volume", "quote_volume_usd", "vwap_usd"]
+    assert_close(got.select(ref.columns), ref, ["base", "timeframe", "ts"], [*cols, "venue_count"])
+
+
+def test_spread_divergence_episodes_match_polars(built: DbtRun):
+    spreads = built.query("select * from marts.spreads")
+    pair = ["base", "exchange_a", "exchange_b"]
+    div = (
+        spreads.filter(pl.col("spread_pct").abs() > 0.5)
+        .with_columns(direction=pl.when(pl.col("spread_pct") > 0).then(1).otherwise(-1))
+        .sort([*pair, "direction", "window_start"])
+        .with_columns(
+            new=(
+                pl.col("window_start").diff().over([*pair, "direction"]) != timedelta(seconds=30)
+            ).fill_null(True)
+        )
+        .with_columns(episode=pl.col("new").cum_sum().over([*pair, "direction"]))
+    )
+    ref = div.group_by([*pair, "direction", "episode"]).agg(
+        started_at=pl.col("window_start").min(),
+        window_count=pl.len().cast(pl.Int64),
+        max_abs_spread_pct=pl.col("spread_pct").abs().max(),
+    )
+    got = built.query("select * from marts.spread_divergences")
+    assert ref.height > 5 and (ref["window_count"] > 1).any()
+    assert_close(
+        got.select(ref.drop("episode").columns),
+        ref.drop("episode"),
+        [*pair, "started_at"],
+        ["direction", "window_count", "max_abs_spread_pct"],
+    )
+    assert (got["duration_seconds"] == 30 * got["window_count"]).all()
+    assert (
+        (got["ended_at"] - got["started_at"]).dt.total_seconds() == got["duration_seconds"]
+    ).all()
+
+
+def test_daily_top_movers_and_correlations(built: DbtRun):
+    cons = built.query("select * from marts.candles_consolidated")
+    daily = cons.filter(pl.col("timeframe") == "1d").with_columns(
+        day=pl.col("ts").dt.date(),
+        return_pct=100 * (pl.col("close") - pl.col("open")) / pl.col("open"),
+    )
+    ref = (
+        daily.sort(pl.col("return_pct").abs(), "base", descending=[True, False])
+        .group_by("day", maintain_order=True)
+        .head(5)
+        .with_columns(mover_rank=pl.int_range(1, pl.len() + 1).over("day").cast(pl.Int64))
+    )
+    got = built.query("select * from marts.daily_top_movers")
+    assert_close(
+        got.select("day", "mover_rank", "base", "return_pct"),
+        ref.select("day", "mover_rank", "base", "return_pct"),
+        ["day", "mover_rank"],
+        ["base", "return_pct"],
+    )
+
+    m1 = cons.filter(pl.col("timeframe") == "1m").sort("base", "ts")
+    ret = m1.with_columns(
+        r=(pl.col("close") / pl.col("close").shift(1)).log().over("base"),
+        gap=(pl.col("ts") - pl.col("ts").shift(1)).over("base"),
+    ).filter(pl.col("gap") == timedelta(minutes=1))
+    corr = built.query("select * from marts.daily_correlations")
+    assert sorted(set(zip(corr["base_a"], corr["base_b"], strict=True))) == [
+        ("BTC", "ETH"),
+        ("BTC", "SOL"),
+        ("ETH", "SOL"),
+    ]
+    for row in corr.iter_rows(named=True):
+        a = ret.filter(pl.col("base") == row["base_a"]).select("ts", "r")
+        b = ret.filter(pl.col("base") == row["base_b"]).select("ts", "r")
+        j = a.join(b, on="ts", suffix="_b").filter(pl.col("ts").dt.date() == row["day"])
+        assert j.height == row["n_obs"]
+        expected = np.corrcoef(j["r"].to_numpy(), j["r_b"].to_numpy())[0, 1]
+        assert row["correlation"] == pytest.approx(expected, rel=1e-9, abs=1e-12)

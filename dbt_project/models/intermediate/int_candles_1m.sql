@@ -1,24 +1,32 @@
-{{ config(materialized='table') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['exchange', 'symbol', 'ts'],
+    on_schema_change='fail',
+    post_hook=[
+        "{% if is_incremental() %}delete from {{ this }} where bar_source = 'exchange_candles' and {{ sentinance.market_key() }} in (select distinct {{ sentinance.market_key() }} from {{ ref('stg_trades') }}){% endif %}"
+    ]
+) }}
 {#
   1-minute bars per (exchange, symbol).
 
   * From trades wherever the market has trades: open/close = first/last trade of the minute by
-    (ts, trade_id) via trade_seq, volume = sum(amount), quote_volume = sum(price * amount),
+    (ts, trade_id), volume = sum(amount), quote_volume = sum(price * amount),
     vwap = quote_volume / volume, trade_count = number of trades.
   * From the exchange's own 1m candles for (exchange, symbol) pairs with no trades at all (for
     example a venue ingested through candles only): trade_count is NULL, vwap is approximated
     by the typical price (high + low + close) / 3 and quote_volume by volume * vwap.
 
-  A minute without trades has no row (no forward-filled bars). A table (small: one row per
-  market-minute) so the candles mart and the tests do not re-aggregate every trade.
+  A minute without trades has no row (no forward-filled bars). ingested_at = latest arrival of
+  the rows behind the bar.
+
+  Incremental (macros/incremental.sql): recomputes, from all of stg_trades, every market-minute
+  holding a trade that arrived since the watermark minus the lookback (or inside the run window),
+  and the candle-only minutes whose exchange candle arrived since then. When a candle-only market
+  gains trades, the post-hook drops its candle-sourced minutes, as a full refresh would.
 #}
-with trades as (
-
-    select * from {{ ref('stg_trades') }}
-
-),
-
-trade_minutes as (
+{%- set cutoff = sentinance.incremental_cutoff() %}
+with trade_minutes as (
 
     select
         exchange,
@@ -26,12 +34,43 @@ trade_minutes as (
         base,
         quote,
         {{ sentinance.bucket_start('ts', '1m') }} as ts,
-        trade_seq,
+        ts as trade_ts,
+        trade_id,
         price,
-        amount
-    from trades
+        amount,
+        ingested_at
+    from {{ ref('stg_trades') }}
 
 ),
+{%- if cutoff %}
+
+changed_minutes as (
+
+    select distinct exchange, symbol, {{ sentinance.bucket_start('ts', '1m') }} as ts
+    from {{ ref('stg_trades') }}
+    where {{ sentinance.changed_rows_predicate(cutoff) }}
+
+),
+
+scoped_trades as (
+
+    select t.*
+    from trade_minutes as t
+    inner join changed_minutes as c
+        on t.exchange = c.exchange
+        and t.symbol = c.symbol
+        and t.ts = c.ts
+    where t.ts >= (select min(ts) from changed_minutes)
+
+),
+{%- else %}
+
+scoped_trades as (
+
+    select * from trade_minutes
+
+),
+{%- endif %}
 
 from_trades as (
 
@@ -41,14 +80,15 @@ from_trades as (
         base,
         quote,
         ts,
-        min_by(price, trade_seq) as open,
+        min_by(price, {{ sentinance.order_key(['trade_ts', 'trade_id']) }}) as open,
         max(price) as high,
         min(price) as low,
-        max_by(price, trade_seq) as close,
-        sum(amount) as volume,
-        sum(price * amount) as quote_volume,
-        count(*) as trade_count
-    from trade_minutes
+        max_by(price, {{ sentinance.order_key(['trade_ts', 'trade_id']) }}) as close,
+        {{ sentinance.exact_sum('amount') }} as volume,
+        {{ sentinance.exact_sum('price * amount') }} as quote_volume,
+        count(*) as trade_count,
+        max(ingested_at) as ingested_at
+    from scoped_trades
     group by exchange, symbol, base, quote, ts
 
 ),
@@ -56,7 +96,7 @@ from_trades as (
 markets_with_trades as (
 
     select distinct exchange, symbol
-    from trades
+    from {{ ref('stg_trades') }}
 
 ),
 
@@ -75,7 +115,8 @@ from_exchange_candles as (
         volume,
         volume * typical_price as quote_volume,
         typical_price as vwap,
-        cast(null as bigint) as trade_count
+        cast(null as bigint) as trade_count,
+        ingested_at
     from (
         select
             c.*,
@@ -86,6 +127,9 @@ from_exchange_candles as (
             and c.symbol = m.symbol
         where c.timeframe = '1m'
           and m.exchange is null
+          {%- if cutoff %}
+          and {{ sentinance.changed_rows_predicate(cutoff, 'c.ingested_at', 'c.ts') }}
+          {%- endif %}
     ) as candle_only
 
 )
@@ -104,7 +148,8 @@ select
     quote_volume,
     quote_volume / nullif(volume, 0) as vwap,
     trade_count,
-    'trades' as bar_source
+    'trades' as bar_source,
+    ingested_at
 from from_trades
 
 union all
@@ -123,5 +168,6 @@ select
     quote_volume,
     vwap,
     trade_count,
-    'exchange_candles' as bar_source
+    'exchange_candles' as bar_source,
+    ingested_at
 from from_exchange_candles

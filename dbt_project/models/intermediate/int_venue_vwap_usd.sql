@@ -1,20 +1,24 @@
-{{ config(materialized='table') }}
+{{ config(
+    materialized='incremental',
+    incremental_strategy='delete+insert',
+    unique_key=['base', 'exchange', 'window_start'],
+    on_schema_change='fail'
+) }}
 {#
   USD volume-weighted average price per (base asset, exchange, window) from trades, the input of
   the spreads mart. Each trade's price is converted to USD with the quote_usd_rates seed before
   weighting, so a venue trading the same base against several quotes yields one USD price.
   Trades whose quote has no rate in the seed are left out.
-  Window width: var spread_window_seconds (default 30). A table so its tests and the spreads
-  self-join do not re-aggregate every trade.
+  Window width: var spread_window_seconds (default 30). ingested_at = latest arrival of the
+  window's trades.
+
+  Incremental (macros/incremental.sql): recomputes every (base, exchange, window) holding a
+  trade that arrived since the watermark minus the lookback, or inside the run window. Changing
+  the seed's rates or spread_window_seconds needs a --full-refresh.
 #}
 {%- set window = var('spread_window_seconds', 30) | int -%}
-with trades as (
-
-    select * from {{ ref('stg_trades') }}
-
-),
-
-rates as (
+{%- set cutoff = sentinance.incremental_cutoff() %}
+with rates as (
 
     select quote, usd_per_unit from {{ ref('quote_usd_rates') }}
 
@@ -27,20 +31,55 @@ priced as (
         t.exchange,
         {{ sentinance.bucket_start('t.ts', window ~ 's') }} as window_start,
         t.price * r.usd_per_unit as price_usd,
-        t.amount
-    from trades as t
+        t.amount,
+        t.ingested_at
+    from {{ ref('stg_trades') }} as t
     inner join rates as r
         on t.quote = r.quote
 
+),
+{%- if cutoff %}
+
+changed_windows as (
+
+    select distinct
+        base,
+        exchange,
+        {{ sentinance.bucket_start('ts', window ~ 's') }} as window_start
+    from {{ ref('stg_trades') }}
+    where {{ sentinance.changed_rows_predicate(cutoff) }}
+
+),
+
+scoped as (
+
+    select p.*
+    from priced as p
+    inner join changed_windows as c
+        on p.base = c.base
+        and p.exchange = c.exchange
+        and p.window_start = c.window_start
+    where p.window_start >= (select min(window_start) from changed_windows)
+
 )
+{%- else %}
+
+scoped as (
+
+    select * from priced
+
+)
+{%- endif %}
 
 select
     base,
     exchange,
     window_start,
-    sum(price_usd * amount) / nullif(sum(amount), 0) as vwap_usd,
-    sum(amount) as volume,
-    sum(price_usd * amount) as volume_usd,
-    count(*) as trade_count
-from priced
+    {{ sentinance.exact_sum('price_usd * amount') }}
+        / nullif({{ sentinance.exact_sum('amount') }}, 0) as vwap_usd,
+    {{ sentinance.exact_sum('amount') }} as volume,
+    {{ sentinance.exact_sum('price_usd * amount') }} as volume_usd,
+    count(*) as trade_count,
+    max(ingested_at) as ingested_at
+from scoped
 group by base, exchange, window_start

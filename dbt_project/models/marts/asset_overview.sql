@@ -77,7 +77,7 @@ prices as (
         max(case when recency_rank = 1 then symbol end) as last_price_symbol,
         max(case when age_rank = 1 then open_usd end) as window_open_usd,
         min(ts) as window_start_ts,
-        sum(quote_volume_usd) as volume_24h_usd,
+        {{ sentinance.exact_sum('quote_volume_usd') }} as volume_24h_usd,
         count(distinct exchange) as venue_count,
         count(distinct symbol) as market_count
     from ranked

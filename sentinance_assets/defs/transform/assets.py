@@ -1,6 +1,24 @@
-"""dbt models as Dagster assets, with lineage from the raw Python assets to the marts."""
+"""dbt models as Dagster assets, with lineage from the raw Python assets to the marts.
 
+Time windows. The large dbt models are incremental (``dbt_project/macros/incremental.sql``):
+every build picks up what arrived in the lake since the last one, so the plain, unpartitioned
+``dbt build`` of the demo and the analytics job is always complete. A run can additionally
+rebuild an event-time window ``[start_ts, end_ts)``, passed to dbt as ``--vars``:
+
+* from the run config (``ops: {sentinance_dbt: {config: {start: ..., end: ...}}}``), for a
+  re-run of one period after late corrections, or ``full_refresh: true`` to rebuild everything;
+* from the run's partition time window when the run has one (``context.partition_time_window``).
+
+The dbt assets themselves are deliberately *not* given a ``partitions_def``: dagster-dbt 0.29
+would then require a partition key for every run of them, so the unpartitioned
+``analytics_job`` (which mixes them with unpartitioned ML and detection assets) and
+``sentinance demo`` could no longer materialize them; and incremental models need no partition
+to stay correct. The partition branch is there for a deployment that does attach one.
+"""
+
+import json
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -34,6 +52,57 @@ class SentinanceTranslator(DagsterDbtTranslator):
         return "transform"
 
 
+class DbtBuildConfig(dg.Config):
+    """Optional event-time window for the incremental models, and a full-refresh switch."""
+
+    start: str | None = None
+    """ISO timestamp (UTC when naive): rebuild buckets from here (inclusive)."""
+    end: str | None = None
+    """ISO timestamp (UTC when naive): rebuild buckets up to here (exclusive)."""
+    full_refresh: bool = False
+    """Rebuild every incremental model from scratch (``dbt build --full-refresh``)."""
+
+
+def _utc(value: str | datetime) -> datetime:
+    ts = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def dbt_build_args(
+    config: DbtBuildConfig, partition_window: dg.TimeWindow | None = None
+) -> list[str]:
+    """The ``dbt build`` arguments for a run: ``--vars`` with start_ts/end_ts when the config
+    or the run's partition gives a window (the config wins), ``--full-refresh`` on request."""
+    start: datetime | None = None
+    end: datetime | None = None
+    if config.start or config.end:
+        start = _utc(config.start) if config.start else None
+        end = _utc(config.end) if config.end else None
+    elif partition_window is not None:
+        start, end = _utc(partition_window.start), _utc(partition_window.end)
+    if start is not None and end is not None and start >= end:
+        raise dg.Failure(f"empty dbt window: start {start} is not before end {end}")
+    args = ["build"]
+    window = {
+        k: v.isoformat(sep=" ") for k, v in (("start_ts", start), ("end_ts", end)) if v is not None
+    }
+    if window:
+        args += ["--vars", json.dumps(window)]
+    if config.full_refresh:
+        args.append("--full-refresh")
+    return args
+
+
+def run_partition_window(context: dg.AssetExecutionContext) -> dg.TimeWindow | None:
+    """The run's partition time window, or None for an unpartitioned run."""
+    if not context.has_partition_key and not context.has_partition_key_range:
+        return None
+    try:
+        return context.partition_time_window
+    except Exception:  # a partitioned run whose partitions are not time windows
+        return None
+
+
 @dbt_assets(
     manifest=dbt_project.manifest_path,
     project=dbt_project,
@@ -46,6 +115,7 @@ def sentinance_dbt(
     context: dg.AssetExecutionContext,
     dbt: DbtCliResource,
     settings: dg.ResourceParam[Settings],
+    config: DbtBuildConfig,
 ) -> Iterator[Any]:
     """Register the lake views, ``dbt build`` (models + tests), then publish the read side.
 
@@ -53,6 +123,8 @@ def sentinance_dbt(
     """
     with write_connection(settings.warehouse_path) as conn:
         register_lake_views(conn, settings.lake_dir)
-    yield from dbt.cli(["build"], context=context).stream()
+    args = dbt_build_args(config, run_partition_window(context))
+    context.log.info(f"dbt {' '.join(args)}")
+    yield from dbt.cli(args, context=context).stream()
     publish(settings.warehouse_path, settings.read_path)
     context.log.info(f"published the read side at {settings.read_path}")

@@ -1,0 +1,38 @@
+{#
+  Order-independent sums of doubles. A floating-point sum depends on the order it adds rows in,
+  and that order differs between a full refresh and an incremental run (and between parallel
+  plans), so `sum(x)` can differ in the last bits and "incremental equals full refresh" would
+  not hold exactly. exact_sum rounds each value to 18 decimal places (a per-row, deterministic
+  rounding), adds them as DECIMAL(38, 18) (integer arithmetic: associative) and returns a double.
+  Limits: |partial sums| < 1e20; each value is resolved to 1e-18 absolute (DuckDB's cast is
+  accurate to about one ulp, so a one-row sum may differ from its input in the last bit).
+#}
+{% macro exact_sum(expr) -%}
+    {{ return(adapter.dispatch('exact_sum', 'sentinance')(expr)) }}
+{%- endmacro %}
+
+{% macro default__exact_sum(expr) -%}
+    cast(sum(cast({{ expr }} as decimal(38, 18))) as {{ sentinance.type_double() }})
+{%- endmacro %}
+
+{#- Order-independent mean: exact_sum / count of non-NULL values. -#}
+{% macro exact_avg(expr) -%}
+    ({{ sentinance.exact_sum(expr) }} / nullif(count({{ expr }}), 0))
+{%- endmacro %}
+
+{#- Pearson correlation from exact sums (NULL for fewer than 2 pairs or a constant series). -#}
+{% macro exact_corr(x, y) -%}
+    {%- set n = 'cast(count(*) as ' ~ sentinance.type_double() ~ ')' -%}
+    {%- set sx = sentinance.exact_sum(x) -%}
+    {%- set sy = sentinance.exact_sum(y) -%}
+    (
+        ({{ n }} * {{ sentinance.exact_sum(x ~ ' * ' ~ y) }} - {{ sx }} * {{ sy }})
+        / nullif(
+            sqrt(
+                ({{ n }} * {{ sentinance.exact_sum(x ~ ' * ' ~ x) }} - {{ sx }} * {{ sx }})
+                * ({{ n }} * {{ sentinance.exact_sum(y ~ ' * ' ~ y) }} - {{ sy }} * {{ sy }})
+            ),
+            0
+        )
+    )
+{%- endmacro %}
