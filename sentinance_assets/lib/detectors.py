@@ -55,6 +55,7 @@ import pickle
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import polars as pl
 
 from sentinance_assets.lib.schemas import ALERTS, TS
@@ -170,30 +171,61 @@ def detect_whales(trades: pl.DataFrame, cfg: DetectorConfig, detected_at: dateti
     return _finish(out, detected_at)
 
 
+_K1 = np.uint64(0x9E3779B97F4A7C15)
+_K2 = np.uint64(0xBF58476D1CE4E5B9)
+
+
+def _maybe_busy(amount: np.ndarray, bucket: np.ndarray, need: int) -> np.ndarray:
+    """Row positions that may share (amount, bucket) with ``need - 1`` other rows.
+
+    A counting filter: rows are counted per hash slot with ``np.bincount`` (no hash table, no
+    sort, no string hashing) and a row survives when its slot holds at least ``need`` rows.
+    Collisions only let extra rows through (never drop one); a second pass with another hash
+    over the survivors removes most of them, and the exact check follows in polars.
+    """
+    with np.errstate(over="ignore"):
+        bits = (amount + 0.0).view(np.uint64)  # +0.0: -0.0 and 0.0 count together
+        key = bits ^ (bucket.astype(np.uint64) * _K1)
+        idx: np.ndarray | None = None
+        for seed, extra_bits in ((1, 0), (2, 2)):
+            k = key if idx is None else key[idx]
+            if len(k) < need:
+                return np.zeros(0, dtype=np.intp)
+            nbits = max(10, int(np.ceil(np.log2(len(k)))) + extra_bits)
+            slot = (((k ^ np.uint64(seed)) * _K2) >> np.uint64(64 - nbits)).astype(np.intp)
+            keep = np.bincount(slot, minlength=1 << nbits)[slot] >= need
+            idx = np.flatnonzero(keep) if idx is None else idx[keep]
+    return idx
+
+
 def wash_runs(trades: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
     """Runs of equal-size, alternating-side, same-price trades (see the module docstring)."""
     if trades.height == 0:
         return pl.DataFrame()
     key = ["exchange", "symbol", "amount"]
     # Cheap pre-filter: a run holds ``wash_min_trades`` trades each within ``wash_gap_s`` of the
-    # last, so some 60 s bucket (for the default 10 s gap) holds at least half of them; only
-    # (market, size) keys with such a bucket are examined in full.
+    # last, so some ``span_ms`` bucket holds at least ``need`` of them; only (market, size) keys
+    # with such a bucket are examined in full. Natural sizes rarely repeat, so almost every
+    # trade is dropped by a vectorised counting filter before any hashing of strings.
     span_ms = int(max(60_000, 6 * cfg.wash_gap_s * 1000))
     need = max(2, (cfg.wash_min_trades + 1) // 2)
-    trades = trades.filter(pl.col("amount").is_duplicated())  # natural sizes rarely repeat
-    if trades.height == 0:
+    amount = trades["amount"].fill_null(float("nan")).to_numpy()
+    bucket = (trades["ts"].dt.epoch("ms").fill_null(0) // span_ms).to_numpy()
+    idx = _maybe_busy(amount, bucket, need)
+    if len(idx) == 0:
         return pl.DataFrame()
-    h_key = pl.struct(*key).hash(seed=1)
-    h_bucket = pl.struct(*key, pl.col("ts").dt.epoch("ms") // span_ms).hash(seed=2)
-    hashed = trades.select(h_key.alias("hk"), h_bucket.alias("hb"))
-    busy = hashed.filter(pl.col("hb").is_duplicated())
+    busy = (
+        trades[idx]
+        .group_by(*key, (pl.col("ts").dt.epoch("ms") // span_ms).alias("b"))
+        .agg(pl.len().alias("k"))
+        .filter(pl.col("k") >= need)
+        .select(key)
+        .unique()
+    )
     if busy.height == 0:
         return pl.DataFrame()
-    hot = busy.group_by("hb").agg(pl.len().alias("k"), pl.col("hk").first())
-    hot = hot.filter(pl.col("k") >= need)["hk"].unique()
-    if hot.len() == 0:
-        return pl.DataFrame()
-    cand = trades.filter(hashed["hk"].is_in(hot.implode()))
+    amounts = busy["amount"].drop_nulls().implode()
+    cand = trades.filter(pl.col("amount").is_in(amounts)).join(busy, on=key, how="semi")
     repeated = (
         cand.group_by(key).agg(pl.len().alias("k")).filter(pl.col("k") >= cfg.wash_min_trades)
     )
@@ -253,7 +285,7 @@ def wash_alerts(runs: pl.DataFrame, cfg: DetectorConfig, detected_at: datetime) 
 
 
 # --------------------------------------------------------------------------- window rules
-def _grid(bars: pl.DataFrame, step: str, starts: pl.DataFrame, end: datetime) -> pl.DataFrame:
+def _grid(bars: pl.LazyFrame, step: str, starts: pl.LazyFrame, end: datetime) -> pl.LazyFrame:
     """Every ``step`` bucket per market from its start to ``end`` (exclusive), zero-filled."""
     grid = (
         starts.with_columns(
@@ -282,11 +314,12 @@ def volume_spikes(
 ) -> pl.DataFrame:
     """Spike alerts for the 60 s windows that close in (lo, hi]."""
     w = (
-        bars.with_columns(pl.col("bucket").dt.truncate("60s"))
+        bars.lazy()
+        .with_columns(pl.col("bucket").dt.truncate("60s"))
         .group_by(*MARKET, "bucket")
         .agg(pl.col("usd_ex").sum().alias("usd"), pl.col("n").sum())
     )
-    st = starts.with_columns(pl.col("start").dt.truncate("60s"))
+    st = starts.lazy().with_columns(pl.col("start").dt.truncate("60s"))
     g = _grid(w, "60s", st, hi).with_columns(pl.col("usd").fill_null(0.0), pl.col("n").fill_null(0))
     prev = pl.col("usd").shift(1)
     h = cfg.spike_history
@@ -334,7 +367,7 @@ def volume_spikes(
         .struct.json_encode()
         .alias("details"),
     )
-    return _finish(out, detected_at)
+    return _finish(out.collect(), detected_at)
 
 
 def divergences(
@@ -343,8 +376,10 @@ def divergences(
     """Divergence episodes whose end is decided in (lo, hi] (two windows after the last)."""
     if bars.height == 0:
         return ALERTS.empty()
-    v = bars.filter(pl.col("amount") > 0).with_columns(
-        (pl.col("usd") / pl.col("amount")).alias("vwap")
+    v = (
+        bars.lazy()
+        .filter(pl.col("amount") > 0)
+        .with_columns((pl.col("usd") / pl.col("amount")).alias("vwap"))
     )
     # Every venue of the base on every bucket, its VWAP carried forward for up to
     # ``divergence_carry`` buckets: a venue that did not trade in this window still anchors the
@@ -361,19 +396,26 @@ def divergences(
         )
         .drop_nulls("vwap")
     )
-    n = pl.len().over("base", "bucket")
-    total = pl.col("vwap").sum().over("base", "bucket")
+    # per (base, bucket): venue count, sum and median (a group-by and a join, not windows
+    # over many tiny groups); a sum of two is exact in any order, so the result is the same
+    per_bucket = full.group_by("base", "bucket").agg(
+        pl.len().alias("venues"),
+        pl.col("vwap").sum().alias("total"),
+        pl.col("vwap").median().alias("median"),
+    )
     ref = (
-        pl.when(n == 2)
-        .then(total - pl.col("vwap"))
-        .otherwise(pl.col("vwap").median().over("base", "bucket"))
+        pl.when(pl.col("venues") == 2)
+        .then(pl.col("total") - pl.col("vwap"))
+        .otherwise(pl.col("median"))
     )
     rows = (
-        full.with_columns(n.alias("venues"), ref.alias("ref"))
-        .filter((pl.col("venues") >= 2) & pl.col("traded"))
+        full.filter(pl.col("traded"))
+        .join(per_bucket.filter(pl.col("venues") >= 2), on=["base", "bucket"])
+        .with_columns(ref.alias("ref"))
         .with_columns((100 * (pl.col("vwap") / pl.col("ref") - 1)).alias("spread_pct"))
         .with_columns((pl.col("spread_pct").abs() > cfg.divergence_pct).alias("div"))
         .sort(*MARKET, "bucket")
+        .collect()
     )
     if rows.height == 0 or not rows["div"].any():
         return ALERTS.empty()
@@ -439,11 +481,12 @@ def pumps(
     """Pump-and-dump alerts decided in (lo, hi] (``pump_window_min`` after the peak)."""
     k = cfg.pump_window_min
     m = (
-        bars.with_columns(pl.col("bucket").dt.truncate("1m"))
+        bars.lazy()
+        .with_columns(pl.col("bucket").dt.truncate("1m"))
         .group_by(*MARKET, "bucket")
         .agg(pl.col("usd").sum(), pl.col("amount").sum(), pl.col("n").sum())
     )
-    st = starts.with_columns(pl.col("start").dt.truncate("1m"))
+    st = starts.lazy().with_columns(pl.col("start").dt.truncate("1m"))
     g = _grid(m, "1m", st, hi).with_columns(
         pl.col("usd").fill_null(0.0),
         pl.col("n").fill_null(0).cast(pl.Float64),
@@ -511,7 +554,7 @@ def pumps(
         .struct.json_encode()
         .alias("details"),
     )
-    return _finish(out, detected_at)
+    return _finish(out.collect(), detected_at)
 
 
 # --------------------------------------------------------------------------- the engine
@@ -549,7 +592,12 @@ class StreamingDetector:
         self.late_trades = 0
 
     # -------------------------------------------------------------- public
-    def push(self, trades: pl.DataFrame, detected_at: datetime | None = None) -> pl.DataFrame:
+    def push(
+        self, trades: pl.DataFrame, detected_at: datetime | None = None, *, advance: bool = True
+    ) -> pl.DataFrame:
+        """Alerts decided by ``trades``. ``advance=False`` only buffers the trades (whale alerts
+        are still returned): the window rules run at the next advancing push or ``flush``,
+        which :func:`detect_all` uses to evaluate a whole batch once."""
         detected_at = detected_at or datetime.now(UTC)
         if trades.height == 0:
             return ALERTS.empty()
@@ -557,13 +605,15 @@ class StreamingDetector:
         self.trades_seen += trades.height
         out = [detect_whales(trades, self.cfg, detected_at)]
         if self.frontier is not None:
-            late = trades.filter(pl.col("ts") < self.frontier)
-            self.late_trades += late.height
-            trades = trades.filter(pl.col("ts") >= self.frontier)
-            self.tail = pl.concat([self.tail, late])
-        self.pending = pl.concat([self.pending, trades])
+            is_late = pl.col("ts") < self.frontier
+            late = trades.filter(is_late)
+            if late.height:
+                self.late_trades += late.height
+                trades = trades.filter(~is_late)
+                self.tail = pl.concat([self.tail, late])
+        self.pending = pl.concat([self.pending, trades]) if self.pending.height else trades
         watermark = self.pending["ts"].max()
-        if watermark is not None:
+        if advance and watermark is not None:
             new = watermark.replace(second=0, microsecond=0)
             if self.frontier is None or new > self.frontier:
                 out.append(self._advance(new, detected_at))
@@ -586,18 +636,26 @@ class StreamingDetector:
     def _advance(self, frontier: datetime, detected_at: datetime) -> pl.DataFrame:
         cfg = self.cfg
         lo = self.frontier or datetime(1970, 1, 1, tzinfo=UTC)
-        closed = self.pending.filter(pl.col("ts") < frontier)
-        self.pending = self.pending.filter(pl.col("ts") >= frontier)
+        newest = self.pending["ts"].max()
+        if frontier == FAR_FUTURE or newest is None or newest < frontier:
+            closed, self.pending = self.pending, self.pending.clear()
+        else:
+            is_closed = pl.col("ts") < frontier
+            closed = self.pending.filter(is_closed)
+            self.pending = self.pending.filter(~is_closed)
         if closed.height:
-            # aggregate in quote currency first, convert the (few) bars to USD after
+            # aggregate in quote currency first, convert the (few) bars to USD after; bars are
+            # grouped on integer bar numbers (epoch ms // 30 000), not truncated datetimes
+            bar_ms = int(BAR.total_seconds() * 1000)
             raw = (
                 closed.lazy()
-                .group_by(*MARKET, pl.col("ts").dt.truncate("30s").alias("bucket"))
+                .group_by(*MARKET, (pl.col("ts").dt.epoch("ms") // bar_ms).alias("bar"))
                 .agg(
                     (pl.col("price") * pl.col("amount")).sum().alias("notional"),
                     pl.col("amount").sum(),
                     pl.len().cast(pl.UInt32).alias("n"),
                 )
+                .with_columns((pl.col("bar") * bar_ms).cast(TS).alias("bucket"))
                 .collect()
                 .with_columns(  # unified symbols: BASE/QUOTE
                     pl.col("symbol").str.split("/").list.first().alias("base"),
@@ -607,10 +665,10 @@ class StreamingDetector:
             )
             whales = (
                 whale_trades(closed, cfg)
-                .group_by(*MARKET, pl.col("ts").dt.truncate("30s").alias("bucket"))
+                .group_by(*MARKET, (pl.col("ts").dt.epoch("ms") // bar_ms).alias("bar"))
                 .agg(pl.col("usd").sum().alias("whale_usd"))
             )
-            new_bars = raw.join(whales, on=[*MARKET, "bucket"], how="left").with_columns(
+            new_bars = raw.join(whales, on=[*MARKET, "bar"], how="left").with_columns(
                 (pl.col("usd") - pl.col("whale_usd").fill_null(0.0)).alias("usd_ex")
             )
             self.bars = (
@@ -620,8 +678,9 @@ class StreamingDetector:
                 .select(list(_BAR_SCHEMA))
                 .sort(*MARKET, "bucket")
             )
-            first = closed.group_by(MARKET).agg(
-                pl.col("ts").min().dt.truncate("60s").alias("start")
+            # truncating the first 30 s bar to 60 s == truncating the first trade to 60 s
+            first = new_bars.group_by(MARKET).agg(
+                pl.col("bucket").min().dt.truncate("60s").alias("start")
             )
             self.starts = (
                 pl.concat([self.starts, first])
@@ -701,7 +760,8 @@ def detect_all(
     """Batch detection: the streaming engine fed everything at once, then flushed."""
     detected_at = detected_at or datetime.now(UTC)
     det = StreamingDetector(cfg)  # one push holds everything: no need to sort by time
-    found = _concat([det.push(trades, detected_at), det.flush(detected_at)])
+    # buffer everything, then evaluate every window rule once at the flush
+    found = _concat([det.push(trades, detected_at, advance=False), det.flush(detected_at)])
     return sort_alerts(found)
 
 

@@ -17,6 +17,7 @@ Delivery guarantees after a crash (kill -9) and restart:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import time
@@ -78,6 +79,61 @@ class LakeSink:
 
     def files(self) -> list[Path]:
         return sorted(self.root.glob("*.parquet")) if self.root.exists() else []
+
+    def compact(self, upto_ms: int | None = None) -> int:
+        return compact_alert_files(self.root, upto_ms)
+
+
+def batch_span(path: Path) -> tuple[int, int] | None:
+    """(start, end) stream position in epoch ms of a ``<start>-<end>.parquet`` batch file."""
+    try:
+        lo, hi = path.stem.split("-")
+        return int(lo), int(hi)
+    except ValueError:
+        return None
+
+
+def compact_alert_files(folder: Path, upto_ms: int | None = None) -> int:
+    """Merge the batch files of a watch folder that end at or before ``upto_ms`` into one.
+
+    Only committed batches may be compacted (``upto_ms`` = the checkpoint cursor; None = all).
+    The merged file (deduplicated on ``alert_id``) is written atomically under the name of the
+    newest merged batch, replacing it, and only then are the other merged files deleted: a
+    reader sees every alert at any moment, at worst twice (readers deduplicate on
+    ``alert_id``). The merged name keeps the stream position of its newest batch, so the
+    watch loop's crash recovery (drop batches starting at or after the checkpoint) and the
+    sensor's cursor (file names in stream order) still hold. A crash in between leaves a
+    state that the next compaction finishes; running it again changes nothing (idempotent).
+    Concurrent compactions of one folder are serialized by a lock file; a busy folder is
+    skipped. Returns the number of files merged away (0 when there was nothing to do).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    with (folder / ".compact.lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0
+        try:
+            files = []
+            for f in sorted(folder.glob("*.parquet")):
+                span = batch_span(f)
+                if span is not None and (upto_ms is None or span[1] <= upto_ms):
+                    files.append(f)
+            if len(files) < 2:
+                return 0
+            merged = (
+                pl.concat([ALERTS.conform(pl.read_parquet(f)) for f in files])
+                .unique("alert_id", keep="first")
+                .sort("event_time", "alert_id")
+            )
+            lake.atomic_write_parquet(merged, files[-1])
+            for f in files[:-1]:
+                f.unlink(missing_ok=True)
+            return len(files) - 1
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class JsonlSink:

@@ -5,8 +5,11 @@ Feeds (all yield trades in time order, in the ``raw.trades`` layout):
 * :class:`SimulatedFeed` - the simulated market replayed at ``speed`` x real time (``speed=0``:
   as fast as possible) from ``start``;
 * :class:`ReplayFeed` - replay trade files (CSV/Parquet, layout
-  ``exchange,symbol,trade_id,timestamp,price,amount,side``) at ``speed``.
-  (Live ccxt polling / ccxt.pro websockets are not wired yet.)
+  ``exchange,symbol,trade_id,timestamp,price,amount,side``) at ``speed``;
+* :class:`LiveFeed` - live exchanges polled over ccxt REST (``fetch_trades`` of
+  ``sentinance_assets.lib.sources``), ``lag`` behind the wall clock so that trades have landed
+  at the venue before their window is read. One venue failing never stops the others (its
+  failure is recorded; its trades of that step are skipped). ccxt.pro websockets: not wired.
 
 Position and exactly-once. The stream position is a time cursor: every trade with
 ``ts < cursor`` has been processed. Each loop step takes the trades in ``[cursor, target)``,
@@ -19,7 +22,11 @@ same alerts with the same ids. Readers deduplicate on ``alert_id`` anyway (the b
 writes the same ids for the same events), so the Streamlit app can use
 ``select distinct on (alert_id) * from alerts.alerts``.
 
-SIGINT/SIGTERM finish the current step, checkpoint and exit 0.
+SIGINT/SIGTERM finish the current step, checkpoint and exit 0. On every clean stop the lake
+batch files (all committed by then) are compacted into one per stream
+(``sinks.compact_alert_files``: atomic, idempotent; the ``watch_alerts_sensor`` also compacts
+what it has recorded while the loop runs). A reader that lists the folder and then opens the
+files may find one gone (compaction or crash recovery): it retries.
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ from sentinance_assets.lib.detectors import DetectorConfig, StreamingDetector
 from sentinance_assets.lib.markets import markets_for
 from sentinance_assets.lib.schemas import RAW_TRADES
 from sentinance_assets.lib.simulator import MarketSimulator
-from sentinance_assets.lib.sinks import AlertSink, LakeSink
+from sentinance_assets.lib.sinks import AlertSink, JsonlSink, LakeSink, WebhookSink
+from sentinance_assets.settings import Settings
 
 REPLAY_COLUMNS = ("exchange", "symbol", "trade_id", "timestamp", "price", "amount", "side")
 
@@ -157,6 +165,67 @@ class SimulatedFeed:
         return pl.concat(out) if out else RAW_TRADES.empty()
 
 
+class LiveFeed:
+    """Live trades polled from the exchanges of a ``LiveSource`` (ccxt REST).
+
+    The stream position follows the wall clock ``lag`` behind (:meth:`horizon`), so a restart
+    after a pause catches up in ``max_batch`` steps instead of staying behind. A trade that
+    reaches the venue's history more than ``lag`` after its timestamp is missed (the
+    exchanges' own ingestion delay is normally well under a second).
+    """
+
+    def __init__(
+        self,
+        source,
+        start: datetime | None = None,
+        lag: timedelta = timedelta(seconds=3),
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.source = source
+        self.lag = lag
+        self.now = now
+        self.start = start or (now() - lag)
+        self.end = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs) -> LiveFeed:
+        from sentinance_assets.lib.sources.live import LiveSource
+
+        return cls(LiveSource.from_settings(settings), **kwargs)
+
+    def horizon(self) -> datetime:
+        return self.now() - self.lag
+
+    def between(self, lo: datetime, hi: datetime) -> pl.DataFrame:
+        from sentinance_assets.lib.sources import exchanges as exm
+
+        src = self.source
+        lo_ms, hi_ms = int(lo.timestamp() * 1000), int(hi.timestamp() * 1000)
+        rows: list[dict] = []
+        for ex, m in src._each_market("trades"):
+            try:
+                got = exm.fetch_trades(ex, m.symbol, lo_ms, hi_ms, src.policy, sleep=src.sleep)
+            except Exception as exc:  # noqa: BLE001 - one market failing never stops the rest
+                src._fail(m.exchange, m.symbol, "trades", exc)
+                continue
+            rows.extend(
+                {
+                    "exchange": m.exchange,
+                    "symbol": m.symbol,
+                    "base": m.base,
+                    "quote": m.quote,
+                    "trade_id": exm.trade_key(t),
+                    "ts": int(t["timestamp"]),
+                    "price": t.get("price"),
+                    "amount": t.get("amount"),
+                    "cost": t.get("cost"),
+                    "side": t.get("side"),
+                }
+                for t in got
+            )
+        return src._frame(rows, RAW_TRADES).sort("ts", "exchange", "symbol", "trade_id")
+
+
 # --------------------------------------------------------------------------- checkpoint
 @dataclass
 class Checkpoint:
@@ -216,6 +285,7 @@ class WatchStats:
     trades: int = 0
     alerts: int = 0
     latencies_ms: list[float] = field(default_factory=list)  # per alert, see run_watch
+    compacted: int = 0  # batch files merged away at the clean stop
 
 
 class StopFlag:
@@ -244,13 +314,16 @@ def run_watch(
     stop: StopFlag | None = None,
     progress: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.time,
+    compact: bool = True,
 ) -> WatchStats:
     """Run until ``duration`` wall seconds, the feed time ``until``, or a stop signal.
 
     ``speed`` maps feed time to wall time (a trade at feed time ``t`` "arrives" at
     ``wall0 + (t - start) / speed``); ``speed=0`` processes as fast as possible. Latency per
     alert is measured from the arrival of the oldest trade of its batch to the moment the alert
-    file is visible: an upper bound of the trade-to-readable delay.
+    file is visible: an upper bound of the trade-to-readable delay. On a clean stop (not on an
+    exception) the lake batch files, all committed by then, are compacted into one
+    (:func:`~sentinance_assets.lib.sinks.compact_alert_files`) unless ``compact=False``.
     """
     stop = stop or StopFlag()
     ckpt = Checkpoint.load(checkpoint_path)
@@ -273,7 +346,10 @@ def run_watch(
         now = clock()
         if duration is not None and now - wall0 >= duration:
             break
-        if speed > 0:
+        horizon = getattr(feed, "horizon", None)
+        if horizon is not None:  # a live feed: as far as the wall clock allows
+            target = horizon()
+        elif speed > 0:
             target = feed0 + timedelta(seconds=(now - wall0) * speed)
         else:
             target = ckpt.cursor + max_batch
@@ -299,7 +375,10 @@ def run_watch(
             for sink in sinks:
                 sink.send(alerts, key)
             published = clock()
-            if speed > 0:
+            if horizon is not None:  # live: from the trade's own time (includes ``lag``)
+                first = trades["ts"].min().timestamp()
+                stats.latencies_ms.extend([(published - first) * 1000] * alerts.height)
+            elif speed > 0:
                 arrived = wall0 + (trades["ts"].min() - feed0).total_seconds() / speed
                 stats.latencies_ms.extend([(published - arrived) * 1000] * alerts.height)
             stats.alerts += alerts.height
@@ -313,7 +392,10 @@ def run_watch(
         window_trades += trades.height
         if progress is not None and clock() - last_print >= 1.0:
             t = clock()
-            lag = (t - (wall0 + (target - feed0).total_seconds() / speed)) if speed > 0 else 0.0
+            if horizon is not None:
+                lag = t - target.timestamp()
+            else:
+                lag = (t - (wall0 + (target - feed0).total_seconds() / speed)) if speed > 0 else 0.0
             progress(
                 f"feed {target:%Y-%m-%d %H:%M:%S} | {window_trades / (t - last_print):,.0f} "
                 f"trades/s | lag {max(lag, 0.0):.2f} s | {stats.alerts} alerts "
@@ -321,9 +403,50 @@ def run_watch(
             )
             last_print = t
             window_trades = 0
-        if speed > 0 and not behind:
+        if (speed > 0 or horizon is not None) and not behind:
             time.sleep(step)
+    if compact:
+        # clean stop: every batch file is committed up to the checkpoint; fold them into one
+        upto = int(ckpt.cursor.timestamp() * 1000)
+        for sink in sinks:
+            if isinstance(sink, LakeSink):
+                stats.compacted += sink.compact(upto)
     return stats
+
+
+def checkpoint_cursor_ms(path: Path) -> int | None:
+    """The committed stream position (epoch ms) of a watch checkpoint, None without one."""
+    try:
+        head = Path(path).read_bytes().split(b"\n", 1)[0]
+        return int(json.loads(head)["cursor_ms"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def alert_sinks(
+    settings: Settings,
+    name: str,
+    *,
+    jsonl: str | Path | None = None,
+    webhook: str | None = None,
+    webhook_timeout: float | None = None,
+    dead_letter: str | Path | None = None,
+) -> list[AlertSink]:
+    """The sinks of ``sentinance watch``: the lake folder ``watch-<name>``, then a JSON-lines
+    file and a webhook when asked. Explicit arguments (the CLI options) override the settings
+    ``SENTINANCE_ALERT_WEBHOOK``, ``SENTINANCE_ALERT_WEBHOOK_TIMEOUT`` and
+    ``SENTINANCE_ALERT_DEAD_LETTER``."""
+    sinks: list[AlertSink] = [LakeSink(settings.lake_dir, folder=f"watch-{name}")]
+    if jsonl:
+        sinks.append(JsonlSink(Path(jsonl)))
+    url = webhook or settings.alert_webhook
+    if url:
+        dead = Path(
+            dead_letter or settings.alert_dead_letter or settings.home / "alerts-dead-letter.jsonl"
+        )
+        timeout = webhook_timeout if webhook_timeout is not None else settings.alert_webhook_timeout
+        sinks.append(WebhookSink(url, dead, timeout=timeout))
+    return sinks
 
 
 def stderr_progress(line: str) -> None:

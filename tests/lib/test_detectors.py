@@ -1,14 +1,18 @@
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import polars as pl
 import pytest
 
+from sentinance_assets.lib import detectors
 from sentinance_assets.lib.detection_quality import score_alerts
 from sentinance_assets.lib.detectors import (
     DetectorConfig,
     StreamingDetector,
+    _maybe_busy,
     detect_all,
     sort_alerts,
+    wash_runs,
 )
 from sentinance_assets.lib.markets import markets_for
 from sentinance_assets.lib.schemas import ALERTS, RAW_MARKET_EVENTS, RAW_TRADES
@@ -217,3 +221,60 @@ def test_late_trades_are_counted_not_lost():
     assert det.late_trades == 1
     assert out.filter(pl.col("type") == "whale").height == 1  # whales never wait for windows
     assert timedelta(0) == timedelta(0)
+
+
+def test_counting_prefilter_keeps_every_busy_amount_and_bucket():
+    rng = np.random.default_rng(5)
+    n = 200_000
+    amount = rng.choice(rng.random(2_000).round(4), n)  # many repeats
+    bucket = rng.integers(0, 100, n)
+    amount[:7] = -0.0  # -0.0 and 0.0 are the same amount
+    amount[7:9] = 0.0
+    bucket[:9] = 3
+    got = set(_maybe_busy(amount, bucket, 3).tolist())
+    exact = (
+        pl.DataFrame({"a": amount + 0.0, "b": bucket})
+        .with_row_index()
+        .filter(pl.len().over("a", "b") >= 3)["index"]
+        .to_list()
+    )
+    assert len(exact) > 1_000 and set(exact) <= got
+    assert len(got) < 3 * len(exact)  # and it does filter
+
+
+def test_wash_prefilter_finds_exactly_what_a_full_scan_finds(tiny_day, monkeypatch):
+    # runs that put only 3 trades in each 60 s bucket (the pigeonhole edge), runs on two
+    # markets at once with the same size, same-size trades on one side, and a busy day
+    def run(ex, sym, start, n, gap, amount, price=100.0, side0=0):
+        sides = ("buy", "sell")
+        return [
+            (
+                ex,
+                sym,
+                f"{ex}{sym}{start}{i}",
+                start + i * gap,
+                price,
+                amount,
+                sides[(i + side0) % 2],
+            )
+            for i in range(n)
+        ]
+
+    t_edge = T0 + 60_000 - 3 * 9_000  # 3 trades before the minute boundary, 3 after
+    rows = (
+        run("binance", "BTC/USDT", t_edge, 6, 9_000, 0.75)  # alone at its size
+        + run("coinbase", "BTC/USD", T0 + 600_000, 6, 2_000, 0.5)
+        + run("kraken", "BTC/USD", T0 + 600_000, 6, 2_000, 0.5)
+        + run("kraken", "BTC/USD", T0, 5, 2_000, 0.25)  # too short
+        + run("binance", "ETH/USDT", T0, 9, 4_000, 2.0, side0=1)
+        + [("binance", "ETH/USDT", f"x{i}", T0 + 500 * i, 100.0, 2.0, "buy") for i in range(6)]
+    )
+    busy_day = tiny_day.trades.select(_trades(rows).columns)
+    trades = pl.concat([busy_day, _trades(rows)])
+    cfg = DetectorConfig()
+    fast = wash_runs(trades, cfg)
+    monkeypatch.setattr(detectors, "_maybe_busy", lambda a, b, need: np.arange(len(a)))
+    full = wash_runs(trades, cfg)
+    key = ["exchange", "symbol", "amount", "first_ts"]
+    assert fast.sort(key).select(key, "trades").equals(full.sort(key).select(key, "trades"))
+    assert fast.height >= 4

@@ -10,7 +10,7 @@ import pytest
 
 from sentinance_assets.lib import lake
 from sentinance_assets.lib.schemas import ALERTS
-from sentinance_assets.lib.sinks import JsonlSink, LakeSink, WebhookSink
+from sentinance_assets.lib.sinks import JsonlSink, LakeSink, WebhookSink, compact_alert_files
 
 T = datetime(2026, 11, 10, 12, tzinfo=UTC)
 
@@ -64,7 +64,9 @@ class Server:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     def close(self):
         self.httpd.shutdown()
@@ -155,3 +157,38 @@ def test_lake_sink_writes_where_the_warehouse_view_reads(tmp_path):
     sink.send(_alerts(0), "001-002")  # empty batches write nothing
     assert [p.name for p in sink.files()] == ["000-001.parquet"]
     assert lake.read_dataset(tmp_path / "lake", ALERTS).height == 2
+
+
+def _key(i: int) -> str:
+    return f"{i:015d}-{i + 1:015d}"
+
+
+def test_compaction_is_atomic_idempotent_and_finishes_an_interrupted_run(tmp_path):
+    sink = LakeSink(tmp_path / "lake", folder="watch-x")
+    a = _alerts(6)
+    for i, rows in enumerate([(0, 2), (1, 3), (3, 4), (4, 6)]):  # id1 and id2 twice
+        sink.send(a.slice(rows[0], rows[1] - rows[0]), _key(i))
+
+    def ids() -> list[str]:
+        return sorted(pl.concat([pl.read_parquet(f) for f in sink.files()])["alert_id"])
+
+    assert sink.compact(upto_ms=3) == 2  # batches ending at <= 3 (the committed ones)
+    assert [f.name for f in sink.files()] == [f"{_key(2)}.parquet", f"{_key(3)}.parquet"]
+    assert ids() == sorted(a["alert_id"])  # nothing lost, duplicates folded away
+    before = {f.name: f.read_bytes() for f in sink.files()}
+    assert sink.compact(upto_ms=3) == 0  # idempotent: nothing changes
+    assert {f.name: f.read_bytes() for f in sink.files()} == before
+    # a crash after the merged file was written but before the old ones were deleted
+    sink.send(a.slice(0, 2), _key(0))
+    assert sink.compact() == 2  # upto None: everything
+    assert [f.name for f in sink.files()] == [f"{_key(3)}.parquet"]
+    assert ids() == sorted(a["alert_id"])
+    # no temporary file is left behind and a busy folder is skipped, not waited on
+    assert not [p for p in sink.root.iterdir() if p.name.endswith(".tmp")]
+    sink.send(a.slice(0, 1), _key(9))
+    import fcntl
+
+    with (sink.root / ".compact.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert compact_alert_files(sink.root) == 0
+    assert compact_alert_files(sink.root) == 1

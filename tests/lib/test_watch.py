@@ -16,8 +16,15 @@ from sentinance_assets.cli import main
 from sentinance_assets.lib.detectors import StreamingDetector, detect_all
 from sentinance_assets.lib.markets import markets_for
 from sentinance_assets.lib.simulator import MarketSimulator
-from sentinance_assets.lib.sinks import JsonlSink, LakeSink
-from sentinance_assets.lib.watch import ReplayFeed, SimulatedFeed, read_trades_file, run_watch
+from sentinance_assets.lib.sinks import JsonlSink, LakeSink, WebhookSink
+from sentinance_assets.lib.watch import (
+    ReplayFeed,
+    SimulatedFeed,
+    alert_sinks,
+    read_trades_file,
+    run_watch,
+)
+from sentinance_assets.settings import Settings, SettingsError
 
 SENTINANCE = str(Path(sys.executable).parent / "sentinance")
 START = datetime(2026, 11, 10, tzinfo=UTC)
@@ -94,6 +101,8 @@ def test_watch_in_process_replay_matches_the_detector(tmp_path, day):
     stats = run_watch(
         feed, [lake, JsonlSink(jsonl)], tmp_path / "ck", speed=0, max_batch=timedelta(minutes=7)
     )
+    # the clean stop compacted every batch file into one, the newest batch's name
+    assert len(lake.files()) == 1 and stats.compacted >= 2
     got = pl.concat([pl.read_parquet(f) for f in lake.files()])
     assert sorted(got["alert_id"]) == sorted(_expected(day)["alert_id"])
     assert stats.alerts == got.height
@@ -209,3 +218,93 @@ def test_crash_between_publish_and_checkpoint_is_redone_once(tmp_path, day):
     got = pl.concat([pl.read_parquet(f) for f in lake.files()])
     assert got["alert_id"].n_unique() == got.height
     assert sorted(got["alert_id"]) == sorted(_expected(day)["alert_id"])
+
+
+def test_alert_settings_configure_the_watch_sinks_and_options_override(tmp_path):
+    home = tmp_path / "home"
+    plain = Settings.from_env({"SENTINANCE_HOME": str(home)})
+    assert plain.alert_webhook is None and plain.alert_webhook_timeout == 2.0
+    assert plain.alert_dead_letter == home / "alerts-dead-letter.jsonl"
+    assert [type(x) for x in alert_sinks(plain, "s")] == [LakeSink]
+
+    env = {
+        "SENTINANCE_HOME": str(home),
+        "SENTINANCE_ALERT_WEBHOOK": "http://127.0.0.1:9/hook",
+        "SENTINANCE_ALERT_WEBHOOK_TIMEOUT": "0.5",
+        "SENTINANCE_ALERT_DEAD_LETTER": str(tmp_path / "dead.jsonl"),
+    }
+    settings = Settings.from_env(env)
+    lake, hook = alert_sinks(settings, "s")
+    assert lake.root.name == "watch-s" and isinstance(hook, WebhookSink)
+    assert (hook.url, hook.timeout, hook.dead_letter) == (
+        "http://127.0.0.1:9/hook",
+        0.5,
+        tmp_path / "dead.jsonl",
+    )
+    _, jsonl, hook = alert_sinks(
+        settings,
+        "s",
+        jsonl=tmp_path / "a.jsonl",
+        webhook="https://example.invalid/x",
+        webhook_timeout=3.0,
+        dead_letter=tmp_path / "other.jsonl",
+    )
+    assert isinstance(jsonl, JsonlSink)
+    assert (hook.url, hook.timeout, hook.dead_letter) == (
+        "https://example.invalid/x",
+        3.0,
+        tmp_path / "other.jsonl",
+    )
+    for name, value in (
+        ("SENTINANCE_ALERT_WEBHOOK", "ftp://x"),
+        ("SENTINANCE_ALERT_WEBHOOK_TIMEOUT", "soon"),
+        ("SENTINANCE_ALERT_WEBHOOK_TIMEOUT", "0"),
+        ("SENTINANCE_ALERT_DEAD_LETTER", str(tmp_path)),
+    ):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({**env, name: value})
+
+
+def test_live_feed_polls_the_exchanges_and_isolates_a_failing_venue(tmp_path):
+    from sentinance_assets.lib.sources.exchanges import FetchPolicy
+    from sentinance_assets.lib.sources.live import LiveSource
+    from sentinance_assets.lib.watch import LiveFeed
+    from tests.fakes.exchange_server import fake_exchanges
+
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    start, until = now - timedelta(minutes=40), now - timedelta(minutes=20)
+    policy = FetchPolicy(timeout_ms=2_000, retries=1, backoff_s=0.001, rate_limit_ms=1)
+    with fake_exchanges("binance", "coinbase") as fakes:
+
+        def live(**kw) -> LiveFeed:
+            src = LiveSource(
+                ("binance", "coinbase"),
+                ("BTC", "ETH"),
+                exchange_urls={k: v.url for k, v in fakes.items()},
+                policy=policy,
+                sleep=lambda s: None,
+            )
+            return LiveFeed(src, start=start, lag=timedelta(seconds=2), **kw)
+
+        feed = live()
+        lake = LakeSink(tmp_path / "lake")
+        stats = run_watch(
+            feed, [lake], tmp_path / "ck", until=until, max_batch=timedelta(minutes=7)
+        )
+        # the fake venues print 3 trades a minute per market: 4 markets x 20 minutes
+        assert stats.trades == 3 * 4 * 20 and stats.batches == 3
+        everything = live().between(start, until)
+        ids = everything.select("exchange", "symbol", "trade_id")
+        assert ids.n_unique() == everything.height == stats.trades
+        assert everything["ts"].min() >= start and everything["ts"].max() < until
+        # a restart resumes from the checkpoint and follows the clock (lag behind now)
+        clock = [until + timedelta(minutes=3)]
+        feed = live(now=lambda: clock[0])
+        again = run_watch(feed, [lake], tmp_path / "ck", duration=0.5, step=0.01)
+        assert again.trades == 3 * 4 * 3
+        # one venue down: the other keeps flowing, the failure is recorded
+        fakes["coinbase"].down = True
+        feed = live()
+        got = feed.between(start, until)
+        assert set(got["exchange"]) == {"binance"} and got.height == 3 * 2 * 20
+        assert {f["exchange"] for f in feed.source.failures} == {"coinbase"}

@@ -6,6 +6,10 @@ tick every ~30 s: it audits and surfaces, it is not the sub-second path) and rec
 group of files as a materialization of the ``alerts/watch`` asset, with counts by type and the
 newest alerts as metadata. Its cursor is the last file name seen per stream (file names sort by
 stream position).
+
+Once recorded, the files of committed batches (up to the stream's checkpoint) are compacted
+into one per stream (``compact_alert_files``: atomic, idempotent, alerts stay readable
+throughout), so a long-running loop does not leave thousands of small files behind.
 """
 
 import json
@@ -16,6 +20,8 @@ import polars as pl
 from sentinance_assets.lib import lake
 from sentinance_assets.lib.detectors import alert_summary
 from sentinance_assets.lib.schemas import ALERTS
+from sentinance_assets.lib.sinks import batch_span, compact_alert_files
+from sentinance_assets.lib.watch import checkpoint_cursor_ms
 from sentinance_assets.settings import Settings
 
 WATCH_ALERTS_KEY = dg.AssetKey(["alerts", "watch"])
@@ -81,6 +87,22 @@ def scan_new_alert_files(lake_dir, cursor: dict[str, str]) -> tuple[list, dict[s
     return events, new_cursor
 
 
+def compact_recorded(lake_dir, checkpoints_dir, cursor: dict[str, str]) -> dict[str, int]:
+    """Compact, per stream, the files the sensor has recorded that are also committed by the
+    watch loop's checkpoint (``<checkpoints>/<stream>.ckpt``); {stream: files merged away}."""
+    root = lake.dataset_dir(lake_dir, ALERTS)
+    done: dict[str, int] = {}
+    for stream, seen in cursor.items():
+        span = batch_span(root / stream / seen)
+        committed = checkpoint_cursor_ms(checkpoints_dir / f"{stream}.ckpt")
+        if span is None or committed is None:
+            continue
+        merged = compact_alert_files(root / stream, min(span[1], committed))
+        if merged:
+            done[stream] = merged
+    return done
+
+
 @dg.sensor(
     name="watch_alerts_sensor",
     minimum_interval_seconds=30,
@@ -91,6 +113,9 @@ def scan_new_alert_files(lake_dir, cursor: dict[str, str]) -> tuple[list, dict[s
 def watch_alerts_sensor(context: dg.SensorEvaluationContext, settings: dg.ResourceParam[Settings]):
     cursor = json.loads(context.cursor) if context.cursor else {}
     events, new_cursor = scan_new_alert_files(settings.lake_dir, cursor)
+    compacted = compact_recorded(settings.lake_dir, settings.checkpoints_dir, new_cursor)
+    if compacted:
+        context.log.info(f"compacted watch alert files: {compacted}")
     if not events and new_cursor == cursor:
         return dg.SkipReason("no new alert files from the watch loop")
     return dg.SensorResult(asset_events=events, cursor=json.dumps(new_cursor, sort_keys=True))
