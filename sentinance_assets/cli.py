@@ -123,7 +123,7 @@ def print_summary(settings: Settings) -> None:
             print(f"  {table:<26}{n:>12,}")
         print("alerts by type")
         for kind, n in conn.execute(
-            "select type, count(*) from alerts.alerts group by 1 order by 1"
+            "select type, count(*) from alerts.alert_feed group by 1 order by 1"
         ).fetchall():
             print(f"  {kind:<26}{n:>12,}")
         try:
@@ -241,11 +241,12 @@ def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
-    from sentinance_assets.lib.sinks import JsonlSink, LakeSink, WebhookSink
     from sentinance_assets.lib.watch import (
+        LiveFeed,
         ReplayFeed,
         SimulatedFeed,
         StopFlag,
+        alert_sinks,
         run_watch,
         stderr_progress,
     )
@@ -259,6 +260,9 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     if args.trades:
         feed = ReplayFeed.from_files([Path(p) for p in args.trades])
         name = args.name or "replay"
+    elif settings.source == "live":
+        feed = LiveFeed.from_settings(settings)
+        name = args.name or "live"
     else:
         exchanges = tuple(args.exchanges.split(",")) if args.exchanges else settings.exchanges
         symbols = tuple(args.symbols.upper().split(",")) if args.symbols else settings.symbols
@@ -267,12 +271,14 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
             exchanges, symbols, settings.seed, settings.sim_trade_rate, start, when(args.until)
         )
         name = args.name or "simulated"
-    sinks = [LakeSink(settings.lake_dir, folder=f"watch-{name}")]
-    if args.jsonl:
-        sinks.append(JsonlSink(Path(args.jsonl)))
-    if args.webhook:
-        dead = Path(args.dead_letter or settings.home / "alerts-dead-letter.jsonl")
-        sinks.append(WebhookSink(args.webhook, dead, timeout=args.webhook_timeout))
+    sinks = alert_sinks(
+        settings,
+        name,
+        jsonl=args.jsonl,
+        webhook=args.webhook,
+        webhook_timeout=args.webhook_timeout,
+        dead_letter=args.dead_letter,
+    )
     stop = StopFlag()
     stop.install()
     stats = run_watch(
@@ -335,7 +341,12 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--name", help="stream name: checkpoint and lake folder (default: feed)")
     watch.add_argument("--jsonl", help="also append alerts to this JSON-lines file")
     watch.add_argument("--webhook", help="also POST each alert to this URL")
-    watch.add_argument("--webhook-timeout", type=float, default=2.0)
+    watch.add_argument(
+        "--webhook-timeout",
+        type=float,
+        default=None,
+        help="seconds (default: SENTINANCE_ALERT_WEBHOOK_TIMEOUT, 2)",
+    )
     watch.add_argument("--dead-letter", help="undeliverable webhook alerts (JSON lines)")
     watch.add_argument("--max-batch", type=float, default=300.0, help="feed seconds per step")
     watch.add_argument("--quiet", action="store_true", help="no progress line")

@@ -52,6 +52,12 @@ def register_lake_views(conn: duckdb.DuckDBPyConnection, lake_dir: Path) -> None
             f"SELECT * FROM read_parquet({_sql_str(glob)}, union_by_name = true, "
             "hive_partitioning = false)"
         )
+    # The batch asset and the watch loop may both report an event: same alert_id. The feed
+    # keeps its first detection (usually the watch loop's).
+    conn.execute(
+        "CREATE OR REPLACE VIEW alerts.alert_feed AS SELECT DISTINCT ON (alert_id) * "
+        "FROM alerts.alerts ORDER BY alert_id, detected_at, event_time"
+    )
 
 
 @contextmanager

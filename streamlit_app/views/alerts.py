@@ -11,10 +11,10 @@ from streamlit_app import data
 WINDOWS = {"Last hour": 1, "Last 6 hours": 6, "Last 24 hours": 24, "Last 7 days": 168, "All": None}
 
 FEED_SQL = """
-with bounds as (select max(event_time) as latest from alerts.alerts)
+with bounds as (select max(event_time) as latest from alerts.alert_feed)
 select a.event_time, a.type, a.severity, a.exchange, a.symbol, a.value, a.threshold,
        a.message, a.detected_at, a.alert_id
-from alerts.alerts as a, bounds
+from alerts.alert_feed as a, bounds
 where (len(?::varchar[]) = 0 or list_contains(?::varchar[], a.type))
   and (len(?::varchar[]) = 0 or list_contains(?::varchar[], a.symbol))
   and (len(?::varchar[]) = 0 or list_contains(?::varchar[], a.exchange))
@@ -26,7 +26,7 @@ limit 1000
 
 WHALE_SQL = """
 select event_time, exchange, symbol, severity, value as trade_usd, threshold, message, details
-from alerts.alerts where type = 'whale'
+from alerts.alert_feed where type = 'whale'
 order by event_time desc limit 200
 """
 
@@ -39,7 +39,7 @@ order by window_start desc limit 5000
 SPIKE_SQL = """
 select event_time, exchange, symbol, severity, value, threshold,
        value / nullif(threshold, 0) as ratio
-from alerts.alerts where type = 'volume_spike'
+from alerts.alert_feed where type = 'volume_spike'
 order by event_time
 """
 

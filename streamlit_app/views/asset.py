@@ -38,7 +38,7 @@ select * from (
 
 ALERTS_SQL = """
 select event_time, type, severity, exchange, value, threshold, message
-from alerts.alerts
+from alerts.alert_feed
 where symbol = ? and event_time between ? and ?
 order by event_time
 """

@@ -11,7 +11,7 @@ from streamlit_app import data
 OVERVIEW_SQL = """
 with latest_alert as (
     select split_part(symbol, '/', 1) as base, type, severity, event_time, message
-    from alerts.alerts
+    from alerts.alert_feed
     qualify row_number() over (
         partition by split_part(symbol, '/', 1) order by event_time desc, alert_id
     ) = 1
@@ -46,7 +46,7 @@ select
     (select max(ts) from marts.candles where timeframe = '1m') as last_candle,
     (select max(ingested_at) from raw.trades) as last_trade_ingest,
     (select max(ingested_at) from raw.news) as last_news_ingest,
-    (select max(detected_at) from alerts.alerts) as last_alert
+    (select max(detected_at) from alerts.alert_feed) as last_alert
 """
 
 
