@@ -170,25 +170,25 @@ def test_symbol_picker_and_chart_options(app, page, artifacts):
 
 def test_alert_filters(app, page, artifacts):
     open_page(page, app, "alerts")
-    total = sql(app.home, "select count(*) from alerts.alerts")[0][0]
+    total = sql(app.home, "select count(*) from alerts.alert_feed")[0][0]
     assert total > 0, "the demo produced no alerts"
     assert metric(page, "Alerts shown") == str(min(total, 1000))
 
     pick(page, "Severity", "critical")
     page.keyboard.press("Escape")
-    critical = sql(app.home, "select count(*) from alerts.alerts where severity = 'critical'")
+    critical = sql(app.home, "select count(*) from alerts.alert_feed where severity = 'critical'")
     expected = str(min(critical[0][0], 1000))
     page.get_by_test_id("stMetric").filter(has_text="Alerts shown").get_by_text(
         expected, exact=True
     ).wait_for()
     assert metric(page, "Critical") == expected
 
-    symbol = sql(app.home, "select min(symbol) from alerts.alerts where severity = 'critical'")
+    symbol = sql(app.home, "select min(symbol) from alerts.alert_feed where severity = 'critical'")
     pick(page, "Symbol", symbol[0][0])
     page.keyboard.press("Escape")
     both = sql(
         app.home,
-        "select count(*) from alerts.alerts where severity = 'critical' and symbol = ?",
+        "select count(*) from alerts.alert_feed where severity = 'critical' and symbol = ?",
         [symbol[0][0]],
     )[0][0]
     page.get_by_test_id("stMetric").filter(has_text="Alerts shown").get_by_text(
