@@ -358,9 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_modules() -> list:
     """Command groups that live in ``sentinance_assets.commands`` (one module each)."""
-    from sentinance_assets.commands import forecast
+    from sentinance_assets.commands import forecast, sentiment
 
-    return [forecast]
+    return [forecast, sentiment]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,7 +20,10 @@ from sentinance_assets.lib.sources.replay import data_files, file_days
 from sentinance_assets.settings import Settings
 
 INGEST = dg.AssetSelection.groups("market", "news")
-ANALYTICS = dg.AssetSelection.all() - INGEST
+# Training the sentiment classifier takes minutes: it has its own job and schedule, and the
+# everyday analytics run only scores news with the current champion.
+SENTIMENT_TRAINING = dg.AssetSelection.assets(dg.AssetKey(["ml", "sentiment_classifier"]))
+ANALYTICS = dg.AssetSelection.all() - INGEST - SENTIMENT_TRAINING
 REPLAY_KINDS = ("trades", "candles", "news")
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,

@@ -1,36 +1,69 @@
-"""News sentiment scoring: only items not yet scored by the current model are scored."""
+"""News sentiment: score news with the serving model, watch score and text drift.
 
-from datetime import UTC, datetime
+Which model scores the news (:func:`serving_model`), in order:
+
+1. ``SENTINANCE_SENTIMENT_MODEL`` when set: a transformer loaded from that Hugging Face id
+   (``ProsusAI/finbert``, needs the hub or its cache) or local folder. A configured model that
+   cannot load fails the asset: silently falling back would mislabel the data.
+2. the registered ``champion`` of ``sentinance-sentiment`` (trained by the
+   ``ml/sentiment_classifier`` asset or ``sentinance sentiment train``);
+3. VADER, which needs no training: the default of a fresh home and of ``sentinance demo``,
+   which therefore never fine-tunes anything.
+
+Only items not yet scored by the current ``model`` + ``model_version`` are scored, so a newly
+promoted champion re-scores the history once, and the mart's "latest scoring wins" rule picks
+its scores up.
+"""
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import polars as pl
-from ml.sentiment import VaderModel
 
+from ml.drift import InsufficientDataError, data_drift
+from ml.sentiment import SentimentModel, VaderModel
 from sentinance_assets.lib import lake
-from sentinance_assets.lib.schemas import NEWS_SENTIMENT, RAW_NEWS
+from sentinance_assets.lib.schemas import DRIFT, NEWS_SENTIMENT, RAW_NEWS
 from sentinance_assets.settings import Settings
 
+NEWS_SENTIMENT_KEY = dg.AssetKey(["ml", "news_sentiment"])
+SENTIMENT_DRIFT_KEY = dg.AssetKey(["ml", "sentiment_drift"])
+DRIFT_COLUMNS = ("score", "text_chars", "text_words", "label")
+DRIFT_SHARE_LIMIT = 0.5
+CURRENT_WINDOW = timedelta(days=1)
 
-@dg.asset(
-    key=["ml", "news_sentiment"],
-    group_name="ml",
-    deps=[dg.AssetKey(["raw", "news"])],
-    kinds={"python", "parquet"},
-    description="A sentiment label and signed score per news item, with the model version that "
-    "produced it. Scores only what the current model has not scored yet.",
-)
-def news_sentiment(
-    context: dg.AssetExecutionContext, settings: dg.ResourceParam[Settings]
-) -> dg.MaterializeResult:
-    model = VaderModel()
+
+def serving_model(settings: Settings) -> SentimentModel:
+    """The configured transformer, else the registered champion, else VADER."""
+    if settings.sentiment_model:
+        from ml.sentiment_transformer import load_transformer
+
+        return load_transformer(settings.sentiment_model, threads=2)
+    from ml.sentiment_lifecycle import load_champion
+
+    champion = load_champion(settings.mlflow_db, settings.mlflow_artifacts, settings.models_dir)
+    return champion if champion is not None else VaderModel()
+
+
+def news_texts(news: pl.DataFrame) -> list[str]:
+    """What is scored per item: ``title. summary`` (either may be missing)."""
+    text = pl.concat_str(
+        [pl.col("title").fill_null(""), pl.col("summary").fill_null("")], separator=". "
+    ).str.strip_chars(". ")
+    return news.select(text.alias("text"))["text"].to_list()
+
+
+def score_news(settings: Settings, model: SentimentModel) -> dict:
+    """Score the news ``model`` has not scored yet; write ``ml.news_sentiment``."""
     news = lake.read_dataset(settings.lake_dir, RAW_NEWS).unique("news_id", keep="last")
     scored = lake.read_dataset(settings.lake_dir, NEWS_SENTIMENT)
     done = scored.filter(
         (pl.col("model") == model.name) & (pl.col("model_version") == model.version)
     ).select("news_id")
     todo = news.join(done, on="news_id", how="anti")
-    texts = (todo["title"].fill_null("") + ". " + todo["summary"].fill_null("")).to_list()
-    preds = model.predict(texts)
+    preds = model.predict(news_texts(todo))
     new = pl.DataFrame(
         {
             "news_id": todo["news_id"],
@@ -39,17 +72,132 @@ def news_sentiment(
             "label": [p.label for p in preds],
             "score": [p.score for p in preds],
             "scored_at": datetime.now(UTC),
-        }
+        },
+        schema_overrides={"label": pl.String, "score": pl.Float64},
     )
     merged = pl.concat([scored, NEWS_SENTIMENT.conform(new)]).unique(
         ["news_id", "model", "model_version"], keep="first"
     )
     lake.write_partition(settings.lake_dir, NEWS_SENTIMENT, merged, part="scores")
-    context.log.info(f"scored {todo.height} new items; {merged.height} scores stored")
+    return {"newly_scored": todo.height, "total": merged.height}
+
+
+@dg.asset(
+    key=NEWS_SENTIMENT_KEY,
+    group_name="ml",
+    deps=[dg.AssetKey(["raw", "news"])],
+    kinds={"python", "parquet"},
+    description="A sentiment label and signed score per news item, with the model version that "
+    "produced it. Scores only what the current model has not scored yet. Model: "
+    "SENTINANCE_SENTIMENT_MODEL if set, else the registered sentiment champion, else VADER.",
+)
+def news_sentiment(
+    context: dg.AssetExecutionContext, settings: dg.ResourceParam[Settings]
+) -> dg.MaterializeResult:
+    model = serving_model(settings)
+    counts = score_news(settings, model)
+    context.log.info(
+        f"{model.name}:{model.version} scored {counts['newly_scored']} new items; "
+        f"{counts['total']} scores stored"
+    )
+    return dg.MaterializeResult(metadata={**counts, "model": f"{model.name}:{model.version}"})
+
+
+def drift_frames(settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame, str]:
+    """Reference and current samples of the latest model's scores and text statistics.
+
+    The model is the one that scored most recently; current = its items published within
+    :data:`CURRENT_WINDOW` of the newest item, reference = everything it scored before.
+    """
+    scores = lake.read_dataset(settings.lake_dir, NEWS_SENTIMENT)
+    if scores.is_empty():
+        raise InsufficientDataError("no sentiment scores yet")
+    last = scores.sort("scored_at").row(-1, named=True)
+    model = f"{last['model']}:{last['model_version']}"
+    scores = scores.filter(
+        (pl.col("model") == last["model"]) & (pl.col("model_version") == last["model_version"])
+    )
+    news = lake.read_dataset(settings.lake_dir, RAW_NEWS).unique("news_id", keep="last")
+    news = news.with_columns(pl.Series("text", news_texts(news), dtype=pl.String))
+    rows = scores.join(news.select("news_id", "published", "text"), on="news_id").with_columns(
+        pl.col("text").str.len_chars().cast(pl.Float64).alias("text_chars"),
+        pl.col("text").str.split(" ").list.len().cast(pl.Float64).alias("text_words"),
+    )
+    rows = rows.filter(pl.col("published").is_not_null())
+    if rows.is_empty():
+        raise InsufficientDataError("no scored news with a publication time")
+    cut = rows["published"].max() - CURRENT_WINDOW
+    cols = list(DRIFT_COLUMNS)
+    reference = rows.filter(pl.col("published") <= cut).select(cols)
+    current = rows.filter(pl.col("published") > cut).select(cols)
+    return reference, current, model
+
+
+@dg.asset(
+    key=SENTIMENT_DRIFT_KEY,
+    group_name="ml",
+    deps=[NEWS_SENTIMENT_KEY],
+    kinds={"evidently"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "sentiment_drift_below_limit",
+            asset=SENTIMENT_DRIFT_KEY,
+            description=f"share of drifted sentiment columns (score, label, text length) below "
+            f"{DRIFT_SHARE_LIMIT:.0%}",
+        )
+    ],
+    description="evidently drift of the news sentiment scores, labels and input text statistics "
+    "(characters, words): the last day of news against the earlier days, for the model that "
+    "scored last.",
+)
+def sentiment_drift(
+    context: dg.AssetExecutionContext, settings: dg.ResourceParam[Settings]
+) -> dg.MaterializeResult:
+    run_id = context.run_id or uuid.uuid4().hex
+    try:
+        reference, current, model = drift_frames(settings)
+        result = data_drift(reference, current, columns=list(DRIFT_COLUMNS))
+    except InsufficientDataError as exc:
+        return dg.MaterializeResult(
+            metadata={"skipped": str(exc)},
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="sentiment_drift_below_limit",
+                    passed=False,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"reason": str(exc)},
+                )
+            ],
+        )
+    row = {
+        "run_id": run_id,
+        "model": f"sentiment/{model}",
+        "checked_at": datetime.now(UTC),
+        "reference_rows": result.reference_rows,
+        "current_rows": result.current_rows,
+        "n_features": result.n_features,
+        "drifted_features": result.drifted_features,
+        "share_drifted": result.share_drifted,
+        "dataset_drift": result.dataset_drift,
+        "details": result.details_json(),
+    }
+    lake.write_partition(
+        settings.lake_dir, DRIFT, pl.DataFrame([row]), part=f"sentiment-run-{run_id}"
+    )
     return dg.MaterializeResult(
         metadata={
-            "newly_scored": todo.height,
-            "total": merged.height,
-            "model": f"{model.name}:{model.version}",
-        }
+            "model": model,
+            "share_drifted": result.share_drifted,
+            "reference_rows": result.reference_rows,
+            "current_rows": result.current_rows,
+            "details": dg.MetadataValue.json(json.loads(result.details_json())),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="sentiment_drift_below_limit",
+                passed=result.share_drifted < DRIFT_SHARE_LIMIT,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"share_drifted": result.share_drifted},
+            )
+        ],
     )

@@ -1,0 +1,147 @@
+"""Sentiment benchmark: held-out Financial PhraseBank quality, CPU throughput, fine-tuning time.
+
+    nice -n 10 .venv/bin/python benchmarks/sentiment.py                 # fine-tune, then measure
+    .venv/bin/python benchmarks/sentiment.py --model-dir DIR            # measure a saved model
+    .venv/bin/python benchmarks/sentiment.py --limit 300 --epochs 1     # quick smoke run
+
+Data: ``../shared/data/financial_phrasebank`` beside the repository (CC BY-NC-SA, read in
+place, never copied). The split is the one ``sentinance sentiment train`` uses (by unique
+sentence, stratified, seed 7): 70 % train, 10 % validation (epoch choice, int8 decision),
+20 % test, untouched until the end. Both models are scored on the same test rows, with
+McNemar's test between them.
+
+Throughput: sentences per second over the test sentences (repeated to at least
+``--min-sentences``), max length 64, ``--threads`` torch threads (2), batches of 64 sorted by
+length, best of ``--repeats`` timings. Prints one JSON document (and writes it with ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ml.sentiment import VaderModel  # noqa: E402
+from ml.sentiment_eval import load_labelled, split_labelled  # noqa: E402
+from ml.sentiment_lifecycle import evaluate_models  # noqa: E402
+from ml.sentiment_transformer import (  # noqa: E402
+    TrainConfig,
+    fine_tune,
+    load_transformer,
+    save_model,
+    set_threads,
+)
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "financial_phrasebank"
+
+
+def throughput(model, texts: list[str], repeats: int, **kw) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model.predict(texts, **kw)
+        best = min(best, time.perf_counter() - t0)
+    return len(texts) / best
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--model-dir", type=Path, help="measure this saved model, skip fine-tuning")
+    ap.add_argument("--save-dir", type=Path, help="save the fine-tuned model here")
+    ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    ap.add_argument("--lr", type=float, default=TrainConfig.learning_rate)
+    ap.add_argument("--seed", type=int, default=TrainConfig.seed)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for throughput")
+    ap.add_argument(
+        "--train-threads", type=int, help="torch threads for fine-tuning (default: --threads)"
+    )
+    ap.add_argument("--limit", type=int, help="use only the first N training sentences")
+    ap.add_argument("--min-sentences", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+
+    if not args.data.exists():
+        print(f"labelled data not found: {args.data}", file=sys.stderr)
+        return 2
+    set_threads(args.threads)
+    split = split_labelled(load_labelled(args.data), test_frac=0.2, val_frac=0.1, seed=7)
+    train = split.train.head(args.limit) if args.limit else split.train
+    out: dict = {
+        "data": str(args.data),
+        "n_train": train.height,
+        "n_val": split.val.height,
+        "n_test": split.test.height,
+        "threads": args.threads,
+    }
+    if args.model_dir:
+        fp32 = load_transformer(args.model_dir, threads=args.threads, quantize=False)
+        out["model_dir"] = str(args.model_dir)
+    else:
+        cfg = TrainConfig(
+            epochs=args.epochs,
+            learning_rate=args.lr,
+            seed=args.seed,
+            threads=args.train_threads or args.threads,
+        )
+        result = fine_tune(
+            train["text"].to_list(),
+            train["label"].to_list(),
+            split.val["text"].to_list(),
+            split.val["label"].to_list(),
+            config=cfg,
+            log=lambda m: print(m, file=sys.stderr, flush=True),
+        )
+        fp32 = result.model
+        out.update(
+            fine_tune_seconds=round(result.train_seconds, 1),
+            best_epoch=result.best_epoch,
+            history=result.history,
+            int8_kept=result.quantize,
+            quantization=result.quantization,
+            config=cfg.to_params(),
+        )
+        if args.save_dir:
+            save_model(result, args.save_dir)
+            out["model_dir"] = str(args.save_dir)
+    set_threads(args.threads)
+    fp32.threads = args.threads
+    int8 = fp32.quantize()
+    vader = VaderModel()
+    texts, labels = split.test["text"].to_list(), split.test["label"].to_list()
+    report = evaluate_models(
+        {"transformer_fp32": fp32, "transformer_int8": int8, "vader": vader}, texts, labels
+    )
+    report.pop("_predictions")
+    out["test"] = {
+        name: {k: round(m[k], 4) for k in ("accuracy", "macro_f1")} | {"confusion": m["confusion"]}
+        for name, m in report["models"].items()
+    }
+    out["mcnemar"] = report["mcnemar"]
+
+    reps = max(1, -(-args.min_sentences // len(texts)))
+    bench = (texts * reps)[: max(args.min_sentences, len(texts))]
+    fp32.max_length = int8.max_length = 64
+    out["throughput_sentences_per_s"] = {
+        "transformer_fp32": round(throughput(fp32, bench, args.repeats, batch_size=64), 1),
+        "transformer_int8": round(throughput(int8, bench, args.repeats, batch_size=64), 1),
+        "vader": round(throughput(vader, bench, args.repeats), 1),
+        "sentences": len(bench),
+        "max_length": 64,
+        "batch_size": 64,
+    }
+    doc = json.dumps(out, indent=1)
+    print(doc)
+    if args.out:
+        args.out.write_text(doc)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,163 @@
+"""Sentiment assets: scoring only new items per model version, drift check, training asset."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from sentinance_assets.definitions import defs
+from sentinance_assets.defs.ml.sentiment import news_sentiment, sentiment_drift
+from sentinance_assets.defs.ml.sentiment_training import (
+    SENTIMENT_CLASSIFIER_KEY,
+    sentiment_classifier,
+)
+from sentinance_assets.lib import lake
+from sentinance_assets.lib.schemas import DRIFT, NEWS_SENTIMENT, RAW_NEWS
+from tests.ml.test_sentiment_transformer import make_tiny_model, tiny_dataset
+
+T0 = datetime(2026, 11, 10, tzinfo=UTC)
+
+
+def write_news(settings, items: list[tuple[str, str | None, datetime]], part: str = "p") -> None:
+    rows = [
+        {
+            "news_id": f"{part}-{i}",
+            "title": title,
+            "summary": summary,
+            "link": f"https://example.test/{part}/{i}",
+            "published": ts,
+            "published_missing": False,
+            "publisher": "test",
+            "assets": "BTC",
+            "source": "simulated",
+            "ingested_at": ts,
+        }
+        for i, (title, summary, ts) in enumerate(items)
+    ]
+    lake.write_partition(settings.lake_dir, RAW_NEWS, pl.DataFrame(rows), part=part)
+
+
+def _materialize(asset, settings) -> dg.ExecuteInProcessResult:
+    return dg.materialize([asset], resources={"settings": settings}, raise_on_error=True)
+
+
+def test_vader_by_default_and_only_new_items_are_scored(tiny_settings):
+    write_news(
+        tiny_settings,
+        [
+            ("Bitcoin soars to a wonderful record", None, T0),
+            ("Exchange hacked in a terrible crash", "Users lose funds.", T0),
+            ("ETF decision due on Tuesday", "", T0),
+        ],
+    )
+    res = _materialize(news_sentiment, tiny_settings)
+    meta = res.asset_materializations_for_node("ml__news_sentiment")[0].metadata
+    assert meta["newly_scored"].value == 3 and meta["model"].value.startswith("vader:")
+    scores = lake.read_dataset(tiny_settings.lake_dir, NEWS_SENTIMENT).sort("news_id")
+    assert scores["label"].to_list() == ["positive", "negative", "neutral"]
+    write_news(tiny_settings, [("Prices surge on great news", None, T0)], part="q")
+    res = _materialize(news_sentiment, tiny_settings)
+    meta = res.asset_materializations_for_node("ml__news_sentiment")[0].metadata
+    assert meta["newly_scored"].value == 1 and meta["total"].value == 4
+
+
+def test_configured_transformer_rescores_everything_with_its_version(tiny_settings, tmp_path):
+    write_news(tiny_settings, [(f"profit rose {i}", None, T0) for i in range(5)])
+    _materialize(news_sentiment, tiny_settings)
+    model_dir = make_tiny_model(tmp_path / "finbert-like")
+    settings = dataclasses.replace(tiny_settings, sentiment_model=str(model_dir))
+    res = _materialize(news_sentiment, settings)
+    meta = res.asset_materializations_for_node("ml__news_sentiment")[0].metadata
+    assert meta["newly_scored"].value == 5 and meta["model"].value == "transformer:finbert-like"
+    scores = lake.read_dataset(tiny_settings.lake_dir, NEWS_SENTIMENT)
+    assert scores.group_by("model").len().sort("model")["len"].to_list() == [5, 5]
+
+
+TEMPLATES = [
+    ("Company reports quarterly results", "Good profit."),
+    ("Token listed on a new exchange", None),
+    ("Miners sell part of their holdings", "Prices fall slightly after a weak week."),
+    ("Regulator publishes guidance", "Analysts call it a great step for the market."),
+]
+
+
+def _news_days(n_ref: int, n_cur: int, shifted: str | None = None) -> list[tuple]:
+    """``n_ref`` items over days 0-2 and ``n_cur`` on day 3 cycling the same templates; with
+    ``shifted``, the day-3 items all carry that text instead."""
+    ref = [(*TEMPLATES[i % 4], T0 + timedelta(minutes=20 * i)) for i in range(n_ref)]
+    start = T0 + timedelta(days=3)
+    cur = [
+        ((shifted, shifted) if shifted else TEMPLATES[i % 4]) + (start + timedelta(minutes=10 * i),)
+        for i in range(n_cur)
+    ]
+    return ref + cur
+
+
+def test_drift_check_flags_a_shift_in_scores_and_text(tiny_settings):
+    long_bad = "Terrible devastating crash wipes out investors in a horrible collapse " * 3
+    write_news(tiny_settings, _news_days(60, 40, long_bad))
+    _materialize(news_sentiment, tiny_settings)
+    res = _materialize(sentiment_drift, tiny_settings)
+    check = res.get_asset_check_evaluations()[0]
+    assert check.check_name == "sentiment_drift_below_limit" and not check.passed
+    row = lake.read_dataset(tiny_settings.lake_dir, DRIFT).row(0, named=True)
+    assert row["model"].startswith("sentiment/vader:") and row["dataset_drift"]
+    assert (row["reference_rows"], row["current_rows"]) == (60, 40) and row["n_features"] == 4
+
+
+def test_drift_check_passes_without_shift_and_warns_on_too_little_data(tiny_settings):
+    write_news(tiny_settings, _news_days(5, 3))
+    _materialize(news_sentiment, tiny_settings)
+    res = _materialize(sentiment_drift, tiny_settings)
+    check = res.get_asset_check_evaluations()[0]
+    assert not check.passed and "fewer than 30" in check.metadata["reason"].value
+    write_news(tiny_settings, _news_days(60, 40), part="more")  # more of the same: no shift
+    _materialize(news_sentiment, tiny_settings)
+    res = _materialize(sentiment_drift, tiny_settings)
+    assert res.get_asset_check_evaluations()[0].passed
+
+
+def test_training_asset_skips_without_data_and_is_scheduled(tiny_settings):
+    res = _materialize(sentiment_classifier, tiny_settings)
+    assert res.success and not res.asset_materializations_for_node("ml__sentiment_classifier")
+    d = defs()
+    assert d.resolve_job_def("sentiment_training_job").asset_layer.executable_asset_keys == {
+        SENTIMENT_CLASSIFIER_KEY
+    }
+    sched = d.resolve_schedule_def("sentiment_weekly_schedule")
+    assert sched.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert sched.cron_schedule == "0 3 * * 0"
+
+
+def test_training_asset_trains_registers_and_news_switches_to_the_champion(
+    tiny_settings, tmp_path, monkeypatch
+):
+    import ml.sentiment_transformer as st
+
+    data = tmp_path / "labelled.csv"
+    tiny_dataset(6).write_csv(data)
+    base = make_tiny_model(tmp_path / "tiny")
+    small = functools.partial(
+        st.TrainConfig,
+        base_model=str(base),
+        epochs=2,
+        batch_size=4,
+        learning_rate=3e-3,
+        max_length=32,
+        threads=1,
+    )
+    monkeypatch.setattr(st, "TrainConfig", small)
+    settings = dataclasses.replace(tiny_settings, sentiment_data=Path(data))
+    res = _materialize(sentiment_classifier, settings)
+    meta = res.asset_materializations_for_node("ml__sentiment_classifier")[0].metadata
+    assert meta["registered_version"].value == "1" and meta["promoted"].value is True
+    assert 0 <= meta["test_macro_f1"].value <= 1 and "transformer_vs_vader" in meta["mcnemar"].value
+    write_news(settings, [("profit rose", None, T0), ("sales fell", None, T0)])
+    res = _materialize(news_sentiment, settings)
+    model = res.asset_materializations_for_node("ml__news_sentiment")[0].metadata["model"].value
+    assert model.startswith("transformer:v1-minilm-ft-")

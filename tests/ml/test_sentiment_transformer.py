@@ -1,0 +1,237 @@
+"""Transformer sentiment: loading, tuned inference, seeded fine-tuning, MLflow lifecycle.
+
+Everything runs on a tiny random BERT (hidden size 32, one layer) with a tokenizer built
+offline from a handful of words, on a tiny self-made data set: no hub, no downloaded weights.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+from ml.sentiment import LABELS, SentimentModel, SentimentPrediction
+from ml.sentiment_transformer import (
+    METADATA_FILE,
+    TrainConfig,
+    TransformerSentimentModel,
+    fine_tune,
+    load_transformer,
+    save_model,
+    weights_digest,
+)
+
+# One cue word decides the label; subjects and filler words are shared by all classes.
+POSITIVE = ["rose", "grew", "jumped", "improved"]
+NEGATIVE = ["fell", "dropped", "widened", "slumped"]
+NEUTRAL = ["was published", "is listed", "holds meeting"]
+SUBJECTS = ["profit", "sales", "the loss", "shares"]
+FILLER = ["in", "the", "quarter", "year", "this", "last", "said", "today"]
+
+
+def tiny_dataset(n_rep: int = 6, seed: int = 0) -> pl.DataFrame:
+    """Sentences whose label is decided by a few cue words, padded with neutral filler."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for label, cues in (("positive", POSITIVE), ("negative", NEGATIVE), ("neutral", NEUTRAL)):
+        for cue in cues:
+            for _ in range(n_rep):
+                subject = SUBJECTS[int(rng.integers(len(SUBJECTS)))]
+                fill = " ".join(rng.choice(FILLER, size=int(rng.integers(0, 6))))
+                rows.append({"text": f"{subject} {cue} {fill}".strip(), "label": label})
+    return pl.DataFrame(rows)
+
+
+def tiny_vocab() -> dict[str, int]:
+    words = sorted(
+        {w for s in POSITIVE + NEGATIVE + NEUTRAL + SUBJECTS + FILLER for w in s.split()}
+    )
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    return {t: i for i, t in enumerate(special + words)}
+
+
+def make_tiny_model(path: Path, id2label: dict[int, str] | None = None, seed: int = 0) -> Path:
+    """Save a random one-layer BERT classifier and an offline-built tokenizer to ``path``."""
+    torch.manual_seed(seed)
+    vocab = tiny_vocab()
+    id2label = id2label or dict(enumerate(LABELS))
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=len(id2label),
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+    )
+    BertForSequenceClassification(config).save_pretrained(path)
+    BertTokenizerFast(vocab=vocab).save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path: Path) -> Path:
+    return make_tiny_model(tmp_path / "tiny")
+
+
+TINY_TRAIN = TrainConfig(epochs=8, batch_size=4, learning_rate=3e-3, max_length=32, threads=1)
+
+
+def test_finbert_label_order_comes_from_the_checkpoint(tmp_path: Path) -> None:
+    # FinBERT's head is ordered positive, negative, neutral; force output 0 to win.
+    path = make_tiny_model(tmp_path / "finbert", {0: "positive", 1: "negative", 2: "neutral"})
+    model = BertForSequenceClassification.from_pretrained(path)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([5.0, 0.0, 0.0]))
+    model.save_pretrained(path)
+    loaded = load_transformer(path, local_files_only=True)
+    assert isinstance(loaded, SentimentModel)
+    preds = loaded.predict(["profit rose", "the loss widened"])
+    assert [p.label for p in preds] == ["positive", "positive"]
+    assert all(0.9 < p.score <= 1.0 for p in preds)
+    assert loaded.version == "finbert"  # folder name when no metadata
+
+
+def test_checkpoint_without_sentiment_labels_is_rejected(tmp_path: Path) -> None:
+    path = make_tiny_model(tmp_path / "other", {0: "LABEL_0", 1: "LABEL_1", 2: "LABEL_2"})
+    with pytest.raises(ValueError, match="positive/neutral/negative"):
+        load_transformer(path)
+
+
+def test_length_sorted_batches_keep_order_and_values(tiny_model_dir: Path) -> None:
+    model = load_transformer(tiny_model_dir, threads=1)
+    texts = [t for t in tiny_dataset(1)["text"].to_list()]
+    texts = [None, *texts, "", "   "]
+    one = model.probabilities(texts, batch_size=1)
+    many = model.probabilities(texts, batch_size=64)
+    np.testing.assert_allclose(one, many, atol=1e-5)
+    np.testing.assert_allclose(one.sum(axis=1), 1.0, atol=1e-6)
+    preds = model.predict(texts, batch_size=3)
+    assert len(preds) == len(texts)
+    assert preds[0] == preds[-1] == SentimentPrediction("neutral", 0.0)
+    # each text scored alone gives the same answer as inside a sorted batch
+    for i in (1, 5, 9):
+        alone = model.predict([texts[i]])[0]
+        assert alone.label == preds[i].label and alone.score == pytest.approx(
+            preds[i].score, abs=1e-5
+        )
+
+
+def test_fine_tune_learns_and_is_reproducible(tiny_model_dir: Path) -> None:
+    data = tiny_dataset()
+    val = tiny_dataset(2, seed=1)
+    cfg = TrainConfig(**{**TINY_TRAIN.to_params(), "base_model": str(tiny_model_dir)})
+    args = (
+        data["text"].to_list(),
+        data["label"].to_list(),
+        val["text"].to_list(),
+        val["label"].to_list(),
+    )
+    a = fine_tune(*args, config=cfg)
+    b = fine_tune(*args, config=cfg)
+    assert weights_digest(a.model.model) == weights_digest(b.model.model)
+    assert a.version == b.version and a.version.startswith("minilm-ft-")
+    assert a.history[a.best_epoch - 1]["val_accuracy"] >= 0.9
+    assert len(a.history) == cfg.epochs and a.train_seconds > 0
+    other = fine_tune(*args, config=TrainConfig(**{**cfg.to_params(), "seed": 8}))
+    assert weights_digest(other.model.model) != weights_digest(a.model.model)
+    # int8 is kept only within one accuracy point on validation
+    q = a.quantization
+    assert a.quantize == (q["val_accuracy_int8"] >= q["val_accuracy_fp32"] - 0.01)
+
+
+def test_save_load_round_trip_and_quantization(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = tiny_dataset()
+    cfg = TrainConfig(**{**TINY_TRAIN.to_params(), "base_model": str(tiny_model_dir), "epochs": 3})
+    result = fine_tune(
+        data["text"].to_list(),
+        data["label"].to_list(),
+        data["text"].to_list(),
+        data["label"].to_list(),
+        config=cfg,
+    )
+    result.quantize = False
+    out = save_model(result, tmp_path / "saved", extra={"note": "x"})
+    meta = json.loads((out / METADATA_FILE).read_text())
+    assert meta["version"] == result.version and meta["note"] == "x" and meta["max_length"] == 32
+    loaded = load_transformer(out, threads=1)
+    texts = data["text"].to_list()
+    assert loaded.version == result.version and not loaded.quantized
+    assert loaded.predict(texts) == result.model.predict(texts)
+    q = loaded.quantize()
+    assert q.quantized and not isinstance(q.model.classifier, torch.nn.Linear)
+    assert isinstance(loaded.model.classifier, torch.nn.Linear)  # the original is untouched
+    assert {p.label for p in q.predict(texts)} <= set(LABELS)
+    # metadata asking for int8 makes the loader quantize
+    meta["quantize"] = True
+    (out / METADATA_FILE).write_text(json.dumps(meta))
+    assert load_transformer(out).quantized
+
+
+def test_unknown_training_labels_are_rejected(tiny_model_dir: Path) -> None:
+    with pytest.raises(ValueError, match="unknown labels"):
+        fine_tune(
+            ["a"],
+            ["bullish"],
+            ["b"],
+            ["neutral"],
+            config=TrainConfig(base_model=str(tiny_model_dir)),
+        )
+
+
+# ---------------------------------------------------------------- lifecycle (MLflow)
+
+
+def test_train_register_and_promote_only_on_the_same_heldout(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from ml.sentiment_lifecycle import REGISTERED_NAME, load_champion, train_and_register
+
+    db, art, models = tmp_path / "mlflow.db", tmp_path / "art", tmp_path / "models"
+    assert load_champion(db, art, models) is None  # nothing trained: no MLflow at all
+    data = tiny_dataset(8)
+    cfg = TrainConfig(**{**TINY_TRAIN.to_params(), "base_model": str(tiny_model_dir), "epochs": 2})
+    logs: list[str] = []
+    first = train_and_register(data, db, art, models, config=cfg, log=logs.append)
+    assert first["registered_version"] == "1" and first["promoted"]
+    m = first["models"]
+    assert set(m) == {"transformer", "vader"}
+    for name in m:
+        assert set(m[name]["confusion"]) == set(LABELS)
+        assert sum(sum(r.values()) for r in m[name]["confusion"].values()) == first["n"]
+        assert 0 <= m[name]["macro_f1"] <= 1 and "recall_negative" in m[name]
+    assert "transformer_vs_vader" in first["mcnemar"]
+    assert Path(first["model_dir"], METADATA_FILE).is_file()
+
+    champ = load_champion(db, art, models)
+    assert isinstance(champ, TransformerSentimentModel)
+    assert champ.version == f"v1-{first['model_version']}"
+
+    # the same data and seed reproduce the same model and score: no promotion
+    second = train_and_register(data, db, art, models, config=cfg, log=logs.append)
+    assert second["registered_version"] == "2" and not second["promoted"]
+    assert second["model_version"] == first["model_version"]
+    assert "does not beat" in second["decision"]
+
+    # another held-out set: the champion is re-scored on it before any comparison
+    third = train_and_register(data, db, art, models, config=cfg, split_seed=11, log=logs.append)
+    assert any("re-evaluated on this held-out set" in line for line in logs)
+    from mlflow import MlflowClient
+
+    mv = MlflowClient().get_model_version_by_alias(REGISTERED_NAME, "champion")
+    assert mv.tags["heldout_sha256"] == third["heldout_sha256"]
+    import mlflow
+
+    run = mlflow.get_run(first["run_id"])
+    assert "test_accuracy" in run.data.metrics and "vader_test_macro_f1" in run.data.metrics
+    assert "mcnemar_transformer_vs_vader_p_value" in run.data.metrics
+    arts = {a.path for a in MlflowClient().list_artifacts(first["run_id"], "tables")}
+    assert "tables/confusion_matrix.csv" in arts
