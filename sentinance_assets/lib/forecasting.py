@@ -377,6 +377,36 @@ def decide(walk: WalkForward, champion: TrainedForecaster | None) -> tuple[dict,
     return decision, rows
 
 
+LATEST_ALIAS = "latest_trained"
+
+
+def _mark_latest(version: str) -> None:
+    """Point the ``latest_trained`` alias at ``version``: drift monitoring falls back to it
+    while no version has earned ``champion``."""
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(REGISTERED_NAME, LATEST_ALIAS, version)
+
+
+def monitored_model(
+    mlflow_db: Path, mlflow_artifacts: Path
+) -> tuple[TrainedForecaster | None, str]:
+    """The model whose inputs and residuals drift checks watch: the champion, else the most
+    recently trained version (so drift is watched before any version is promoted)."""
+    tracking.configure_mlflow(mlflow_db, mlflow_artifacts)
+    model = current_champion()
+    if model is not None:
+        return model, "champion"
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        MlflowClient().get_model_version_by_alias(REGISTERED_NAME, LATEST_ALIAS)
+    except MlflowException:
+        return None, "none"
+    return load_registered_forecaster(REGISTERED_NAME, alias=LATEST_ALIAS), LATEST_ALIAS
+
+
 def current_champion() -> TrainedForecaster | None:
     """The registered champion, or ``None`` when there is none (MLflow must be configured)."""
     if tracking.get_champion(REGISTERED_NAME) is None:
@@ -443,6 +473,7 @@ def train_and_evaluate(
             }
         )
     version = tracking.register_model(run_id, "forecaster", REGISTERED_NAME)
+    _mark_latest(version)
     numbers = {
         "baselines": decision["baselines"]["comparisons"],
         "vs_champion": (decision["vs_champion"] or {}).get("comparisons"),

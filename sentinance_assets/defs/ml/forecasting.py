@@ -112,17 +112,18 @@ def forecasts(
             description="share of drifted prediction residuals below the drift share",
         ),
     ],
-    description="evidently data drift of the champion's inputs and of its prediction residuals: "
-    "training window vs the most recent two days. The retraining sensor reads "
+    description="evidently data drift of the champion's inputs and of its prediction residuals "
+    "(of the most recently trained version while there is no champion): training window vs "
+    "the most recent two days. The retraining sensor reads "
     "`share_drifted` from this asset's materializations.",
 )
 def forecast_drift(
     context: dg.AssetExecutionContext, settings: dg.ResourceParam[Settings]
 ) -> dg.MaterializeResult:
-    model = forecasting.champion(settings.mlflow_db, settings.mlflow_artifacts)
+    model, role = forecasting.monitored_model(settings.mlflow_db, settings.mlflow_artifacts)
     checks = ("input_drift_below_limit", "residual_drift_below_limit")
     if model is None:
-        reason = "no champion to monitor yet"
+        reason = "no trained forecaster to monitor yet"
         return dg.MaterializeResult(
             metadata={"skipped": reason},
             check_results=[
@@ -139,7 +140,7 @@ def forecast_drift(
     run_id = context.run_id or uuid.uuid4().hex
     limit = drift_share(settings)
     name = f"{forecasting.REGISTERED_NAME}:{model.info.get('registered_version')}"
-    metadata: dict = {"drift_share_limit": limit, "model": name}
+    metadata: dict = {"drift_share_limit": limit, "model": name, "role": role}
     check_results, rows = [], []
     for check, subject, fn in (
         (checks[0], "inputs", forecasting.input_drift),
