@@ -4,7 +4,7 @@ BIN     := $(CURDIR)/$(VENV)/bin
 PYTHON  ?= python3
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test dev app lint bench clean
+.PHONY: setup demo test dev app lint clean
 
 setup: $(VENV)/.installed
 
