@@ -13,12 +13,12 @@ from sentinance_assets.defs.market.wiring import (
     all_markets_failed,
     check_specs,
     failures_for,
-    replay_problems,
+    merge_into_day,
+    replace_day,
     result,
 )
 from sentinance_assets.defs.partitions import daily
 from sentinance_assets.lib import contracts, lake
-from sentinance_assets.lib.ingest import land_day
 from sentinance_assets.lib.schemas import (
     QUARANTINE_CANDLES,
     QUARANTINE_TRADES,
@@ -30,7 +30,6 @@ from sentinance_assets.lib.sources import build_source
 from sentinance_assets.lib.sources.incremental import (
     candle_windows,
     gap_report,
-    land_merged,
     resume_points,
     stored,
 )
@@ -71,36 +70,31 @@ def raw_trades(
         new = source.trades(date.fromisoformat(day), since=since)  # type: ignore[call-arg]
         failures = failures_for(source, "trades")
         _raise_if_nothing_worked(failures, settings, "trades")
-        landed = land_merged(
+        landed = merge_into_day(
+            context,
+            settings,
+            source,
             new,
             dataset=RAW_TRADES,
             quarantine=QUARANTINE_TRADES,
             rules=rules,
             key=TRADE_KEY,
-            lake_dir=settings.lake_dir,
-            day=day,
-            source=source.name,
-            run_id=context.run_id,
             existing=existing,
         )
         checked = landed.checked
         extra = {"stored_rows": landed.frame.height, "resumed_markets": len(since)}
     else:
-        rows = source.trades(date.fromisoformat(day))
-        problems = replay_problems(source, "trades")  # files that could not be read at all
-        checked = land_day(
-            rows,
+        checked, failures = replace_day(
+            context,
+            settings,
+            source,
+            source.trades(date.fromisoformat(day)),
+            kind="trades",
             dataset=RAW_TRADES,
             quarantine=QUARANTINE_TRADES,
             rules=rules,
             key=TRADE_KEY,
-            lake_dir=settings.lake_dir,
-            day=day,
-            source=source.name,
-            run_id=context.run_id,
-            problems=[{"file": f["file"], "error": f["error"]} for f in problems],
         )
-        failures = problems
     context.log.info(f"{day}: {checked.metadata()} failures={len(failures)}")
     return result(TRADES, checked, source=source.name, failures=failures, extra=extra)
 
@@ -129,16 +123,15 @@ def raw_candles(
         new = source.candles(date.fromisoformat(day), windows=plan)  # type: ignore[call-arg]
         failures = failures_for(source, "candles")
         _raise_if_nothing_worked(failures, settings, "candles")
-        landed = land_merged(
+        landed = merge_into_day(
+            context,
+            settings,
+            source,
             new,
             dataset=RAW_CANDLES,
             quarantine=QUARANTINE_CANDLES,
             rules=rules,
             key=CANDLE_KEY,
-            lake_dir=settings.lake_dir,
-            day=day,
-            source=source.name,
-            run_id=context.run_id,
             existing=existing,
         )
         checked = landed.checked
@@ -150,21 +143,17 @@ def raw_candles(
             "gaps": dg.MetadataValue.json(gaps),
         }
     else:
-        rows = source.candles(date.fromisoformat(day))
-        problems = replay_problems(source, "candles")  # files that could not be read at all
-        checked = land_day(
-            rows,
+        checked, failures = replace_day(
+            context,
+            settings,
+            source,
+            source.candles(date.fromisoformat(day)),
+            kind="candles",
             dataset=RAW_CANDLES,
             quarantine=QUARANTINE_CANDLES,
             rules=rules,
             key=CANDLE_KEY,
-            lake_dir=settings.lake_dir,
-            day=day,
-            source=source.name,
-            run_id=context.run_id,
-            problems=[{"file": f["file"], "error": f["error"]} for f in problems],
         )
-        failures = problems
     return result(CANDLES, checked, source=source.name, failures=failures, extra=extra)
 
 

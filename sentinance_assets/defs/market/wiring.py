@@ -1,14 +1,21 @@
 """Dagster wiring shared by the market and news ingest assets: source failures and landing.
 
-Plain helpers (no definitions): the assets call :func:`land` which picks replace-the-day
-(simulated, replay: the source returns the whole day every time) or merge-into-the-day (live:
-each refresh fetches only what is missing), then adds the ``source_failures`` check.
+Plain helpers (no definitions): the assets land a day with :func:`replace_day` (simulated,
+replay: the source returns the whole day every time) or :func:`merge_into_day` (live: each
+refresh fetches only what is missing), then :func:`result` adds the ``source_failures`` check.
 """
 
+from typing import Any
+
 import dagster as dg
+import polars as pl
 
 from sentinance_assets.defs.ingest_wiring import ingest_check_specs, ingest_result
-from sentinance_assets.lib.contracts import Checked
+from sentinance_assets.lib.contracts import Checked, Rule
+from sentinance_assets.lib.ingest import land_day
+from sentinance_assets.lib.schemas import Dataset
+from sentinance_assets.lib.sources.incremental import land_merged
+from sentinance_assets.settings import Settings
 
 SOURCE_FAILURES = "source_failures"
 
@@ -40,6 +47,65 @@ def replay_problems(source: object, dataset: str) -> list[dict[str, str]]:
     problems = getattr(source, "problems", None) or []
     folder = f"/{dataset}/"
     return [{"dataset": dataset, **p} for p in problems if folder in p.get("file", "")]
+
+
+def replace_day(
+    context: dg.AssetExecutionContext,
+    settings: Settings,
+    source: Any,
+    rows: pl.DataFrame,
+    *,
+    kind: str,
+    dataset: Dataset,
+    quarantine: Dataset,
+    rules: list[Rule],
+    key: list[str],
+) -> tuple[Checked, list[dict[str, str]]]:
+    """Check the whole day from the source and replace its partition; replay files that
+    could not be read become quarantine rows (and failures of the asset)."""
+    problems = replay_problems(source, kind)
+    checked = land_day(
+        rows,
+        dataset=dataset,
+        quarantine=quarantine,
+        rules=rules,
+        key=key,
+        lake_dir=settings.lake_dir,
+        day=context.partition_key,
+        source=source.name,
+        run_id=context.run_id,
+        problems=[{"file": f["file"], "error": f["error"]} for f in problems],
+    )
+    return checked, problems
+
+
+def merge_into_day(
+    context: dg.AssetExecutionContext,
+    settings: Settings,
+    source: Any,
+    new: pl.DataFrame,
+    *,
+    dataset: Dataset,
+    quarantine: Dataset,
+    rules: list[Rule],
+    key: list[str],
+    existing: pl.DataFrame,
+    **options: Any,
+) -> Any:
+    """Check freshly fetched rows and merge them into the stored day on the natural key."""
+    return land_merged(
+        new,
+        dataset=dataset,
+        quarantine=quarantine,
+        rules=rules,
+        key=key,
+        lake_dir=settings.lake_dir,
+        day=context.partition_key,
+        source=source.name,
+        run_id=context.run_id,
+        existing=existing,
+        **options,
+    )
 
 
 def all_markets_failed(failures: list[dict[str, str]], exchanges: tuple, symbols: tuple) -> bool:

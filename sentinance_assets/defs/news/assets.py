@@ -9,13 +9,18 @@ from datetime import UTC, date, datetime
 
 import dagster as dg
 
-from sentinance_assets.defs.market.wiring import check_specs, failures_for, replay_problems, result
+from sentinance_assets.defs.market.wiring import (
+    check_specs,
+    failures_for,
+    merge_into_day,
+    replace_day,
+    result,
+)
 from sentinance_assets.defs.partitions import daily
 from sentinance_assets.lib import contracts
-from sentinance_assets.lib.ingest import land_day
 from sentinance_assets.lib.schemas import QUARANTINE_NEWS, RAW_NEWS
 from sentinance_assets.lib.sources import build_source
-from sentinance_assets.lib.sources.incremental import drop_seen_news, land_merged, stored
+from sentinance_assets.lib.sources.incremental import drop_seen_news, stored
 from sentinance_assets.settings import Settings
 
 NEWS = dg.AssetKey(["raw", "news"])
@@ -45,16 +50,15 @@ def raw_news(
                 "no configured news feed could be read",
                 metadata={"failed": dg.MetadataValue.json(failures)},
             )
-        landed = land_merged(
+        landed = merge_into_day(
+            context,
+            settings,
+            source,
             new,
             dataset=RAW_NEWS,
             quarantine=QUARANTINE_NEWS,
             rules=rules,
             key=["news_id"],
-            lake_dir=settings.lake_dir,
-            day=day,
-            source=source.name,
-            run_id=context.run_id,
             existing=existing,
             prefer="old",
         )
@@ -65,19 +69,15 @@ def raw_news(
             "stored_rows": landed.frame.height,
         }
     else:
-        rows = source.news(date.fromisoformat(day))
-        problems = replay_problems(source, "news")  # files that could not be read at all
-        checked = land_day(
-            rows,
+        checked, failures = replace_day(
+            context,
+            settings,
+            source,
+            source.news(date.fromisoformat(day)),
+            kind="news",
             dataset=RAW_NEWS,
             quarantine=QUARANTINE_NEWS,
             rules=rules,
             key=["news_id"],
-            lake_dir=settings.lake_dir,
-            day=day,
-            source=source.name,
-            run_id=context.run_id,
-            problems=[{"file": f["file"], "error": f["error"]} for f in problems],
         )
-        failures = problems
     return result(NEWS, checked, source=source.name, failures=failures, extra=extra)
