@@ -197,33 +197,9 @@ class LiveFeed:
         return self.now() - self.lag
 
     def between(self, lo: datetime, hi: datetime) -> pl.DataFrame:
-        from sentinance_assets.lib.sources import exchanges as exm
-
-        src = self.source
         lo_ms, hi_ms = int(lo.timestamp() * 1000), int(hi.timestamp() * 1000)
-        rows: list[dict] = []
-        for ex, m in src._each_market("trades"):
-            try:
-                got = exm.fetch_trades(ex, m.symbol, lo_ms, hi_ms, src.policy, sleep=src.sleep)
-            except Exception as exc:  # noqa: BLE001 - one market failing never stops the rest
-                src._fail(m.exchange, m.symbol, "trades", exc)
-                continue
-            rows.extend(
-                {
-                    "exchange": m.exchange,
-                    "symbol": m.symbol,
-                    "base": m.base,
-                    "quote": m.quote,
-                    "trade_id": exm.trade_key(t),
-                    "ts": int(t["timestamp"]),
-                    "price": t.get("price"),
-                    "amount": t.get("amount"),
-                    "cost": t.get("cost"),
-                    "side": t.get("side"),
-                }
-                for t in got
-            )
-        return src._frame(rows, RAW_TRADES).sort("ts", "exchange", "symbol", "trade_id")
+        trades = self.source.trades_between(lo_ms, hi_ms)
+        return trades.sort("ts", "exchange", "symbol", "trade_id")
 
 
 # --------------------------------------------------------------------------- checkpoint

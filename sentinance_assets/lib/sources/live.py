@@ -204,13 +204,20 @@ class LiveSource:
         full = self.day_window(day)
         if full is None:
             return RAW_TRADES.empty()
+        return self.trades_between(full[0], full[1], since)
+
+    def trades_between(
+        self, lo_ms: int, hi_ms: int, since: dict[MarketKey, int] | None = None
+    ) -> pl.DataFrame:
+        """Trades of every configured market in ``[lo_ms, hi_ms)``; one market failing is
+        recorded in :attr:`failures` and never stops the others. The watch loop polls with it."""
         rows: list[dict] = []
         for ex, m in self._each_market("trades"):
-            start = max(full[0], (since or {}).get((m.exchange, m.symbol), full[0]))
-            if start >= full[1]:
+            start = max(lo_ms, (since or {}).get((m.exchange, m.symbol), lo_ms))
+            if start >= hi_ms:
                 continue
             try:
-                got = exm.fetch_trades(ex, m.symbol, start, full[1], self.policy, sleep=self.sleep)
+                got = exm.fetch_trades(ex, m.symbol, start, hi_ms, self.policy, sleep=self.sleep)
             except Exception as exc:  # noqa: BLE001 - isolate the market
                 self._fail(m.exchange, m.symbol, "trades", exc)
                 continue
