@@ -27,6 +27,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from sentinance_assets.cli import streamlit_argv
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("SENTINANCE_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
@@ -70,21 +72,7 @@ def free_port() -> int:
 
 def start(port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "streamlit"),
-            "run",
-            "streamlit_app/app.py",
-            "--server.address",
-            "127.0.0.1",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ],
+        streamlit_argv("127.0.0.1", port),
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

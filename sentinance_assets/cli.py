@@ -198,24 +198,28 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     )
 
 
+def streamlit_argv(host: str = "127.0.0.1", port: int = 8501) -> list[str]:
+    """The command that serves the analyst app (run from the repository root); the CLI, the
+    browser tests and the render benchmark all start it this way."""
+    return [
+        str(Path(sys.executable).parent / "streamlit"),
+        "run",
+        "streamlit_app/app.py",
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
+
+
 def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
-    bin_dir = Path(sys.executable).parent
-    return _exec(
-        [
-            str(bin_dir / "streamlit"),
-            "run",
-            "streamlit_app/app.py",
-            "--server.address",
-            args.host,
-            "--server.port",
-            str(args.port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-        ],
-        dict(os.environ),
-    )
+    return _exec(streamlit_argv(args.host, args.port), dict(os.environ))
 
 
 def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:

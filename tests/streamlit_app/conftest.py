@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from sentinance_assets.cli import streamlit_argv
 from tests.conftest import TINY_ENV
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,21 +164,7 @@ def start_app(home: Path, log: Path) -> App:
     port = free_port()
     logf = log.open("w")
     proc = subprocess.Popen(
-        [
-            str(BIN / "streamlit"),
-            "run",
-            "streamlit_app/app.py",
-            "--server.address",
-            "127.0.0.1",
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ],
+        streamlit_argv("127.0.0.1", port),
         cwd=REPO,
         env=demo_env(home),
         stdout=logf,
