@@ -14,9 +14,10 @@ Every model table of A must equal B's exactly (EXCEPT ALL both ways). The second
 * a replaced lake partition: batch 1's file re-written with one market's rows stamped anew
   (a re-run ingest), so the kept copies' ingested_at must follow the lake.
 
-* a trade stamped before watermark - lookback: a plain incremental run misses it (the limit of
-  the lookback, and proof the run was incremental); a second run of A with a start_ts/end_ts
-  window covering its event time (as a Dagster partitioned run passes) picks it up.
+* a trade stamped before watermark - lookback, alone in its minute: a plain incremental run
+  misses it (the limit of the lookback, and proof the run was incremental); a second run of A
+  with a start_ts/end_ts window covering its event time (as a Dagster partitioned run passes)
+  picks it up.
 
 Four dbt runs (A first, A incremental and B full in parallel, A windowed); dbt tests excluded
 (test_dbt_build runs them).
@@ -60,10 +61,12 @@ MODELS = [
 ]
 NO_TESTS = ("--exclude-resource-type", "test")
 LATER = INGESTED + timedelta(hours=1)
-TOO_EARLY_TS = START + timedelta(minutes=30, seconds=1)
+# before the first trade: a minute no other row of any batch touches (a minute that gets
+# recomputed for another arrival reads all of its trades, this one included)
+TOO_EARLY_TS = START - timedelta(minutes=30) + timedelta(seconds=1)
 TOO_EARLY_MINUTE = (
     "select low from marts.candles where exchange = 'binance' and symbol = 'BTC/USDT' "
-    "and timeframe = '1m' and ts = timestamptz '2026-11-14 21:30:00+00'"
+    "and timeframe = '1m' and ts = timestamptz '2026-11-14 20:30:00+00'"
 )
 SPLIT = START + timedelta(hours=3)  # trades from here on arrive in the second batch
 
@@ -123,7 +126,8 @@ def _ok(run: DbtRun) -> DbtRun:
 
 
 def _too_early() -> pl.DataFrame:
-    """A trade stamped 2 h before A's watermark (outside the 60-minute lookback), a new low."""
+    """A trade stamped 2 h before A's watermark (outside the 60-minute lookback), alone in its
+    minute, a new low."""
     return pl.DataFrame(
         {
             "exchange": ["binance"],
@@ -185,18 +189,18 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict:
         full = pool.submit(run_dbt_build, lake_dir, b_dir, {}, *NO_TESTS)
         a, b = _ok(incremental.result()), _ok(full.result())
     after_incremental = {
-        "too_early_low": a.query(TOO_EARLY_MINUTE)["low"][0],
+        "too_early_low": a.query(TOO_EARLY_MINUTE)["low"].to_list(),
         "stg": a.query("select exchange, symbol, trade_id, price from staging.stg_trades"),
         "sol": a.query(
             "select distinct trade_count is null as from_candles from marts.candles "
             "where exchange = 'kraken' and symbol = 'SOL/USD'"
         ),
         "compiled": (
-            a.target / "compiled" / "sentinance" / "models" / "staging" / "stg_trades.sql"
+            a.target / "compiled" / "sentinance" / "models" / "intermediate" / "int_candles_1m.sql"
         ).read_text(),
     }
     # A again with the window a Dagster partitioned run would pass
-    window = json.dumps({"start_ts": "2026-11-14 21:00:00+00", "end_ts": "2026-11-14 22:00:00+00"})
+    window = json.dumps({"start_ts": "2026-11-14 20:00:00+00", "end_ts": "2026-11-14 21:00:00+00"})
     a = _ok(run_dbt_build(lake_dir, a_dir, {}, *NO_TESTS, "--vars", window))
     return {
         "a": a,
@@ -210,7 +214,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_incremental_run_picks_up_late_skewed_and_conflicting_rows(scenario):
     got = scenario["after_incremental"]
-    # really incremental: the compiled staging model filters on the watermark
+    # really incremental: the compiled 1-minute bars filter on the watermark
     assert "ingested_at >=" in got["compiled"]
     key = ["exchange", "symbol", "trade_id"]
     for case in ("late", "skewed"):
@@ -221,7 +225,7 @@ def test_incremental_run_picks_up_late_skewed_and_conflicting_rows(scenario):
     assert (kept["price_kept"] * 3 == kept["price"]).all()  # the first ingested copy won
     assert got["sol"]["from_candles"].to_list() == [False]  # candle-only bars are gone
     # an arrival stamped before watermark - lookback is missed by a plain incremental run ...
-    assert got["too_early_low"] > 1000
+    assert got["too_early_low"] == []
 
 
 def test_window_run_then_equals_full_refresh_exactly(scenario):

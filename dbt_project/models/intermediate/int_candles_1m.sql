@@ -4,7 +4,7 @@
     unique_key=['exchange', 'symbol', 'ts'],
     on_schema_change='fail',
     post_hook=[
-        "{% if is_incremental() %}delete from {{ this }} where bar_source = 'exchange_candles' and {{ sentinance.market_key() }} in (select distinct {{ sentinance.market_key() }} from {{ ref('stg_trades') }}){% endif %}"
+        "{% if is_incremental() %}delete from {{ this }} where bar_source = 'exchange_candles' and {{ sentinance.market_key() }} in (select distinct {{ sentinance.market_key() }} from {{ source('raw', 'trades') }}){% endif %}"
     ]
 ) }}
 {#
@@ -46,8 +46,11 @@ with trade_minutes as (
 
 changed_minutes as (
 
+    {#- read from the raw lake, not the deduplicating staging view: the arrival filter prunes
+        Parquet row groups there, and any raw copy that arrived marks its minute (a superset
+        of the kept copies' minutes; recomputing a minute from all trades is exact) #}
     select distinct exchange, symbol, {{ sentinance.bucket_start('ts', '1m') }} as ts
-    from {{ ref('stg_trades') }}
+    from {{ source('raw', 'trades') }}
     where {{ sentinance.changed_rows_predicate(cutoff) }}
 
 ),
@@ -96,7 +99,7 @@ from_trades as (
 markets_with_trades as (
 
     select distinct exchange, symbol
-    from {{ ref('stg_trades') }}
+    from {{ source('raw', 'trades') }}
 
 ),
 

@@ -46,7 +46,7 @@ changed_windows as (
         base,
         exchange,
         {{ sentinance.bucket_start('ts', window ~ 's') }} as window_start
-    from {{ ref('stg_trades') }}
+    from {{ source('raw', 'trades') }}  {#- arrival filter prunes the lake; see int_candles_1m #}
     where {{ sentinance.changed_rows_predicate(cutoff) }}
 
 ),
