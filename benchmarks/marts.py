@@ -4,15 +4,18 @@ against a straightforward pandas implementation of the same candles and indicato
     .venv/bin/python benchmarks/marts.py [--trades 10000000] [--markets 4] [--days 14]
 
 1. Generates ``--trades`` trades with polars (seeded: same data every run) over ``--markets``
-   markets and ``--days`` days, and writes them to a temporary lake as Parquet.
+   markets and ``--days`` days, and writes them to a temporary lake as Parquet, plus a
+   ``--redelivered`` share (1 %) landed again an hour later with another price, so both sides
+   must deduplicate (first ingested copy wins) to agree.
 2. dbt: registers the lake views on a fresh warehouse and runs ``dbt run --select +indicators``
    (stg_trades, stg_candles, int_candles_1m, candles at 1m/5m/15m/1h/4h/1d, the polars
-   indicators Python model): the real models, a full build. The wall time includes dbt's own
-   start-up and parsing; per-model times come from ``run_results.json``.
+   indicators Python model): the real models, a full build. The project is parsed once first,
+   untimed, as Dagster does when the code location loads; the wall time includes dbt's start-up
+   and its partial parse; per-model times come from ``run_results.json``.
 3. pandas: the same candles and indicators from the same trades already in memory (a pandas
-   DataFrame; conversion not timed): sort, groupby-first/last/min/max/sum per minute, roll-ups
-   per timeframe, then the indicators per series with rolling/ewm (TA-Lib conventions, as
-   ``sentinance_assets.lib.indicators``).
+   DataFrame; conversion not timed): dedupe, sort, groupby-first/last/min/max/sum per
+   minute, roll-ups per timeframe, then the indicators per series with rolling/ewm (TA-Lib
+   conventions, as ``sentinance_assets.lib.indicators``).
    With ``--incremental-trades N``: then lands N newer trades and times the incremental run.
 4. Checks that both produce the same candles and indicators (max relative difference), prints
    rows/s and the ratio pandas time / dbt time.
@@ -103,10 +106,23 @@ def generate(n: int, markets: int, days: int, seed: int = 42) -> pl.DataFrame:
     )
 
 
-def write_lake(trades: pl.DataFrame, lake_dir: Path) -> None:
+def redelivered(trades: pl.DataFrame, share: float, seed: int = 3) -> pl.DataFrame:
+    """A ``share`` of the trades delivered again an hour later with a 1 % different price, as a
+    re-fetched page lands in a later lake file. The first ingested copy must win, so both
+    implementations have to deduplicate to agree."""
+    return (
+        trades.sample(fraction=share, seed=seed)
+        .with_columns(
+            price=pl.col("price") * 1.01, ingested_at=pl.col("ingested_at") + pl.duration(hours=1)
+        )
+        .with_columns(cost=pl.col("price") * pl.col("amount"))
+    )
+
+
+def write_lake(trades: pl.DataFrame, lake_dir: Path, part: str = "part") -> None:
     dated = trades.with_columns(d=pl.col("ts").dt.date().cast(pl.String))
-    for (day,), part in dated.partition_by("d", as_dict=True).items():
-        lake.write_partition(lake_dir, RAW_TRADES, part.drop("d"), partition=day)
+    for (day,), chunk in dated.partition_by("d", as_dict=True).items():
+        lake.write_partition(lake_dir, RAW_TRADES, chunk.drop("d"), partition=day, part=part)
 
 
 def run_dbt(lake_dir: Path, work: Path) -> tuple[float, dict[str, float], Path]:
@@ -119,11 +135,7 @@ def run_dbt(lake_dir: Path, work: Path) -> tuple[float, dict[str, float], Path]:
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
     }
     target = work / "target"
-    cmd = [
-        str(DBT),
-        "run",
-        "--select",
-        "+indicators",
+    common = [
         "--project-dir",
         str(DBT_PROJECT),
         "--profiles-dir",
@@ -133,14 +145,31 @@ def run_dbt(lake_dir: Path, work: Path) -> tuple[float, dict[str, float], Path]:
         "--log-path",
         str(work / "logs"),
     ]
+    if not (target / "partial_parse.msgpack").exists():
+        # parse once, untimed: Dagster parses the project when the code location loads and every
+        # run reuses that parse (dagster-dbt copies partial_parse.msgpack into the run's target)
+        t0 = time.perf_counter()
+        _check(
+            subprocess.run([str(DBT), "parse", *common], env=env, capture_output=True, text=True)
+        )
+        print(f"dbt parse (once, untimed as in Dagster): {time.perf_counter() - t0:.1f} s")
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [str(DBT), "run", "--select", "+indicators", *common],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"dbt failed:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}")
+    _check(proc)
     results = json.loads((target / "run_results.json").read_text())["results"]
     per_model = {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results}
     return seconds, per_model, wh
+
+
+def _check(proc: subprocess.CompletedProcess) -> None:
+    if proc.returncode != 0:
+        raise SystemExit(f"dbt failed:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}")
 
 
 # --- pandas reference implementation -----------------------------------------------------
@@ -187,7 +216,11 @@ def pandas_indicators(s: pd.DataFrame, timeframe: str) -> pd.DataFrame:
 
 
 def pandas_marts(trades: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    df = trades.sort_values(["exchange", "symbol", "ts", "trade_id"], kind="stable")
+    # first ingested copy of each trade wins (as stg_trades)
+    df = trades.sort_values("ingested_at", kind="stable").drop_duplicates(
+        ["exchange", "symbol", "trade_id"], keep="first"
+    )
+    df = df.sort_values(["exchange", "symbol", "ts", "trade_id"], kind="stable")
     df["minute"] = df["ts"].dt.floor("1min")
     df["qv"] = df["price"] * df["amount"]
     m1 = (
@@ -258,6 +291,12 @@ def main() -> None:
     ap.add_argument("--trades", type=int, default=10_000_000)
     ap.add_argument("--markets", type=int, default=4, choices=range(1, len(MARKETS) + 1))
     ap.add_argument("--days", type=int, default=14)
+    ap.add_argument(
+        "--redelivered",
+        type=float,
+        default=0.01,
+        help="share of trades landed a second time, later and with another price (dedupe)",
+    )
     ap.add_argument("--skip-pandas", action="store_true")
     ap.add_argument(
         "--incremental-trades",
@@ -274,8 +313,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sentinance-bench-marts-") as tmp:
         work = Path(tmp)
         t0 = time.perf_counter()
+        again = redelivered(trades, args.redelivered)
         write_lake(trades, work / "lake")
-        print(f"wrote the lake in {time.perf_counter() - t0:.1f} s")
+        write_lake(again, work / "lake", part="redelivered")
+        print(
+            f"wrote the lake in {time.perf_counter() - t0:.1f} s "
+            f"(+{again.height:,} redelivered copies with another price)"
+        )
 
         dbt_s, per_model, wh = run_dbt(work / "lake", work)
         model_s = sum(per_model.values())
@@ -307,7 +351,8 @@ def main() -> None:
         if args.skip_pandas:
             return
 
-        pdf = trades.select("exchange", "symbol", "trade_id", "ts", "price", "amount").to_pandas()
+        cols = ["exchange", "symbol", "trade_id", "ts", "price", "amount", "ingested_at"]
+        pdf = pl.concat([trades.select(cols), again.select(cols)]).to_pandas()
         t0 = time.perf_counter()
         p_candles, p_ind = pandas_marts(pdf)
         pandas_s = time.perf_counter() - t0
