@@ -21,7 +21,10 @@ conform to. Checking a batch runs in four vectorised steps:
 
 Timeliness: a timestamp more than ``FUTURE_SKEW`` ahead of the check time is rejected; a row
 that arrived (``ingested_at``, else the check time) more than ``LATE_AFTER`` after its
-timestamp is *late*: it stays clean and is counted in ``Checked.late`` and the metadata.
+timestamp is *late*: it stays clean, carries ``late = true`` (a column of the raw layout,
+derived here from the coerced times, never taken from the source) and is counted in
+``Checked.late`` and the metadata. The count is the sum of the flags, so the two cannot
+disagree.
 """
 
 from __future__ import annotations
@@ -33,16 +36,17 @@ from datetime import UTC, date, datetime, timedelta
 import pandera.polars as pa
 import polars as pl
 
+from sentinance_assets.lib.schemas import LATE_AFTER as LATE_AFTER  # re-export (timeliness)
 from sentinance_assets.lib.schemas import (
     QUARANTINE_COLUMNS,
     RAW_CANDLES,
     RAW_NEWS,
     RAW_TRADES,
     TS,
+    Dataset,
 )
 
 FUTURE_SKEW = timedelta(minutes=5)
-LATE_AFTER = timedelta(minutes=5)
 CONSISTENCY_TOLERANCE = 0.001  # cost vs price x amount, relative
 # Plausibility bounds: far outside any real market, inside what a units or parsing bug yields.
 MIN_PRICE, MAX_PRICE = 1e-12, 1e9
@@ -73,13 +77,19 @@ class Rule:
 
 @dataclass(frozen=True)
 class Contract:
-    """What one entity's rows must satisfy: a pandera schema plus the layout to coerce to."""
+    """What one entity's rows must satisfy: a pandera schema plus the layout to coerce to.
+
+    ``columns`` is what a source delivers and the rules check (the dataset's
+    ``received_columns``); ``dataset`` is the stored layout, whose derived columns (``late``)
+    the contract computes on the clean rows.
+    """
 
     entity: str
     columns: dict[str, pl.DataType]
     time_column: str
     rules: tuple[Rule, ...]
     schema: pa.DataFrameSchema
+    dataset: Dataset
 
     @property
     def priority(self) -> dict[str, int]:
@@ -92,6 +102,9 @@ class Contract:
 
 @dataclass
 class Checked:
+    """The outcome of one check: clean rows (stored layout, ``late`` flagged), quarantine rows
+    and the counts that must reconcile. ``late`` is the number of clean rows flagged late."""
+
     clean: pl.DataFrame
     quarantined: pl.DataFrame
     received: int
@@ -254,12 +267,14 @@ def _schema(entity: str, columns: dict[str, pl.DataType], rules: list[Rule]) -> 
     )
 
 
-def _contract(entity, columns, time_column, rules: list[Rule]) -> Contract:
+def _contract(dataset: Dataset, time_column: str, rules: list[Rule]) -> Contract:
+    entity = dataset.name
+    columns = dataset.received_columns
     names = [r.check for r in rules]
     if len(names) != len(set(names)):
         raise ValueError(f"{entity}: duplicate check names {names}")
     return Contract(
-        entity, dict(columns), time_column, tuple(rules), _schema(entity, columns, rules)
+        entity, columns, time_column, tuple(rules), _schema(entity, columns, rules), dataset
     )
 
 
@@ -276,12 +291,11 @@ def _type_rules(columns: dict[str, pl.DataType]) -> list[Rule]:
 
 
 def trade_rules(exchanges: tuple[str, ...], symbols: tuple[str, ...], now: datetime) -> Contract:
-    cols = RAW_TRADES.columns
+    cols = RAW_TRADES.received_columns
     price, amount = pl.col("price"), pl.col("amount")
     notional = price * amount
     return _contract(
-        "trades",
-        cols,
+        RAW_TRADES,
         "ts",
         [
             *_required(["exchange", "symbol", "trade_id", "ts", "price", "amount"], cols),
@@ -314,12 +328,11 @@ def trade_rules(exchanges: tuple[str, ...], symbols: tuple[str, ...], now: datet
 
 
 def candle_rules(exchanges: tuple[str, ...], symbols: tuple[str, ...], now: datetime) -> Contract:
-    cols = RAW_CANDLES.columns
+    cols = RAW_CANDLES.received_columns
     ohlc = ("open", "high", "low", "close")
     vol = pl.col("volume")
     return _contract(
-        "candles",
-        cols,
+        RAW_CANDLES,
         "ts",
         [
             *_required(["exchange", "symbol", "timeframe", "ts", *ohlc], cols),
@@ -359,11 +372,10 @@ def candle_rules(exchanges: tuple[str, ...], symbols: tuple[str, ...], now: date
 
 
 def news_rules(now: datetime) -> Contract:
-    cols = RAW_NEWS.columns
+    cols = RAW_NEWS.received_columns
     title = pl.col("title")
     return _contract(
-        "news",
-        cols,
+        RAW_NEWS,
         "published",
         [
             *_required(["news_id", "title", "link", "published"], cols),
@@ -503,7 +515,8 @@ def check(
             pl.col("quote").fill_null(pl.when(two).then(parts.list.last())),
         )
     if received == 0:
-        return Checked(coerced.select(list(contract.columns)), empty_quarantine(), 0, 0, 0, missing)
+        empty = _stored_layout(coerced.select(list(contract.columns)), contract)
+        return Checked(empty, empty_quarantine(), 0, 0, 0, missing)
 
     failures = _failures(coerced, contract)
     if day is not None:
@@ -531,13 +544,22 @@ def check(
         ),
     )
     rejected = pl.concat([bad.select(ROW, "__check", "__reason"), conflicts]).sort(ROW)
-    arrived = pl.col("ingested_at")
-    late = clean.filter(
-        (arrived - pl.col(contract.time_column)) > pl.duration(seconds=LATE_AFTER.total_seconds())
-    ).height
     clean = clean.sort(contract.time_column, ROW, nulls_last=True).select(list(contract.columns))
+    clean = _stored_layout(clean, contract)
+    late = int(clean.get_column("late").sum())  # the flags are the count
     quarantined = _to_quarantine(df, rejected, source, run_id, now)
     return Checked(clean, quarantined, received, exact_duplicates, late, missing)
+
+
+def _stored_layout(clean: pl.DataFrame, contract: Contract) -> pl.DataFrame:
+    """Clean rows in the dataset's stored layout, derived columns (``late``) computed here.
+
+    Only from the coerced, validated columns: whatever the source sent under a derived
+    column's name is ignored (a source cannot know when we received its record). A clean row
+    always has its time and ``ingested_at`` (filled with the check time), so ``late`` is never
+    null here.
+    """
+    return contract.dataset.conform(clean)
 
 
 def _failures(coerced: pl.DataFrame, contract: Contract) -> pl.DataFrame:

@@ -9,11 +9,28 @@ UTC), symbols are ccxt unified symbols (``BTC/USDT``) and exchanges ccxt ids.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 import polars as pl
 
 TS = pl.Datetime("ms", "UTC")
+
+# Timeliness: a record that arrived (``ingested_at``) more than this after its own time is late.
+LATE_AFTER = timedelta(minutes=5)
+
+
+def late_flag(time_column: str) -> pl.Expr:
+    """``late``: the record arrived (``ingested_at``) more than ``LATE_AFTER`` after its time.
+
+    One definition for everyone: the contracts set it on every clean row, and
+    :meth:`Dataset.conform` derives it for producers that write without a contract (the
+    simulator, test fixtures) and for lake files written before the column existed. Null only
+    when either time is unknown: we do not claim "on time" without evidence.
+    """
+    arrived_after = pl.col("ingested_at").cast(TS) - pl.col(time_column).cast(TS)
+    return (arrived_after > pl.lit(LATE_AFTER)).alias("late")
 
 
 @dataclass(frozen=True)
@@ -23,6 +40,15 @@ class Dataset:
     schema: str  # DuckDB schema of the view, also the first lake folder
     name: str  # view name and second lake folder
     columns: dict[str, pl.DataType]
+    # Columns computed from the others (name -> expression), never taken from a source: a
+    # source cannot know them (``late`` depends on when *we* received the record), so they are
+    # not part of :attr:`received_columns` and :meth:`conform` derives them when absent.
+    derived: Mapping[str, pl.Expr] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def received_columns(self) -> dict[str, pl.DataType]:
+        """The layout a source delivers and a contract checks: every column but the derived."""
+        return {c: t for c, t in self.columns.items() if c not in self.derived}
 
     @property
     def relpath(self) -> str:
@@ -36,7 +62,14 @@ class Dataset:
         return pl.DataFrame(schema=self.columns)
 
     def conform(self, df: pl.DataFrame) -> pl.DataFrame:
-        """Select and cast to the declared layout; a missing column is a programming error."""
+        """Select and cast to the declared layout; a missing column is a programming error.
+
+        A missing *derived* column is computed from the others (a frame that already has it,
+        e.g. one read back from the lake, keeps its values).
+        """
+        absent = [c for c in self.derived if c not in df.columns]
+        if absent and all(c in df.columns for c in self.received_columns):
+            df = df.with_columns([self.derived[c].alias(c) for c in absent])
         missing = [c for c in self.columns if c not in df.columns]
         if missing:
             raise ValueError(f"{self.qualified}: frame lacks columns {missing}")
@@ -59,7 +92,9 @@ RAW_TRADES = Dataset(
         "side": pl.String,
         "source": pl.String,
         "ingested_at": TS,
+        "late": pl.Boolean,  # arrived more than LATE_AFTER after ts; still clean
     },
+    derived={"late": late_flag("ts")},
 )
 
 RAW_CANDLES = Dataset(
@@ -79,7 +114,9 @@ RAW_CANDLES = Dataset(
         "volume": pl.Float64,
         "source": pl.String,
         "ingested_at": TS,
+        "late": pl.Boolean,  # arrived more than LATE_AFTER after the bar's open time
     },
+    derived={"late": late_flag("ts")},
 )
 
 RAW_NEWS = Dataset(
@@ -96,7 +133,9 @@ RAW_NEWS = Dataset(
         "assets": pl.String,  # comma-separated base assets the item mentions, e.g. "BTC,ETH"
         "source": pl.String,
         "ingested_at": TS,
+        "late": pl.Boolean,  # arrived more than LATE_AFTER after published
     },
+    derived={"late": late_flag("published")},
 )
 
 # Ground truth of the simulated market: what was injected, so detection is measurable.

@@ -5,6 +5,12 @@ for ``load_markets``, ``fetch_ohlcv`` (1m) and ``fetch_trades``, with a determin
 (one candle per minute, three trades per minute) and scripted faults: HTTP 429/5xx, a hang
 longer than the client timeout, malformed JSON, empty pages, or the whole venue down. It also
 enforces each venue's page limit, so a client that asks for too much gets the venue's error.
+
+Bad data: ``tamper[route] = fn`` rewrites every successful answer of a route before it is
+serialised, so a test can serve NaN, strings for numbers, missing fields, duplicates,
+far-future times... exactly as a venue would. ``route`` is the end of the path, optionally
+with query parameters that must match (``"/aggTrades?symbol=BTCUSDT"``). ``fn`` may return
+``bytes`` to send a raw body (e.g. a ``NaN`` token, which JSON lacks, or a cut-off page).
 """
 
 from __future__ import annotations
@@ -12,11 +18,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 MIN = 60_000
 TRADE_OFFSETS = (5_000, 25_000, 45_000)
@@ -58,6 +64,7 @@ class FakeExchange:
         self.down = False
         self.holes: set[int] = set()  # candle open times (ms) the venue does not return
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.tamper: dict[str, Callable[[object], object]] = {}  # route suffix -> rewrite
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -113,9 +120,11 @@ class FakeExchange:
                     return self._send(200, b'{"result": [1, 2,')
                 try:
                     status, body = fake.route(parts.path, q, empty=fault == "empty")
+                    if status == 200:
+                        body = fake._tampered(parts.path, q, body)
                 except Exception as exc:  # noqa: BLE001 - a bug in the fake is a 500 here
                     status, body = 500, {"error": repr(exc)}
-                self._send(status, json.dumps(body).encode())
+                self._send(status, body if isinstance(body, bytes) else json.dumps(body).encode())
 
             def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
                 try:
@@ -128,6 +137,13 @@ class FakeExchange:
                     pass
 
         return Handler
+
+    def _tampered(self, path: str, q: dict[str, str], body: object) -> object:
+        for route, fn in self.tamper.items():
+            suffix, _, want = route.partition("?")
+            if path.endswith(suffix) and all(q.get(k) == v for k, v in parse_qsl(want)):
+                return fn(body)
+        return body
 
     def _now_ms(self) -> int:
         return int(datetime.now(UTC).timestamp() * 1000)

@@ -1,6 +1,7 @@
 """A local feed server: RSS 2.0, Atom, malformed and hostile documents, ETag/Last-Modified.
 
-Routes are registered as ``server.feeds[path] = (body, content_type)``; every response carries
+Routes are registered as ``server.feeds[path] = (body, content_type)`` (``body`` text, sent
+as UTF-8, or ``bytes`` sent as they are, e.g. Latin-1 or broken encodings); every response carries
 an ETag (hash of the body) and a Last-Modified, and a matching ``If-None-Match`` gets a 304.
 ``server.faults[path]`` scripts failures (``"500"``, ``"404"``, ``"hang"``), used once each.
 """
@@ -56,7 +57,7 @@ BILLION_LAUGHS = (
 
 class FeedServer:
     def __init__(self, hang_s: float = 1.0) -> None:
-        self.feeds: dict[str, tuple[str, str]] = {}
+        self.feeds: dict[str, tuple[str | bytes, str]] = {}
         self.faults: dict[str, list[str]] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.hang_s = hang_s
@@ -91,7 +92,7 @@ class FeedServer:
                 if self.path not in srv.feeds:
                     return self._send(404, b"not found", "text/plain", {})
                 body, ctype = srv.feeds[self.path]
-                data = body.encode("utf-8")
+                data = body if isinstance(body, bytes) else body.encode("utf-8")
                 etag = '"' + hashlib.sha1(data).hexdigest()[:12] + '"'
                 if self.headers.get("If-None-Match") == etag:
                     return self._send(304, b"", ctype, {"ETag": etag})

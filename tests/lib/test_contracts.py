@@ -1,11 +1,13 @@
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
+import pytest
 
 from sentinance_assets.lib import contracts
-from sentinance_assets.lib.schemas import TS
+from sentinance_assets.lib.schemas import RAW_TRADES, TS
 
 NOW = datetime(2026, 11, 10, 12, tzinfo=UTC)
+HOUR = timedelta(hours=1)
 
 
 def trades(rows):
@@ -175,7 +177,101 @@ def test_future_skew_and_late_arrivals():
     checked = run(df)
     assert sorted(checked.clean["trade_id"]) == ["fresh", "late", "skew"]
     assert checked.late == 1 and checked.metadata()["late"] == 1
-    assert "late" not in checked.clean.columns  # counted, not a column (yet)
+    flags = dict(checked.clean.select("trade_id", "late").iter_rows())
+    assert flags == {"late": True, "fresh": False, "skew": False}
+
+
+# ------------------------------------------------------------------ per-record late flag
+
+CANDLE = {"timeframe": "1m", "open": 100.0, "high": 101.0, "low": 99.0, "close": 100.5}
+# minutes between the record's time and its arrival -> late?
+DELAYS = {6: True, 120: True, 5: False, 1: False}  # exactly LATE_AFTER is not late
+
+
+def _late_batch(entity: str) -> tuple[pl.DataFrame, contracts.Contract, list[str]]:
+    """One record per delay in DELAYS, all arriving at NOW; each *claims* the wrong ``late``
+    (a source cannot know it: the contract derives it and ignores the claim)."""
+    rows = []
+    for minutes, is_late in DELAYS.items():
+        when = NOW - timedelta(minutes=minutes)
+        if entity == "trades":
+            row = {"trade_id": f"t{minutes}", "ts": when}
+        elif entity == "candles":
+            row = {"exchange": "binance", "symbol": "BTC/USDT", **CANDLE, "ts": when}
+        else:
+            link = f"https://news.example/{minutes}"
+            row = {"news_id": f"n{minutes}", "title": f"BTC item {minutes}", "link": link}
+            row["published"] = when
+        rows.append({**row, "ingested_at": NOW, "late": not is_late})
+    if entity == "trades":
+        rules = contracts.trade_rules(("binance",), ("BTC",), NOW)
+        return trades(rows), rules, ["exchange", "symbol", "trade_id"]
+    time_col = "published" if entity == "news" else "ts"
+    df = pl.DataFrame(rows).with_columns(pl.col(time_col).cast(TS), pl.col("ingested_at").cast(TS))
+    if entity == "candles":
+        rules = contracts.candle_rules(("binance",), ("BTC",), NOW)
+        return df, rules, ["exchange", "symbol", "timeframe", "ts"]
+    return df, contracts.news_rules(NOW), ["news_id"]
+
+
+@pytest.mark.parametrize("entity", ["trades", "candles", "news"])
+def test_late_records_are_flagged_per_record_still_clean_and_counted(entity: str):
+    df, rules, key = _late_batch(entity)
+    checked = contracts.check(df, rules, key, source="t", run_id="r", now=NOW)
+    assert checked.quarantined.height == 0 and checked.clean.height == len(DELAYS)  # all clean
+    assert checked.clean.schema["late"] == pl.Boolean
+    time_col = "published" if entity == "news" else "ts"
+    got = dict(
+        checked.clean.select(
+            (pl.col("ingested_at") - pl.col(time_col)).dt.total_minutes(), "late"
+        ).iter_rows()
+    )
+    assert got == DELAYS
+    assert checked.late == sum(DELAYS.values()) == checked.clean["late"].sum()
+    assert checked.metadata()["late"] == checked.clean["late"].sum()
+    assert checked.reconciles
+
+
+def test_late_uses_the_check_time_when_the_source_gives_no_arrival_time():
+    df = trades(
+        [
+            {"trade_id": "old", "ts": NOW - timedelta(hours=3), "ingested_at": None},
+            {"trade_id": "new", "ts": NOW - timedelta(minutes=1), "ingested_at": None},
+        ]
+    )
+    checked = run(df)
+    assert dict(checked.clean.select("trade_id", "late").iter_rows()) == {
+        "old": True,
+        "new": False,
+    }
+    assert checked.late == 1
+
+
+def test_a_bogus_late_value_from_a_source_never_quarantines_or_leaks():
+    df = trades([{"trade_id": "a", "ts": NOW - timedelta(minutes=1)}]).with_columns(
+        pl.lit("definitely").alias("late")
+    )
+    checked = run(df)
+    assert checked.quarantined.height == 0
+    assert checked.clean["late"].to_list() == [False]
+
+
+def test_exact_duplicates_differing_in_arrival_are_one_record_flagged_from_the_first():
+    df = trades(
+        [
+            {"trade_id": "d", "ts": NOW - timedelta(minutes=10), "ingested_at": NOW},
+            {"trade_id": "d", "ts": NOW - timedelta(minutes=10), "ingested_at": NOW + HOUR},
+        ]
+    )
+    checked = run(df)
+    assert checked.exact_duplicates == 1 and checked.clean["late"].to_list() == [True]
+    assert checked.late == 1 and checked.reconciles
+
+
+def test_empty_input_has_the_stored_layout():
+    checked = run(trades([{}]).clear())
+    assert checked.clean.schema == pl.Schema(RAW_TRADES.columns)
+    assert checked.late == 0
 
 
 def test_bare_asset_means_any_market_unified_symbol_means_that_market():

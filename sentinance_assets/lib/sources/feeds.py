@@ -32,7 +32,7 @@ USER_AGENT = "Sentinance/1.0 (+https://github.com/sentinance; feed reader)"
 MAX_FEED_BYTES = 10 * 1024 * 1024
 _DECL_RE = re.compile(rb"<!\s*(DOCTYPE[^>]*\[|ENTITY)", re.IGNORECASE)
 
-NEWS_ITEM_COLUMNS = [c for c in RAW_NEWS.columns if c not in ("source", "ingested_at")]
+NEWS_ITEM_COLUMNS = [c for c in RAW_NEWS.received_columns if c not in ("source", "ingested_at")]
 
 
 class FeedError(RuntimeError):

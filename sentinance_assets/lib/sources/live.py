@@ -8,6 +8,13 @@ Windows: a day's fetch covers ``[day start, day end)`` clipped to the configured
 (``SENTINANCE_START``..``SENTINANCE_END``) and to the last complete minute, so an unfinished
 candle is never stored. The assets pass narrower windows to resume from the last stored
 timestamp and to backfill gaps (see ``sentinance_assets.lib.sources.incremental``).
+
+Bad rows are never lost here: rows the venue sent that ccxt could not parse or time (see
+``exchanges._salvage_rows``) come back from :meth:`LiveSource.candles` and
+:meth:`LiveSource.trades` as rows with the values as sent (text) plus ``venue_record`` (the row
+as the venue sent it, JSON) and ``venue_error``, so the contracts quarantine them with the
+original payload. A whole page that cannot be read (malformed JSON) fails its market, which is
+recorded in :attr:`LiveSource.failures`.
 """
 
 from __future__ import annotations
@@ -20,14 +27,41 @@ from pathlib import Path
 import ccxt
 import polars as pl
 
+from sentinance_assets.lib.contracts import EARLIEST, FUTURE_SKEW
 from sentinance_assets.lib.markets import Market, market_for
-from sentinance_assets.lib.schemas import RAW_CANDLES, RAW_MARKET_EVENTS, RAW_NEWS, RAW_TRADES, TS
+from sentinance_assets.lib.schemas import (
+    RAW_CANDLES,
+    RAW_MARKET_EVENTS,
+    RAW_NEWS,
+    RAW_TRADES,
+    TS,
+    Dataset,
+)
 from sentinance_assets.lib.sources import exchanges as exm
 from sentinance_assets.lib.sources.feeds import FeedClient, read_feeds
 from sentinance_assets.settings import Settings
 
 Window = tuple[int, int]  # [start_ms, end_ms)
 MarketKey = tuple[str, str]  # (exchange, unified symbol)
+
+
+VENUE_COLUMNS = ("venue_record", "venue_error")
+_OHLCV = ("open", "high", "low", "close", "volume")
+
+
+def _venue_fields(reject: dict) -> dict[str, str]:
+    return {"venue_record": exm.raw_json(reject["raw"]), "venue_error": reject["error"]}
+
+
+def _text(value: object) -> str | None:
+    """A value as sent, as text (numbers via ``repr``: ``nan``, ``inf`` stay readable)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int | float):
+        return repr(value)
+    return exm.raw_json(value)
 
 
 def _ms(dt: datetime) -> int:
@@ -170,17 +204,32 @@ class LiveSource:
         if full is None:
             return RAW_CANDLES.empty()
         rows: list[dict] = []
+        rejected: list[dict] = []
         for ex, m in self._each_market("candles"):
             wins = (windows or {}).get((m.exchange, m.symbol), [full])
             for start, end in wins:
                 start, end = max(start, full[0]), min(end, full[1])
                 if end <= start:
                     continue
+                bad: list[dict] = []
                 try:
-                    got = exm.fetch_candles(ex, m.symbol, start, end, self.policy, sleep=self.sleep)
+                    got = exm.fetch_candles(
+                        ex, m.symbol, start, end, self.policy, sleep=self.sleep, rejects=bad
+                    )
                 except Exception as exc:  # noqa: BLE001 - isolate the market
                     self._fail(m.exchange, m.symbol, "candles", exc)
                     break
+                for r in bad:
+                    values = r["parsed"] if isinstance(r["parsed"], list) else []
+                    values = (list(values) + [None] * 6)[:6]
+                    rejected.append(
+                        {
+                            **self._market_fields(m),
+                            "timeframe": "1m",
+                            **dict(zip(("ts", *_OHLCV), values, strict=True)),
+                            **_venue_fields(r),
+                        }
+                    )
                 rows.extend(
                     {
                         "exchange": m.exchange,
@@ -197,30 +246,55 @@ class LiveSource:
                     }
                     for c in got
                 )
-        return self._frame(rows, RAW_CANDLES)
+        return self._with_rejected(self._frame(rows, RAW_CANDLES), rejected, RAW_CANDLES)
 
     def trades(self, day: date, since: dict[MarketKey, int] | None = None) -> pl.DataFrame:
         """Trades of ``day``; ``since`` (epoch ms per market) resumes where the lake ends."""
         full = self.day_window(day)
         if full is None:
             return RAW_TRADES.empty()
-        return self.trades_between(full[0], full[1], since)
+        return self.trades_between(full[0], full[1], since, with_rejected=True)
 
     def trades_between(
-        self, lo_ms: int, hi_ms: int, since: dict[MarketKey, int] | None = None
+        self,
+        lo_ms: int,
+        hi_ms: int,
+        since: dict[MarketKey, int] | None = None,
+        *,
+        with_rejected: bool = False,
     ) -> pl.DataFrame:
         """Trades of every configured market in ``[lo_ms, hi_ms)``; one market failing is
-        recorded in :attr:`failures` and never stops the others. The watch loop polls with it."""
+        recorded in :attr:`failures` and never stops the others. The watch loop polls with it.
+
+        ``with_rejected`` adds the rows ccxt could not parse or time, as sent (for the
+        contracts; the ingest asset asks for them). Without it the frame keeps the typed raw
+        layout the watch loop's detectors need.
+        """
         rows: list[dict] = []
+        rejected: list[dict] = []
         for ex, m in self._each_market("trades"):
             start = max(lo_ms, (since or {}).get((m.exchange, m.symbol), lo_ms))
             if start >= hi_ms:
                 continue
+            bad: list[dict] = []
             try:
-                got = exm.fetch_trades(ex, m.symbol, start, hi_ms, self.policy, sleep=self.sleep)
+                got = exm.fetch_trades(
+                    ex, m.symbol, start, hi_ms, self.policy, sleep=self.sleep, rejects=bad
+                )
             except Exception as exc:  # noqa: BLE001 - isolate the market
                 self._fail(m.exchange, m.symbol, "trades", exc)
                 continue
+            for r in bad:
+                t = r["parsed"] if isinstance(r["parsed"], dict) else {}
+                rejected.append(
+                    {
+                        **self._market_fields(m),
+                        "trade_id": exm.trade_key(t) if t else None,
+                        "ts": t.get("timestamp"),
+                        **{k: t.get(k) for k in ("price", "amount", "cost", "side")},
+                        **_venue_fields(r),
+                    }
+                )
             rows.extend(
                 {
                     "exchange": m.exchange,
@@ -236,10 +310,40 @@ class LiveSource:
                 }
                 for t in got
             )
-        return self._frame(rows, RAW_TRADES)
+        frame = self._frame(rows, RAW_TRADES)
+        return self._with_rejected(frame, rejected, RAW_TRADES) if with_rejected else frame
+
+    @staticmethod
+    def _market_fields(m: Market) -> dict[str, str]:
+        return {"exchange": m.exchange, "symbol": m.symbol, "base": m.base, "quote": m.quote}
+
+    def _with_rejected(
+        self, frame: pl.DataFrame, rejected: list[dict], ds: Dataset
+    ) -> pl.DataFrame:
+        """``frame`` plus the rejected rows, every value as text (as sent), and the venue's row.
+
+        Only when there are rejects: the typed columns then become text (timestamps as epoch
+        ms), which the contracts parse back exactly, so one frame holds both.
+        """
+        if not rejected:
+            return frame
+        cols = ds.received_columns
+        arrived = str(_ms(datetime.now(UTC)))  # epoch ms, like the typed rows' text below
+        bad = pl.DataFrame(
+            [{c: _text(r.get(c)) for c in [*cols, *VENUE_COLUMNS]} for r in rejected],
+            schema={c: pl.String for c in [*cols, *VENUE_COLUMNS]},
+        ).with_columns(pl.lit(self.name).alias("source"), pl.lit(arrived).alias("ingested_at"))
+        as_text = [
+            (pl.col(c).dt.epoch("ms") if t == TS else pl.col(c)).cast(pl.String).alias(c)
+            for c, t in cols.items()
+        ]
+        good = frame.select(as_text).with_columns(
+            [pl.lit(None, dtype=pl.String).alias(c) for c in VENUE_COLUMNS]
+        )
+        return pl.concat([good, bad.select(good.columns)], how="vertical")
 
     def _frame(self, rows: list[dict], ds: object) -> pl.DataFrame:
-        cols = ds.columns  # type: ignore[attr-defined]
+        cols = ds.received_columns  # type: ignore[attr-defined]
         if not rows:
             return ds.empty()  # type: ignore[attr-defined]
         df = pl.DataFrame(rows, infer_schema_length=None)
@@ -254,7 +358,11 @@ class LiveSource:
                     pl.col("cost").cast(pl.Float64), pl.col("price") * pl.col("amount")
                 ).alias("cost")
             )
-        return df.select([pl.col(c).cast(t, strict=False) for c, t in cols.items()])
+        # the stored layout (``late`` derived from ``ingested_at``), like every source: the watch
+        # loop and the stream merger use these frames as they are; the contracts re-derive it
+        return ds.conform(  # type: ignore[attr-defined]
+            df.select([pl.col(c).cast(t, strict=False) for c, t in cols.items()])
+        )
 
     # ------------------------------------------------------------------ news
 
@@ -269,13 +377,20 @@ class LiveSource:
             "duplicates_dropped": report.duplicates,
         }
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        items = report.items.filter(
-            (pl.col("published") >= start) & (pl.col("published") < start + timedelta(days=1))
-        )
-        return items.with_columns(
+        published = pl.col("published")
+        on_day = (published >= start) & (published < start + timedelta(days=1))
+        now = self.now()
+        if day == now.date():
+            # an item dated in the future (beyond the skew) or before 2009 belongs to no day
+            # that will ever be ingested: today's partition takes it, so the contracts
+            # quarantine it (not_in_future / time_plausible) instead of it vanishing
+            nowhere = (published > now + FUTURE_SKEW) | (published < EARLIEST)
+            on_day = on_day | nowhere
+        items = report.items.filter(on_day).with_columns(
             pl.lit(self.name).alias("source"),
             pl.lit(datetime.now(UTC)).cast(TS).alias("ingested_at"),
-        ).select([pl.col(c).cast(t) for c, t in RAW_NEWS.columns.items()])
+        )
+        return RAW_NEWS.conform(items.select(list(RAW_NEWS.received_columns)))
 
     def events(self, day: date) -> pl.DataFrame:
         return RAW_MARKET_EVENTS.empty()

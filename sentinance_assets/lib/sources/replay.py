@@ -212,7 +212,7 @@ def normalise_candles(df: pl.DataFrame, path: Path, root: Path) -> pl.DataFrame:
         ts.alias("ts"),
         pl.lit("replay").alias("source"),
         pl.lit(None, dtype=TS).alias("ingested_at"),
-    ).select([pl.col(c).cast(t, strict=False) for c, t in RAW_CANDLES.columns.items()])
+    ).select([pl.col(c).cast(t, strict=False) for c, t in RAW_CANDLES.received_columns.items()])
 
 
 def normalise_trades(df: pl.DataFrame, path: Path, root: Path) -> pl.DataFrame:
@@ -244,7 +244,7 @@ def normalise_trades(df: pl.DataFrame, path: Path, root: Path) -> pl.DataFrame:
         (pl.col("price") * pl.col("amount")).alias("cost"),
         pl.lit("replay").alias("source"),
         pl.lit(None, dtype=TS).alias("ingested_at"),
-    ).select([pl.col(c).cast(t, strict=False) for c, t in RAW_TRADES.columns.items()])
+    ).select([pl.col(c).cast(t, strict=False) for c, t in RAW_TRADES.received_columns.items()])
 
 
 def data_files(root: Path, kind: str) -> list[Path]:
@@ -282,7 +282,7 @@ class ReplaySource:
                 .with_columns(
                     pl.lit("replay").alias("source"), pl.lit(None, dtype=TS).alias("ingested_at")
                 )
-                .select(list(RAW_NEWS.columns))
+                .select(list(RAW_NEWS.received_columns))
             )
         root = self.root / kind
         df = read_table(path)
@@ -317,7 +317,11 @@ class ReplaySource:
             # once, with the first day of the replay, so they are quarantined, not dropped
             in_day = in_day | pl.col(col).is_null()
         df = rows.filter(in_day)
-        return df.with_columns(pl.lit(datetime.now(UTC)).cast(TS).alias("ingested_at"))
+        ds = {"trades": RAW_TRADES, "candles": RAW_CANDLES, "news": RAW_NEWS}[kind]
+        arrived = df.with_columns(pl.lit(datetime.now(UTC)).cast(TS).alias("ingested_at"))
+        # the stored layout, like every source (``late`` from this arrival; the contract
+        # re-derives it anyway)
+        return ds.conform(arrived.select(list(ds.received_columns)))
 
     def _anchor_day(self, kind: str, rows: pl.DataFrame, col: str) -> date | None:
         first = rows.get_column(col).min()

@@ -215,3 +215,51 @@ def test_live_settings_window_and_policy(tmp_path) -> None:
         {**env, "SENTINANCE_START": "2026-01-01", "SENTINANCE_END": "2026-01-02"}
     )
     assert explicit.end == datetime(2026, 1, 2, tzinfo=UTC)
+
+
+def test_a_far_future_trade_in_a_full_page_neither_vanishes_nor_ends_the_paging(
+    fakes: dict[str, FakeExchange],
+) -> None:
+    future = int((datetime.now(UTC) + timedelta(days=365)).timestamp() * 1000)
+    answers: list[list] = []
+
+    def first_page_bad(rows: list) -> list:
+        if not answers:  # only the first page of the window
+            rows = [*rows[:2], {**rows[2], "T": future}, *rows[3:]]
+        answers.append(rows)
+        return rows
+
+    fakes["binance"].tamper = {"/aggTrades?symbol=BTCUSDT": first_page_bad}
+    src = source(fakes, exchanges=("binance",), symbols=("BTC",))
+    trades = src.trades(DAY)
+    assert src.failures == [] and len(answers) > 3  # several pages of 10
+    # paging went on to the end of the window (the future time is no page boundary) ...
+    timed = trades.filter(pl.col("venue_error").is_null())
+    assert timed.height == 90 - 1 and timed["trade_id"].is_duplicated().sum() == 0
+    # ... and the bad trade is handed on, with what the venue sent, for the contracts
+    (bad,) = trades.filter(pl.col("venue_error").is_not_null()).to_dicts()
+    assert bad["ts"] == str(future) and "in the future" in bad["venue_error"]
+    assert f'"T": {future}' in bad["venue_record"]
+
+
+def test_overlapping_pages_are_one_copy_but_a_conflicting_copy_is_kept(
+    fakes: dict[str, FakeExchange],
+) -> None:
+    conflicted: set[str] = set()
+
+    def conflict(rows: list) -> list:
+        # every answer repeats its first trade with another price (the venue's conflict)
+        if not rows:
+            return rows
+        conflicted.add(str(rows[0]["a"]))
+        return [*rows, {**rows[0], "p": "1.0"}]
+
+    fakes["binance"].tamper = {"/aggTrades?symbol=BTCUSDT": conflict}
+    src = source(fakes, exchanges=("binance",), symbols=("BTC",))
+    trades = src.trades(DAY)
+    assert trades.select("trade_id").n_unique() == 90 and len(conflicted) > 3  # many pages
+    # pages overlap on their boundary trade: re-read identically, kept once; the conflicting
+    # copies are all kept (the contract quarantines them), once each
+    copies = trades.group_by("trade_id").len()
+    assert set(copies.filter(pl.col("len") > 1)["trade_id"]) == conflicted
+    assert copies["len"].max() == 2 and trades.height == 90 + len(conflicted)
