@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 
 from sentinance_assets.lib.warehouse import WarehouseNotBuiltError, reading
-from sentinance_assets.settings import Settings, SettingsError
+from sentinance_assets.settings import WATCH_TRANSPORTS, Settings, SettingsError
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DAGSTER_YAML = """\
@@ -265,7 +265,18 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
         feed = ReplayFeed.from_files([Path(p) for p in args.trades])
         name = args.name or "replay"
     elif settings.source == "live":
-        feed = LiveFeed.from_settings(settings)
+        transport = args.transport or settings.watch_transport
+        if transport == "poll":
+            feed = LiveFeed.from_settings(settings)
+        else:
+            from sentinance_assets.lib.sources.streams import StreamFeed
+
+            feed = StreamFeed.from_settings(settings, transport=transport)
+            try:
+                feed.open()
+            except ValueError as exc:
+                print(f"error: {exc} (use --transport auto or poll)", file=sys.stderr)
+                return 2
         name = args.name or "live"
     else:
         exchanges = tuple(args.exchanges.split(",")) if args.exchanges else settings.exchanges
@@ -285,17 +296,25 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     )
     stop = StopFlag()
     stop.install()
-    stats = run_watch(
-        feed,
-        sinks,
-        settings.checkpoints_dir / f"watch-{name}.ckpt",
-        speed=args.speed,
-        duration=args.duration,
-        until=when(args.until),
-        max_batch=timedelta(seconds=args.max_batch),
-        stop=stop,
-        progress=None if args.quiet else stderr_progress,
-    )
+    try:
+        stats = run_watch(
+            feed,
+            sinks,
+            settings.checkpoints_dir / f"watch-{name}.ckpt",
+            speed=args.speed,
+            duration=args.duration,
+            until=when(args.until),
+            max_batch=timedelta(seconds=args.max_batch),
+            stop=stop,
+            progress=None if args.quiet else stderr_progress,
+        )
+    finally:
+        close = getattr(feed, "close", None)  # the websocket feed's thread and sockets
+        if close is not None:
+            close()
+    status = getattr(feed, "status", None)
+    if status is not None:
+        print(f"\ntransport: {status()}", file=sys.stderr)
     lat = sorted(stats.latencies_ms)
     p95 = f", p95 latency {lat[int(0.95 * (len(lat) - 1))]:.0f} ms" if lat else ""
     print(
@@ -353,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     watch.add_argument("--dead-letter", help="undeliverable webhook alerts (JSON lines)")
     watch.add_argument("--max-batch", type=float, default=300.0, help="feed seconds per step")
+    watch.add_argument(
+        "--transport",
+        choices=WATCH_TRANSPORTS,
+        help="live exchanges: auto = ccxt.pro websockets where available, else REST polling; "
+        "ws = websockets required; poll = REST only (default: SENTINANCE_WATCH_TRANSPORT, auto)",
+    )
     watch.add_argument("--quiet", action="store_true", help="no progress line")
     watch.set_defaults(func=cmd_watch)
     for command in _command_modules():

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 SOURCES = ("simulated", "replay", "live")
+WATCH_TRANSPORTS = ("auto", "ws", "poll")
 DEFAULT_EXCHANGES = ("binance", "coinbase", "kraken")
 DEFAULT_SYMBOLS = ("BTC", "ETH", "SOL")
 DEFAULT_NEWS_FEEDS = (
@@ -84,6 +85,10 @@ class Settings:
     alert_webhook: str | None = None
     alert_webhook_timeout: float = 2.0
     alert_dead_letter: Path | None = None
+    # How `sentinance watch` reads live exchanges: auto = ccxt.pro websockets where the venue
+    # has them (REST backfill, polling fallback), ws = the same but a venue without websocket
+    # support is an error, poll = REST polling only.
+    watch_transport: str = "auto"
 
     # ---- where state lives (all under home) ----
     @property
@@ -256,6 +261,13 @@ class Settings:
                 f"SENTINANCE_ALERT_DEAD_LETTER={dead_raw!r} is a folder, not a file"
             )
 
+        watch_transport = env.get("SENTINANCE_WATCH_TRANSPORT", "auto").strip().lower()
+        if watch_transport not in WATCH_TRANSPORTS:
+            raise SettingsError(
+                f"SENTINANCE_WATCH_TRANSPORT={watch_transport!r} is not one of "
+                f"{', '.join(WATCH_TRANSPORTS)}"
+            )
+
         raw_share = env.get("SENTINANCE_DRIFT_SHARE", "0.5")
         try:
             drift_share = float(raw_share)
@@ -284,6 +296,7 @@ class Settings:
             alert_webhook=alert_webhook,
             alert_webhook_timeout=alert_webhook_timeout,
             alert_dead_letter=alert_dead_letter,
+            watch_transport=watch_transport,
         )
 
 

@@ -9,7 +9,13 @@ Feeds (all yield trades in time order, in the ``raw.trades`` layout):
 * :class:`LiveFeed` - live exchanges polled over ccxt REST (``fetch_trades`` of
   ``sentinance_assets.lib.sources``), ``lag`` behind the wall clock so that trades have landed
   at the venue before their window is read. One venue failing never stops the others (its
-  failure is recorded; its trades of that step are skipped). ccxt.pro websockets: not wired.
+  failure is recorded; its trades of that step are skipped).
+* ``sources.streams.StreamFeed`` - the same venues over ccxt.pro websockets where available
+  (``sentinance watch --transport auto``, the default), REST backfill of every gap a
+  connection leaves, REST polling for venues without a (working) socket. Same interface.
+
+A live feed has ``horizon()`` (how far the wall clock lets the loop read); a feed with
+``status()`` has it shown at the end of the progress line (e.g. which venues stream or poll).
 
 Position and exactly-once. The stream position is a time cursor: every trade with
 ``ts < cursor`` has been processed. Each loop step takes the trades in ``[cursor, target)``,
@@ -372,10 +378,11 @@ def run_watch(
                 lag = t - target.timestamp()
             else:
                 lag = (t - (wall0 + (target - feed0).total_seconds() / speed)) if speed > 0 else 0.0
+            status = getattr(feed, "status", None)
             progress(
                 f"feed {target:%Y-%m-%d %H:%M:%S} | {window_trades / (t - last_print):,.0f} "
                 f"trades/s | lag {max(lag, 0.0):.2f} s | {stats.alerts} alerts "
-                f"| {ckpt.trades:,} trades total"
+                f"| {ckpt.trades:,} trades total" + (f" | {status()}" if status else "")
             )
             last_print = t
             window_trades = 0

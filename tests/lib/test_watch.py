@@ -308,3 +308,46 @@ def test_live_feed_polls_the_exchanges_and_isolates_a_failing_venue(tmp_path):
         got = feed.between(start, until)
         assert set(got["exchange"]) == {"binance"} and got.height == 3 * 2 * 20
         assert {f["exchange"] for f in feed.source.failures} == {"coinbase"}
+
+
+def test_watch_transport_option_picks_the_live_feed(tmp_path, monkeypatch, capsys):
+    from sentinance_assets.lib import watch as watch_module
+    from sentinance_assets.lib.sources.streams import StreamFeed
+    from sentinance_assets.lib.watch import LiveFeed, StopFlag, WatchStats
+    from tests.fakes.exchange_server import fake_exchanges
+
+    fed = []
+
+    def fake_run_watch(feed, sinks, checkpoint_path, **kw):
+        fed.append(feed)
+        return WatchStats()
+
+    monkeypatch.setattr(watch_module, "run_watch", fake_run_watch)
+    monkeypatch.setattr(StopFlag, "install", lambda self: None)  # keep pytest's own handlers
+    with fake_exchanges("binance") as fakes:
+        for key, value in {
+            "SENTINANCE_HOME": str(tmp_path / "home"),
+            "SENTINANCE_SOURCE": "live",
+            "SENTINANCE_EXCHANGES": "binance",
+            "SENTINANCE_SYMBOLS": "BTC",
+            "SENTINANCE_EXCHANGE_URL_BINANCE": fakes["binance"].url,
+            "SENTINANCE_HTTP_TIMEOUT": "2",
+            "SENTINANCE_HTTP_RETRIES": "0",
+        }.items():
+            monkeypatch.setenv(key, value)
+        assert main(["watch", "--quiet", "--transport", "poll"]) == 0
+        assert type(fed[-1]) is LiveFeed
+        assert main(["watch", "--quiet"]) == 0  # default: auto, websockets where available
+        assert isinstance(fed[-1], StreamFeed) and fed[-1].transport == "auto"
+        assert not fed[-1].running  # the command closed the feed (thread and sockets)
+        assert "transport: binance" in capsys.readouterr().err
+        monkeypatch.setenv("SENTINANCE_WATCH_TRANSPORT", "poll")
+        assert main(["watch", "--quiet"]) == 0
+        assert type(fed[-1]) is LiveFeed
+        assert main(["watch", "--quiet", "--transport", "ws"]) == 0  # the option wins
+        assert isinstance(fed[-1], StreamFeed) and fed[-1].transport == "ws"
+    # a venue ccxt.pro cannot stream: an error under --transport ws, before any network call
+    monkeypatch.setenv("SENTINANCE_EXCHANGES", "zaif")
+    assert main(["watch", "--quiet", "--transport", "ws"]) == 2
+    assert "zaif" in capsys.readouterr().err
+    assert len(fed) == 4
