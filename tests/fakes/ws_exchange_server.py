@@ -172,6 +172,7 @@ class FakeBinanceWs:
     async def _close_all(self) -> None:
         for ws in list(self._subs):
             await ws.close(code=1001, message=b"going away")
+            self._subs.pop(ws, None)  # gone now, not when its handler notices
 
     async def _send(self, stream: str, msg: str) -> None:
         for ws, streams in list(self._subs.items()):

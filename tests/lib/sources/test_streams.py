@@ -164,12 +164,15 @@ def test_a_disconnect_is_backfilled_over_rest_without_gap_or_duplicate(tmp_path)
             during = [tape.trade(ETH, 1_500.0, 0.3) for _ in range(3)]
             during.append(tape.trade(BTC, 20_100.0, WHALE))  # only REST has these
             ws.refuse = False
-            wait_until(lambda: ws.subscribed() >= 1, what="the resubscription")
+            wait_until(
+                lambda: ws.connections >= 2 and ws.subscribed() >= 1, what="the resubscription"
+            )
             after = [tape.trade(BTC, 20_200.0, WHALE if i == 1 else 0.03) for i in range(4)]
             stats = loop.finish_after(after[-1][1])
             report = feed.report()["binance"]
         assert not feed.running
     assert report["connections"] >= 2 and report["mode"] == "live"
+    assert report["received"] == len(before) + len(after)  # the rest came over REST only
     ids = rec.ids()
     assert len(ids) == len(set(ids)), "a trade was processed twice"
     assert set(ids) == {_key(r) for r in before + during + after}, "a trade was missed"
