@@ -97,10 +97,16 @@ def _agg_trade(venue_id: str, row: tuple, *, rest: bool = False) -> dict:
 
 
 class FakeBinanceWs:
-    """An aiohttp websocket server pushing the tape's trades in Binance's aggTrade format."""
+    """An aiohttp websocket server pushing the tape's trades in Binance's aggTrade format.
 
-    def __init__(self, tape: TradeTape) -> None:
+    Given ``rest``, plain HTTP requests on the same port are answered by that REST fake, so
+    one base URL (``http_url``) serves both transports - the way ``SENTINANCE_EXCHANGE_URL_*``
+    re-points a venue for the ``sentinance watch`` command.
+    """
+
+    def __init__(self, tape: TradeTape, rest: FakeExchange | None = None) -> None:
         self.tape = tape
+        self.rest = rest
         self.refuse = False
         self.connections = 0  # handshakes accepted
         self.subscriptions: list[list[str]] = []
@@ -115,6 +121,10 @@ class FakeBinanceWs:
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> FakeBinanceWs:
         self._thread.start()
@@ -186,6 +196,9 @@ class FakeBinanceWs:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         if self.refuse:
             return web.Response(status=503, text="unavailable")
+        if request.headers.get("Upgrade", "").lower() != "websocket" and self.rest is not None:
+            status, body = self.rest.route(request.path, dict(request.query), empty=False)
+            return web.json_response(body, status=status)
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self.connections += 1
@@ -207,10 +220,11 @@ class FakeBinanceWs:
 
 @contextmanager
 def fake_binance_ws() -> Iterator[tuple[TradeTape, TapeBinance, FakeBinanceWs]]:
-    """The tape, its REST fake and its websocket fake, started; stopped on exit."""
+    """The tape, its REST fake and its websocket fake (which also answers REST on its own
+    port, at ``http_url``), started; stopped on exit."""
     tape = TradeTape()
     rest = TapeBinance(tape).start()
-    ws = FakeBinanceWs(tape).start()
+    ws = FakeBinanceWs(tape, rest).start()
     try:
         yield tape, rest, ws
     finally:

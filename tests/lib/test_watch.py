@@ -351,3 +351,48 @@ def test_watch_transport_option_picks_the_live_feed(tmp_path, monkeypatch, capsy
     assert main(["watch", "--quiet", "--transport", "ws"]) == 2
     assert "zaif" in capsys.readouterr().err
     assert len(fed) == 4
+
+
+def test_watch_command_streams_a_websocket_and_stops_on_sigterm(tmp_path):
+    from tests.fakes.ws_exchange_server import BTC, fake_binance_ws, wait_until
+
+    home = tmp_path / "home"
+    with fake_binance_ws() as (tape, rest, ws):
+        env = {
+            **os.environ,
+            "SENTINANCE_HOME": str(home),
+            "SENTINANCE_SOURCE": "live",
+            "SENTINANCE_EXCHANGES": "binance",
+            "SENTINANCE_SYMBOLS": "BTC",
+            # one port for REST and the socket: the setting re-points both
+            "SENTINANCE_EXCHANGE_URL_BINANCE": ws.http_url,
+            "SENTINANCE_HTTP_TIMEOUT": "5",
+            "SENTINANCE_HTTP_RETRIES": "1",
+        }
+        proc = subprocess.Popen(
+            [SENTINANCE, "watch", "--transport", "ws", "--quiet"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_until(lambda: ws.subscribed() >= 1 or proc.poll() is not None, 60, "subscribe")
+            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+            # whales only on the socket (not in the REST history): alerts prove the stream
+            whales = [tape.trade(BTC, 20_000.0 + i, 10.0, socket_only=True) for i in range(3)]
+            lake = home / "lake" / "alerts" / "alerts" / "watch-live"
+
+            def alerted() -> set[int]:
+                try:
+                    got = pl.concat([pl.read_parquet(f) for f in lake.glob("*.parquet")])
+                except (ValueError, OSError):  # none yet, or one being replaced
+                    return set()
+                return {int(t.timestamp() * 1000) for t in got["event_time"]}
+
+            wait_until(lambda: {w[1] for w in whales} <= alerted(), 60, "the whale alerts")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert "transport: binance ws" in err.decode()
+    assert "watch stopped" in err.decode()
