@@ -498,13 +498,16 @@ class StreamFeed:
         if first is None or (not overlap and len(cache) >= (cache.max_size or 2**62)):
             # first trade of this connection - or the cache overflowed: REST covers up to it
             state.ws_from[m.symbol] = int(fresh[-1]["timestamp"])
+        # The first batch of a connection may hold a snapshot of recent trades (Kraken and
+        # Coinbase send one on subscribe): old, but not late. Later batches should be new.
+        count_late = first is not None
         for t in reversed(fresh):
             row = trade_row(m, t)
             key = (ex_id, m.symbol, row["trade_id"])
             self._seen[key] = row["ts"]
             state.received += 1
             if row["ts"] < self._served_ms:
-                if row["ts"] >= self._seen_floor:
+                if count_late and row["ts"] >= self._seen_floor:
                     self.late += 1
                 continue
             self._buffer[key] = row

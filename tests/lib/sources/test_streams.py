@@ -260,3 +260,33 @@ def test_horizon_is_held_back_by_a_silent_socket_and_by_rest_coverage():
     assert feed.horizon() == t - timedelta(seconds=3)
     state.mode = "connecting"
     assert feed.horizon() == t - timedelta(seconds=3)
+
+
+def test_socket_trades_are_taken_once_and_late_ones_are_counted_not_processed():
+    from ccxt.async_support.base.ws.cache import ArrayCache
+
+    from sentinance_assets.lib.markets import Market
+    from sentinance_assets.lib.sources.streams import VenueState
+
+    feed = StreamFeed(LiveSource(("binance",), ("BTC",)))
+    m = Market("binance", "BTC/USDT", "BTC", "USDT")
+    feed._markets = {"binance": [m]}
+    state = feed.states["binance"] = VenueState(mode="live")
+    feed._served_ms = 10_000  # the loop has processed everything before t = 10 s
+
+    def trade(i: int, ts: int) -> dict:
+        return {"id": str(i), "timestamp": ts, "price": 1.0, "amount": 1.0, "side": "buy"}
+
+    cache = ArrayCache(100)
+    for i, ts in enumerate((8_000, 9_000, 11_000)):  # a snapshot on subscribe: old, not late
+        cache.append(trade(i, ts))
+    feed._take("binance", m, state, cache)
+    assert feed.late == 0 and state.ws_from["BTC/USDT"] == 8_000
+    assert sorted(k[2] for k in feed._buffer) == ["2"]  # only what the loop has not passed
+    cache.append(trade(3, 9_500))  # arrives after its window was processed: late
+    cache.append(trade(4, 12_000))
+    feed._take("binance", m, state, cache)
+    feed._take("binance", m, state, cache)  # the same cache again: nothing new
+    assert feed.late == 1 and state.received == 5
+    assert sorted(k[2] for k in feed._buffer) == ["2", "4"]
+    assert "1 late" in feed.status()
