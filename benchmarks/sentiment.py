@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,12 +28,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ml.sentiment import VaderModel  # noqa: E402
-from ml.sentiment_eval import load_labelled, split_labelled  # noqa: E402
+from ml.sentiment_eval import AGREEMENT_COL, load_labelled, split_labelled  # noqa: E402
 from ml.sentiment_lifecycle import evaluate_models  # noqa: E402
 from ml.sentiment_transformer import (  # noqa: E402
     TrainConfig,
+    agreement_weights,
     fine_tune,
     load_transformer,
+    read_metadata,
     save_model,
     set_threads,
 )
@@ -57,6 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     ap.add_argument("--lr", type=float, default=TrainConfig.learning_rate)
     ap.add_argument("--seed", type=int, default=TrainConfig.seed)
+    ap.add_argument("--label-smoothing", type=float, default=TrainConfig.label_smoothing)
+    ap.add_argument("--layer-lr-decay", type=float, default=TrainConfig.layer_lr_decay)
+    ap.add_argument(
+        "--low-agreement-weight",
+        type=float,
+        default=TrainConfig.low_agreement_weight,
+        help="loss weight of 50 %%-agreement sentences (linear to 1.0 at 100 %%)",
+    )
+    ap.add_argument("--teachers", type=int, default=TrainConfig.teachers)
+    ap.add_argument("--distill-alpha", type=float, default=TrainConfig.distill_alpha)
+    ap.add_argument("--distill-temperature", type=float, default=TrainConfig.distill_temperature)
     ap.add_argument("--threads", type=int, default=2, help="torch threads for throughput")
     ap.add_argument(
         "--train-threads", type=int, help="torch threads for fine-tuning (default: --threads)"
@@ -79,17 +93,26 @@ def main(argv: list[str] | None = None) -> int:
         "n_val": split.val.height,
         "n_test": split.test.height,
         "threads": args.threads,
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
     }
     if args.model_dir:
         fp32 = load_transformer(args.model_dir, threads=args.threads, quantize=False)
         out["model_dir"] = str(args.model_dir)
+        out["int8_kept"] = bool(read_metadata(args.model_dir).get("quantize", False))
     else:
         cfg = TrainConfig(
             epochs=args.epochs,
             learning_rate=args.lr,
             seed=args.seed,
             threads=args.train_threads or args.threads,
+            label_smoothing=args.label_smoothing,
+            layer_lr_decay=args.layer_lr_decay,
+            low_agreement_weight=args.low_agreement_weight,
+            teachers=args.teachers,
+            distill_alpha=args.distill_alpha,
+            distill_temperature=args.distill_temperature,
         )
+        levels = train[AGREEMENT_COL].to_list() if AGREEMENT_COL in train.columns else None
         result = fine_tune(
             train["text"].to_list(),
             train["label"].to_list(),
@@ -97,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             split.val["label"].to_list(),
             config=cfg,
             log=lambda m: print(m, file=sys.stderr, flush=True),
+            train_weights=agreement_weights(levels, cfg.low_agreement_weight, train.height),
         )
         fp32 = result.model
         out.update(
@@ -105,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             history=result.history,
             int8_kept=result.quantize,
             quantization=result.quantization,
+            teachers=result.teachers,
             config=cfg.to_params(),
         )
         if args.save_dir:
@@ -124,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, m in report["models"].items()
     }
     out["mcnemar"] = report["mcnemar"]
+    out["served"] = "transformer_int8" if out.get("int8_kept") else "transformer_fp32"
 
     reps = max(1, -(-args.min_sentences // len(texts)))
     bench = (texts * reps)[: max(args.min_sentences, len(texts))]
@@ -136,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_length": 64,
         "batch_size": 64,
     }
+    out["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     doc = json.dumps(out, indent=1)
     print(doc)
     if args.out:

@@ -27,6 +27,8 @@ import polars as pl
 
 from ml.sentiment import LABELS
 
+AGREEMENT_COL = "max_agreement"
+
 
 @dataclass(frozen=True)
 class Split:
@@ -36,7 +38,8 @@ class Split:
 
 
 def load_labelled(path: str | Path) -> pl.DataFrame:
-    """``text, label`` rows from a CSV (a folder: its ``financial_phrasebank.csv``).
+    """``text, label`` rows from a CSV (a folder: its ``financial_phrasebank.csv``), plus
+    ``max_agreement`` when the file has it (used only to weight training sentences).
 
     Raises ``ValueError`` naming the problem when columns are missing, labels are unknown or
     there are no rows.
@@ -50,10 +53,13 @@ def load_labelled(path: str | Path) -> pl.DataFrame:
     text_col = "text" if "text" in df.columns else "sentence" if "sentence" in df.columns else None
     if text_col is None or "label" not in df.columns:
         raise ValueError(f"{p}: need columns text (or sentence) and label, got {df.columns}")
-    df = df.select(
+    cols = [
         pl.col(text_col).str.strip_chars().alias("text"),
         pl.col("label").str.strip_chars().str.to_lowercase().alias("label"),
-    ).filter(pl.col("text").is_not_null() & (pl.col("text") != ""))
+    ]
+    if AGREEMENT_COL in df.columns:  # PhraseBank: annotator agreement in percent (50..100)
+        cols.append(pl.col(AGREEMENT_COL).cast(pl.Float64, strict=False))
+    df = df.select(cols).filter(pl.col("text").is_not_null() & (pl.col("text") != ""))
     bad = sorted(set(df["label"].drop_nulls().to_list()) - set(LABELS)) + (
         ["<missing>"] if df["label"].null_count() else []
     )
@@ -66,11 +72,13 @@ def load_labelled(path: str | Path) -> pl.DataFrame:
 
 def dedupe(df: pl.DataFrame) -> pl.DataFrame:
     """One row per text; a text labelled differently in several rows keeps its most frequent
-    label (ties: the first seen), as the PhraseBank's majority vote would."""
+    label (ties: the first seen), as the PhraseBank's majority vote would. Extra columns
+    (``max_agreement``) keep their maximum over the rows of that text and label."""
+    extra = [pl.col(c).max() for c in df.columns if c not in ("text", "label")]
     counted = (
         df.with_row_index("_i")
         .group_by("text", "label")
-        .agg(pl.len().alias("_n"), pl.col("_i").min())
+        .agg(pl.len().alias("_n"), pl.col("_i").min(), *extra)
         .sort(["_n", "_i"], descending=[True, False])
     )
     return counted.unique("text", keep="first", maintain_order=True).sort("_i").drop("_n", "_i")

@@ -33,6 +33,7 @@ import polars as pl
 from ml import tracking
 from ml.sentiment import SentimentModel, VaderModel
 from ml.sentiment_eval import (
+    AGREEMENT_COL,
     classification_metrics,
     confusion_frame,
     heldout_digest,
@@ -43,6 +44,7 @@ from ml.sentiment_eval import (
 from ml.sentiment_transformer import (
     TrainConfig,
     TransformerSentimentModel,
+    agreement_weights,
     fine_tune,
     load_transformer,
     save_model,
@@ -161,6 +163,11 @@ def train_and_register(
     split = split_labelled(data, test_frac=test_frac, val_frac=val_frac, seed=split_seed)
     test_texts, test_labels = split.test["text"].to_list(), split.test["label"].to_list()
     log(f"split: train {split.train.height}, val {split.val.height}, test {split.test.height}")
+    weights = agreement_weights(
+        split.train[AGREEMENT_COL].to_list() if AGREEMENT_COL in split.train.columns else None,
+        cfg.low_agreement_weight,
+        split.train.height,
+    )
     result = fine_tune(
         split.train["text"].to_list(),
         split.train["label"].to_list(),
@@ -168,6 +175,7 @@ def train_and_register(
         split.val["label"].to_list(),
         config=cfg,
         log=log,
+        train_weights=weights,
     )
     out_dir = Path(models_dir) / "sentiment" / result.version
     served = result.serving()
@@ -192,6 +200,7 @@ def train_and_register(
         "n_test": split.test.height,
         "quantize": result.quantize,
         "best_epoch": result.best_epoch,
+        "agreement_weighted": weights is not None,
     }
     with tracking.start_run(EXPERIMENT, run_name=result.version, params=params) as run:
         for row in result.history:
@@ -205,6 +214,14 @@ def train_and_register(
         for key, test in report["mcnemar"].items():
             metrics.update({f"mcnemar_{key}_{k}": v for k, v in test.items()})
         metrics.update({f"quant_{k}": v for k, v in result.quantization.items()})
+        for k, teacher in enumerate(result.teachers):
+            metrics.update(
+                {
+                    f"teacher{k}_{name}" if "seed" in teacher else name: float(v)
+                    for name, v in teacher.items()
+                    if isinstance(v, (int, float)) and name != "seed"
+                }
+            )
         tracking.log_metrics(metrics)
         confusion = pl.concat([confusion_frame(m, n) for n, m in report["models"].items()])
         tracking.log_frame_artifact(confusion, "confusion_matrix.csv")
@@ -246,5 +263,6 @@ def train_and_register(
         "quantize": result.quantize,
         "quantization": result.quantization,
         "history": result.history,
+        "teachers": result.teachers,
         **report,
     }

@@ -12,6 +12,10 @@ Two ways to get a transformer behind :class:`ml.sentiment.SentimentModel`:
   sentences (``text,label``). Seeded and CPU-only: the same data, seed and thread count give the
   same weights. :func:`save_model` writes a plain ``save_pretrained`` folder plus
   ``sentinance_model.json`` (version, training parameters, whether int8 is kept).
+  By default (``TrainConfig.teachers = 2``) it first fine-tunes two teacher seeds and distils
+  their averaged probabilities into the one student that is served: ensemble knowledge at the
+  inference cost of a single MiniLM. Optional: label smoothing, layer-wise learning-rate decay,
+  per-sentence loss weights (annotator agreement, :func:`agreement_weights`).
 
 CPU inference (:meth:`TransformerSentimentModel.predict`): texts are tokenized once, sorted by
 token length and batched so each batch pads only to its own longest text (this halves padded
@@ -112,11 +116,15 @@ class TransformerSentimentModel:
         self._order = _label_index(model.config.id2label)
 
     def quantize(self) -> TransformerSentimentModel:
-        """A copy whose ``Linear`` layers are dynamically quantized to int8 (CPU)."""
+        """A copy whose ``Linear`` layers are dynamically quantized to int8 (CPU), with one
+        weight scale per output channel (closer to fp32 than one scale per matrix)."""
         import torch
+        from torch.ao.quantization import per_channel_dynamic_qconfig
 
         qmodel = torch.ao.quantization.quantize_dynamic(
-            copy.deepcopy(self.model), {torch.nn.Linear}, dtype=torch.qint8
+            copy.deepcopy(self.model),
+            {torch.nn.Linear: per_channel_dynamic_qconfig},
+            dtype=torch.qint8,
         )
         return TransformerSentimentModel(
             qmodel,
@@ -234,8 +242,10 @@ def load_transformer(
 
 @dataclass
 class TrainConfig:
-    """Fine-tuning hyper-parameters. Defaults: the recipe measured on PhraseBank here (2 epochs
-    at lr 1e-4 matched the 4 epochs at lower rates of STACK_NOTES in half the time)."""
+    """Fine-tuning hyper-parameters. Defaults: ensemble distillation (measured in
+    docs/sentiment.md): two teacher seeds and one distilled student, each 2 epochs at lr 1e-4
+    with linear warm-up and decay; soft labels at temperature 2 weigh half of the student's
+    loss."""
 
     base_model: str | None = None  # folder or hub id; None = packaged MiniLM
     epochs: int = 2
@@ -248,6 +258,18 @@ class TrainConfig:
     threads: int | None = 2
     try_quantization: bool = True
     max_quantization_loss: float = 0.01  # accuracy points as a fraction: 1 point = 0.01
+    label_smoothing: float = 0.0
+    layer_lr_decay: float = 1.0  # lr of layer l = lr * decay ** (layers above l); 1 = flat
+    # weight of a training sentence whose annotators agreed only at 50 % (PhraseBank's
+    # ``max_agreement``); linear up to 1.0 at 100 % agreement; 1.0 = unweighted
+    low_agreement_weight: float = 1.0
+    # knowledge distillation from soft labels (e.g. a seed ensemble's probabilities):
+    # loss = (1 - alpha) * CE(hard) + alpha * T^2 * KL(teacher_T || student_T)
+    distill_alpha: float = 0.5
+    distill_temperature: float = 2.0
+    # > 0: first fine-tune this many teachers (seeds seed+1 ..), average their probabilities on
+    # the training sentences and distil them into ONE student (served: still a single model)
+    teachers: int = 2
 
     def to_params(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items()}
@@ -267,10 +289,60 @@ class TrainResult:
     quantize: bool = False
     quantization: dict[str, float] = field(default_factory=dict)
     version: str = ""
+    teachers: list[dict[str, Any]] = field(default_factory=list)
 
     def serving(self) -> TransformerSentimentModel:
         """The model as served: int8 when quantization was kept, else fp32."""
         return self.model.quantize() if self.quantize else self.model
+
+
+def agreement_weights(levels: Sequence[Any] | None, low: float, n: int) -> list[float] | None:
+    """Per-sentence loss weights from annotator agreement in percent (50..100): ``low`` at 50 %,
+    1.0 at 100 %, linear between; unknown levels weigh 1.0. ``None`` when unweighted."""
+    if levels is None or low == 1.0:
+        return None
+    out = []
+    for level in levels:
+        try:
+            a = min(100.0, max(50.0, float(level)))
+        except (TypeError, ValueError):
+            out.append(1.0)
+            continue
+        out.append(low + (1.0 - low) * (a - 50.0) / 50.0)
+    if len(out) != n:
+        raise ValueError("one agreement level per training sentence is needed")
+    return out
+
+
+def _param_groups(model: Any, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW groups: no weight decay on biases/norms; with ``layer_lr_decay`` < 1, encoder
+    layer ``l`` of ``L`` gets ``lr * decay ** (L - l)`` and the embeddings ``decay ** (L + 1)``;
+    the pooler and the classifier head keep the full rate."""
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
+    n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+
+    def scale(name: str) -> float:
+        if cfg.layer_lr_decay == 1.0 or n_layers == 0:
+            return 1.0
+        if ".embeddings." in f".{name}":
+            return cfg.layer_lr_decay ** (n_layers + 1)
+        marker = ".layer."
+        if marker in name:
+            try:
+                layer = int(name.split(marker, 1)[1].split(".", 1)[0])
+            except ValueError:
+                return 1.0
+            return cfg.layer_lr_decay ** (n_layers - layer)
+        return 1.0
+
+    groups: dict[tuple[float, float], list[Any]] = {}
+    for name, param in model.named_parameters():
+        wd = 0.0 if any(k in name for k in no_decay) else cfg.weight_decay
+        groups.setdefault((scale(name), wd), []).append(param)
+    return [
+        {"params": params, "lr": cfg.learning_rate * lr_scale, "weight_decay": wd}
+        for (lr_scale, wd), params in sorted(groups.items(), key=lambda kv: kv[0])
+    ]
 
 
 def seed_everything(seed: int) -> None:
@@ -310,12 +382,18 @@ def fine_tune(
     val_labels: Sequence[str],
     config: TrainConfig | None = None,
     log: Any = None,
+    train_weights: Sequence[float] | None = None,
+    soft_labels: Any = None,
 ) -> TrainResult:
     """Fine-tune ``config.base_model`` (default: packaged MiniLM) as a 3-class classifier.
 
     AdamW with linear warm-up/decay, length-grouped shuffled batches with dynamic padding, the
     epoch with the best validation macro-F1 kept. Everything random is seeded from
     ``config.seed`` and the thread count is fixed, so a rerun reproduces the weights.
+
+    ``train_weights`` (one per training sentence, e.g. from :func:`agreement_weights`) scale
+    each sentence's loss; ``soft_labels`` (``(n_train, 3)`` probabilities in :data:`LABELS`
+    order, e.g. a teacher ensemble's) are distilled with ``config.distill_alpha``.
     """
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -326,6 +404,10 @@ def fine_tune(
         raise ValueError(f"unknown labels {bad}; expected {LABELS}")
     if not train_texts or not val_texts:
         raise ValueError("fine-tuning needs non-empty training and validation sets")
+    if cfg.teachers > 0 and soft_labels is None:
+        return _distil_from_teachers(
+            train_texts, train_labels, val_texts, val_labels, cfg, log, train_weights
+        )
     base = cfg.base_model or default_base_model()
     set_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -346,18 +428,21 @@ def fine_tune(
     steps_per_epoch = math.ceil(len(y) / cfg.batch_size)
     total = max(1, steps_per_epoch * cfg.epochs)
     warmup = int(cfg.warmup_ratio * total)
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm", "norm.weight")
-    groups = [
-        {
-            "params": [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)],
-            "weight_decay": cfg.weight_decay,
-        },
-        {
-            "params": [p for n, p in model.named_parameters() if any(k in n for k in no_decay)],
-            "weight_decay": 0.0,
-        },
-    ]
+    weights = torch.tensor(
+        list(train_weights) if train_weights is not None else [1.0] * len(y), dtype=torch.float32
+    )
+    if weights.numel() != len(y):
+        raise ValueError("train_weights needs one weight per training sentence")
+    soft = None
+    if soft_labels is not None and cfg.distill_alpha > 0:
+        soft = torch.as_tensor(np.asarray(soft_labels, dtype=np.float32))
+        if tuple(soft.shape) != (len(y), len(LABELS)):
+            raise ValueError(f"soft_labels must have shape ({len(y)}, {len(LABELS)})")
+        # sharpen/soften the teacher at temperature T (probabilities -> tempered probabilities)
+        soft = torch.softmax(torch.log(soft.clamp_min(1e-8)) / cfg.distill_temperature, dim=-1)
+    groups = _param_groups(model, cfg)
     optim = torch.optim.AdamW(groups, lr=cfg.learning_rate)
+    temp = cfg.distill_temperature
     sched = torch.optim.lr_scheduler.LambdaLR(
         optim,
         lambda step: (
@@ -379,7 +464,18 @@ def fine_tune(
             feats = [{k: enc[k][i] for k in cols} for i in batch_idx]
             batch = tokenizer.pad(feats, padding=True, return_tensors="pt")
             labels = torch.tensor([y[i] for i in batch_idx])
-            loss = torch.nn.functional.cross_entropy(model(**batch).logits, labels)
+            logits = model(**batch).logits
+            w = weights[batch_idx]
+            ce = torch.nn.functional.cross_entropy(
+                logits, labels, reduction="none", label_smoothing=cfg.label_smoothing
+            )
+            loss = (ce * w).sum() / w.sum()
+            if soft is not None:
+                logp = torch.log_softmax(logits / temp, dim=-1)
+                target = soft[batch_idx]
+                kl = (target * (torch.log(target.clamp_min(1e-8)) - logp)).sum(-1)
+                soft_loss = (kl * w).sum() / w.sum() * temp * temp
+                loss = (1 - cfg.distill_alpha) * loss + cfg.distill_alpha * soft_loss
             optim.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -434,6 +530,58 @@ def fine_tune(
     )
 
 
+def _distil_from_teachers(
+    train_texts: Sequence[str],
+    train_labels: Sequence[str],
+    val_texts: Sequence[str],
+    val_labels: Sequence[str],
+    cfg: TrainConfig,
+    log: Any,
+    train_weights: Sequence[float] | None,
+) -> TrainResult:
+    """``cfg.teachers`` plain fine-tunes (seeds ``seed+1`` ..), their mean probabilities on the
+    training sentences as soft labels, then one student (seed ``seed``) distilled from them."""
+    t0 = time.monotonic()
+    teacher_cfg = TrainConfig(
+        **{**cfg.to_params(), "teachers": 0, "distill_alpha": 0.0, "try_quantization": False}
+    )
+    soft = np.zeros((len(train_texts), len(LABELS)))
+    val_probs = np.zeros((len(val_texts), len(LABELS)))
+    info: list[dict[str, Any]] = []
+    for k in range(cfg.teachers):
+        tcfg = TrainConfig(**{**teacher_cfg.to_params(), "seed": cfg.seed + 1 + k})
+        if log is not None:
+            log(f"teacher {k + 1}/{cfg.teachers} (seed {tcfg.seed})")
+        teacher = fine_tune(
+            train_texts, train_labels, val_texts, val_labels, tcfg, log, train_weights
+        )
+        soft += teacher.model.probabilities(train_texts) / cfg.teachers
+        val_probs += teacher.model.probabilities(val_texts) / cfg.teachers
+        best = teacher.history[teacher.best_epoch - 1]
+        info.append(
+            {
+                "seed": tcfg.seed,
+                "version": teacher.version,
+                "val_accuracy": best["val_accuracy"],
+                "val_macro_f1": best["val_macro_f1"],
+                "train_seconds": teacher.train_seconds,
+            }
+        )
+        del teacher
+    ens_acc, ens_f1 = _accuracy_macro_f1(
+        val_labels, [LABELS[int(i)] for i in val_probs.argmax(axis=1)]
+    )
+    info.append({"ensemble_val_accuracy": ens_acc, "ensemble_val_macro_f1": ens_f1})
+    if log is not None:
+        log(f"teacher ensemble: val acc {ens_acc:.4f} macro-F1 {ens_f1:.4f}; distilling")
+    student = fine_tune(
+        train_texts, train_labels, val_texts, val_labels, cfg, log, train_weights, soft
+    )
+    student.teachers = info
+    student.train_seconds = time.monotonic() - t0
+    return student
+
+
 def weights_digest(model: Any) -> str:
     """SHA-256 over the model's parameters (names and bytes): two runs that reproduce each
     other have the same digest."""
@@ -465,6 +613,7 @@ def save_model(result: TrainResult, directory: str | Path, extra: dict | None = 
         "n_train": result.n_train,
         "n_val": result.n_val,
         "config": result.config.to_params(),
+        "teachers": result.teachers,
         **(extra or {}),
     }
     (out / METADATA_FILE).write_text(json.dumps(meta, indent=1, default=str))

@@ -50,10 +50,27 @@ def register(subparsers: Any) -> None:
     )
     tr.add_argument("--data", required=True, help="CSV with columns text,label")
     tr.add_argument("--base-model", help="folder or hub id to fine-tune (default: packaged MiniLM)")
-    tr.add_argument("--epochs", type=int, default=2)
-    tr.add_argument("--learning-rate", type=float, default=1e-4)
-    tr.add_argument("--batch-size", type=int, default=32)
-    tr.add_argument("--max-length", type=int, default=96)
+    d = _train_defaults()
+    tr.add_argument("--epochs", type=int, default=d["epochs"])
+    tr.add_argument("--learning-rate", type=float, default=d["learning_rate"])
+    tr.add_argument("--batch-size", type=int, default=d["batch_size"])
+    tr.add_argument("--max-length", type=int, default=d["max_length"])
+    tr.add_argument("--label-smoothing", type=float, default=d["label_smoothing"])
+    tr.add_argument("--layer-lr-decay", type=float, default=d["layer_lr_decay"])
+    tr.add_argument(
+        "--low-agreement-weight",
+        type=float,
+        default=d["low_agreement_weight"],
+        help="loss weight of 50%%-agreement sentences (column max_agreement), 1.0 at 100%%",
+    )
+    tr.add_argument(
+        "--teachers",
+        type=int,
+        default=d["teachers"],
+        help="fine-tune N teacher seeds first and distil their mean into one model (0: off)",
+    )
+    tr.add_argument("--distill-alpha", type=float, default=d["distill_alpha"])
+    tr.add_argument("--distill-temperature", type=float, default=d["distill_temperature"])
     tr.add_argument("--seed", type=int, help="training seed (default: SENTINANCE_SEED)")
     tr.add_argument("--split-seed", type=int, default=7, help="held-out split seed (keep fixed)")
     tr.add_argument("--test-frac", type=float, default=0.2)
@@ -61,6 +78,15 @@ def register(subparsers: Any) -> None:
     tr.add_argument("--threads", type=int, default=2)
     tr.add_argument("--output", help="also write the JSON to this file")
     tr.set_defaults(func=cmd_sentiment_train)
+
+
+def _train_defaults() -> dict[str, Any]:
+    """``TrainConfig``'s defaults, read without importing torch (the CLI starts fast)."""
+    import dataclasses
+    import importlib
+
+    mod = importlib.import_module("ml.sentiment_transformer")
+    return {f.name: f.default for f in dataclasses.fields(mod.TrainConfig)}
 
 
 def _emit(doc: dict, output: str | None) -> None:
@@ -130,6 +156,12 @@ def cmd_sentiment_train(settings: Any, args: argparse.Namespace) -> int:
         max_length=args.max_length,
         seed=args.seed if args.seed is not None else int(getattr(settings, "seed", 42)),
         threads=args.threads,
+        label_smoothing=args.label_smoothing,
+        layer_lr_decay=args.layer_lr_decay,
+        low_agreement_weight=args.low_agreement_weight,
+        teachers=args.teachers,
+        distill_alpha=args.distill_alpha,
+        distill_temperature=args.distill_temperature,
     )
     try:
         summary = train_and_register(

@@ -106,9 +106,28 @@ def test_load_labelled_validates(tmp_path: Path) -> None:
         load_labelled(bad)
 
 
+def test_agreement_column_is_kept_and_deduped_to_its_maximum(tmp_path: Path) -> None:
+    f = tmp_path / "pb.csv"
+    f.write_text(
+        "sentence,label,max_agreement\n"
+        "profit rose,positive,50\nprofit rose,positive,100\nsales fell,negative,75\n"
+    )
+    df = load_labelled(f)
+    assert df.columns == ["text", "label", "max_agreement"]
+    assert dedupe(df).rows() == [
+        ("profit rose", "positive", 100.0),
+        ("sales fell", "negative", 75.0),
+    ]
+    # a file without the column loads as before (text, label only)
+    plain = tmp_path / "plain.csv"
+    plain.write_text("text,label\nprofit rose,positive\n")
+    assert load_labelled(plain).columns == ["text", "label"]
+
+
 def test_phrasebank_split_and_vader_baseline() -> None:
     data = load_labelled(shared_data("financial_phrasebank"))
     assert data.height == 3873
+    assert set(data["max_agreement"].unique().to_list()) == {50.0, 66.0, 75.0, 100.0}
     split = split_labelled(data)
     assert split.test.height + split.val.height + split.train.height == dedupe(data).height
     assert not set(split.test["text"]) & set(split.train["text"])

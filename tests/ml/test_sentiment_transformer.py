@@ -20,6 +20,8 @@ from ml.sentiment_transformer import (
     METADATA_FILE,
     TrainConfig,
     TransformerSentimentModel,
+    _param_groups,
+    agreement_weights,
     fine_tune,
     load_transformer,
     save_model,
@@ -81,7 +83,17 @@ def tiny_model_dir(tmp_path: Path) -> Path:
     return make_tiny_model(tmp_path / "tiny")
 
 
-TINY_TRAIN = TrainConfig(epochs=8, batch_size=4, learning_rate=3e-3, max_length=32, threads=1)
+# plain fine-tuning (no teachers, whatever the production defaults are)
+TINY_TRAIN = TrainConfig(
+    epochs=8,
+    batch_size=4,
+    learning_rate=3e-3,
+    max_length=32,
+    threads=1,
+    teachers=0,
+    distill_alpha=0.0,
+    label_smoothing=0.0,
+)
 
 
 def test_finbert_label_order_comes_from_the_checkpoint(tmp_path: Path) -> None:
@@ -174,6 +186,87 @@ def test_save_load_round_trip_and_quantization(tiny_model_dir: Path, tmp_path: P
     meta["quantize"] = True
     (out / METADATA_FILE).write_text(json.dumps(meta))
     assert load_transformer(out).quantized
+
+
+def test_agreement_weights() -> None:
+    assert agreement_weights([100, 75, 50, 66], 1.0, 4) is None  # unweighted
+    assert agreement_weights(None, 0.5, 4) is None
+    w = agreement_weights([100, 75, 50, "x", 30], 0.5, 5)
+    assert w == pytest.approx([1.0, 0.75, 0.5, 1.0, 0.5])
+    with pytest.raises(ValueError, match="one agreement level"):
+        agreement_weights([100], 0.5, 2)
+
+
+def test_layer_wise_learning_rates(tiny_model_dir: Path) -> None:
+    model = BertForSequenceClassification.from_pretrained(tiny_model_dir)
+    cfg = TrainConfig(learning_rate=1e-3, layer_lr_decay=0.5, weight_decay=0.01)
+    lr_of = {}
+    for group in _param_groups(model, cfg):
+        for p in group["params"]:
+            lr_of[id(p)] = (group["lr"], group["weight_decay"])
+    named = dict(model.named_parameters())
+    assert len(lr_of) == len(named)
+    # one encoder layer: layer 0 at lr * 0.5, embeddings at lr * 0.25, head at lr
+    assert lr_of[id(named["classifier.weight"])] == (pytest.approx(1e-3), 0.01)
+    assert lr_of[id(named["classifier.bias"])] == (pytest.approx(1e-3), 0.0)
+    q = named["bert.encoder.layer.0.attention.self.query.weight"]
+    assert lr_of[id(q)] == (pytest.approx(5e-4), 0.01)
+    emb = named["bert.embeddings.word_embeddings.weight"]
+    assert lr_of[id(emb)][0] == pytest.approx(2.5e-4)
+    flat = _param_groups(model, TrainConfig(learning_rate=1e-3))
+    assert {g["lr"] for g in flat} == {1e-3}
+
+
+def test_weights_smoothing_and_distillation_change_training(tiny_model_dir: Path) -> None:
+    data = tiny_dataset()
+    val = tiny_dataset(2, seed=1)
+    base = {**TINY_TRAIN.to_params(), "base_model": str(tiny_model_dir), "epochs": 4}
+    cfg = TrainConfig(**{**base, "try_quantization": False})
+    args = (data["text"].to_list(), data["label"].to_list(), val["text"].to_list())
+    args = (*args, val["label"].to_list())
+    plain = fine_tune(*args, config=cfg)
+    # uniform weights are normalised away: the same weights as unweighted training
+    doubled = fine_tune(*args, config=cfg, train_weights=[2.0] * data.height)
+    assert weights_digest(doubled.model.model) == weights_digest(plain.model.model)
+    uneven = [1.0 if i % 2 else 0.2 for i in range(data.height)]
+    weighted = fine_tune(*args, config=cfg, train_weights=uneven)
+    assert weights_digest(weighted.model.model) != weights_digest(plain.model.model)
+    with pytest.raises(ValueError, match="one weight per training sentence"):
+        fine_tune(*args, config=cfg, train_weights=[1.0])
+    smooth_cfg = TrainConfig(**{**cfg.to_params(), "label_smoothing": 0.2})
+    smooth = fine_tune(*args, config=smooth_cfg)
+    assert weights_digest(smooth.model.model) != weights_digest(plain.model.model)
+    # a teacher that is sure of "neutral" everywhere pulls the student towards neutral
+    neutral = np.tile([0.0, 1.0, 0.0], (data.height, 1))
+    distil_cfg = TrainConfig(**{**cfg.to_params(), "distill_alpha": 1.0})
+    student = fine_tune(*args, config=distil_cfg, soft_labels=neutral)
+    texts = val["text"].to_list()
+    p_student = student.model.probabilities(texts)[:, LABELS.index("neutral")].mean()
+    p_plain = plain.model.probabilities(texts)[:, LABELS.index("neutral")].mean()
+    assert p_student > p_plain and p_student > 0.6
+    with pytest.raises(ValueError, match="soft_labels must have shape"):
+        fine_tune(*args, config=distil_cfg, soft_labels=neutral[:3])
+
+
+def test_teacher_ensemble_is_distilled_into_one_model(tiny_model_dir: Path) -> None:
+    data = tiny_dataset()
+    val = tiny_dataset(2, seed=1)
+    base = {**TINY_TRAIN.to_params(), "base_model": str(tiny_model_dir), "epochs": 4}
+    base["try_quantization"] = False
+    cfg = TrainConfig(**{**base, "teachers": 2, "distill_alpha": 0.5, "distill_temperature": 2})
+    args = (data["text"].to_list(), data["label"].to_list(), val["text"].to_list())
+    args = (*args, val["label"].to_list())
+    logs: list[str] = []
+    a = fine_tune(*args, config=cfg, log=logs.append)
+    assert [t["seed"] for t in a.teachers[:2]] == [cfg.seed + 1, cfg.seed + 2]
+    assert "ensemble_val_accuracy" in a.teachers[2]
+    assert any("distilling" in line for line in logs)
+    assert isinstance(a.model, TransformerSentimentModel)  # served: one model
+    assert a.history[a.best_epoch - 1]["val_accuracy"] >= 0.9
+    b = fine_tune(*args, config=cfg)
+    assert weights_digest(a.model.model) == weights_digest(b.model.model)  # seeded end to end
+    plain = fine_tune(*args, config=TrainConfig(**base))
+    assert weights_digest(plain.model.model) != weights_digest(a.model.model)
 
 
 def test_unknown_training_labels_are_rejected(tiny_model_dir: Path) -> None:
