@@ -72,6 +72,23 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
+def trade_row(m: Market, t: dict) -> dict:
+    """A parsed ccxt trade as a ``raw.trades`` row (before :meth:`LiveSource._frame` casts it):
+    the one mapping for REST polling and websockets (``sources.streams``)."""
+    return {
+        "exchange": m.exchange,
+        "symbol": m.symbol,
+        "base": m.base,
+        "quote": m.quote,
+        "trade_id": exm.trade_key(t),
+        "ts": int(t["timestamp"]),
+        "price": t.get("price"),
+        "amount": t.get("amount"),
+        "cost": t.get("cost"),
+        "side": t.get("side"),
+    }
+
+
 class LiveSource:
     name = "live"
 
@@ -295,21 +312,7 @@ class LiveSource:
                         **_venue_fields(r),
                     }
                 )
-            rows.extend(
-                {
-                    "exchange": m.exchange,
-                    "symbol": m.symbol,
-                    "base": m.base,
-                    "quote": m.quote,
-                    "trade_id": exm.trade_key(t),
-                    "ts": int(t["timestamp"]),
-                    "price": t.get("price"),
-                    "amount": t.get("amount"),
-                    "cost": t.get("cost"),
-                    "side": t.get("side"),
-                }
-                for t in got
-            )
+            rows.extend(trade_row(m, t) for t in got)
         frame = self._frame(rows, RAW_TRADES)
         return self._with_rejected(frame, rejected, RAW_TRADES) if with_rejected else frame
 

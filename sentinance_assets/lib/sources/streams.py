@@ -46,7 +46,7 @@ import polars as pl
 from sentinance_assets.lib.markets import Market
 from sentinance_assets.lib.schemas import RAW_TRADES
 from sentinance_assets.lib.sources import exchanges as exm
-from sentinance_assets.lib.sources.live import LiveSource
+from sentinance_assets.lib.sources.live import LiveSource, trade_row
 from sentinance_assets.settings import WATCH_TRANSPORTS, Settings
 
 log = logging.getLogger(__name__)
@@ -71,22 +71,6 @@ def ws_url_for(rest_url: str) -> str:
     parts = urlsplit(rest_url)
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
-
-
-def trade_row(m: Market, t: dict) -> dict:
-    """A ccxt trade as a ``raw.trades`` row (before ``LiveSource._frame`` casts it)."""
-    return {
-        "exchange": m.exchange,
-        "symbol": m.symbol,
-        "base": m.base,
-        "quote": m.quote,
-        "trade_id": exm.trade_key(t),
-        "ts": int(t["timestamp"]),
-        "price": t.get("price"),
-        "amount": t.get("amount"),
-        "cost": t.get("cost"),
-        "side": t.get("side"),
-    }
 
 
 @dataclass
@@ -524,4 +508,4 @@ def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]
 
 
-__all__ = ["TRANSPORTS", "WS_PARAMS", "StreamFeed", "trade_row", "ws_support"]
+__all__ = ["TRANSPORTS", "WS_PARAMS", "StreamFeed", "ws_support"]
