@@ -33,6 +33,37 @@ def late_flag(time_column: str) -> pl.Expr:
     return (arrived_after > pl.lit(LATE_AFTER)).alias("late")
 
 
+# Milliseconds per unit of a ccxt timeframe ("15m", "4h", "1d", "1w"); months ("1M") have no
+# fixed length and give null.
+_TIMEFRAME_UNIT_MS: dict[str, int] = {
+    "s": 1_000,
+    "m": 60_000,
+    "h": 3_600_000,
+    "d": 86_400_000,
+    "w": 604_800_000,
+}
+
+
+def bar_length(timeframe: pl.Expr) -> pl.Expr:
+    """A ccxt timeframe string as a bar length (``Duration``); null when not of the form
+    ``<n><s|m|h|d|w>``."""
+    n = timeframe.str.extract(r"^([1-9][0-9]*)[smhdw]$", 1).cast(pl.Int64)
+    unit_ms = timeframe.str.slice(-1).replace_strict(
+        _TIMEFRAME_UNIT_MS, default=None, return_dtype=pl.Int64
+    )
+    return pl.duration(milliseconds=n * unit_ms, time_unit="ms")
+
+
+def candle_late_flag() -> pl.Expr:
+    """``late`` for a bar: counted from its *close* (open ``ts`` + its timeframe), the moment it
+    could first be fetched complete. From the open, every bar of 5 minutes or longer would be
+    late however promptly it arrived, and the flag would say nothing. An unknown timeframe gives
+    null, as an unknown time does."""
+    closed = pl.col("ts").cast(TS) + bar_length(pl.col("timeframe"))
+    arrived_after = pl.col("ingested_at").cast(TS) - closed
+    return (arrived_after > pl.lit(LATE_AFTER)).alias("late")
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A lake dataset: where its Parquet files live and which DuckDB view exposes them."""
@@ -114,9 +145,9 @@ RAW_CANDLES = Dataset(
         "volume": pl.Float64,
         "source": pl.String,
         "ingested_at": TS,
-        "late": pl.Boolean,  # arrived more than LATE_AFTER after the bar's open time
+        "late": pl.Boolean,  # arrived more than LATE_AFTER after the bar closed
     },
-    derived={"late": late_flag("ts")},
+    derived={"late": candle_late_flag()},
 )
 
 RAW_NEWS = Dataset(

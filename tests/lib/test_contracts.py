@@ -184,7 +184,7 @@ def test_future_skew_and_late_arrivals():
 # ------------------------------------------------------------------ per-record late flag
 
 CANDLE = {"timeframe": "1m", "open": 100.0, "high": 101.0, "low": 99.0, "close": 100.5}
-# minutes between the record's time and its arrival -> late?
+# minutes between the record's time (a 1m bar: its close) and its arrival -> late?
 DELAYS = {6: True, 120: True, 5: False, 1: False}  # exactly LATE_AFTER is not late
 
 
@@ -197,7 +197,9 @@ def _late_batch(entity: str) -> tuple[pl.DataFrame, contracts.Contract, list[str
         if entity == "trades":
             row = {"trade_id": f"t{minutes}", "ts": when}
         elif entity == "candles":
-            row = {"exchange": "binance", "symbol": "BTC/USDT", **CANDLE, "ts": when}
+            # the bar closes at ``when``: lateness counts from the close
+            row = {"exchange": "binance", "symbol": "BTC/USDT", **CANDLE}
+            row["ts"] = when - timedelta(minutes=1)
         else:
             link = f"https://news.example/{minutes}"
             row = {"news_id": f"n{minutes}", "title": f"BTC item {minutes}", "link": link}
@@ -220,10 +222,14 @@ def test_late_records_are_flagged_per_record_still_clean_and_counted(entity: str
     checked = contracts.check(df, rules, key, source="t", run_id="r", now=NOW)
     assert checked.quarantined.height == 0 and checked.clean.height == len(DELAYS)  # all clean
     assert checked.clean.schema["late"] == pl.Boolean
-    time_col = "published" if entity == "news" else "ts"
+    own_time = {
+        "trades": pl.col("ts"),
+        "candles": pl.col("ts") + pl.duration(minutes=1),  # the 1m bar's close
+        "news": pl.col("published"),
+    }[entity]
     got = dict(
         checked.clean.select(
-            (pl.col("ingested_at") - pl.col(time_col)).dt.total_minutes(), "late"
+            (pl.col("ingested_at") - own_time).dt.total_minutes(), "late"
         ).iter_rows()
     )
     assert got == DELAYS

@@ -99,3 +99,35 @@ def test_land_day_persists_the_flag_and_analysts_can_query_late_trades(tmp_path:
     register_lake_views(conn, tmp_path)
     rows = conn.execute("select trade_id from raw.trades where late").fetchall()
     assert rows == [("late",)]
+
+
+def test_candle_lateness_counts_from_the_bar_close():
+    """A 1h bar fetched 4 minutes after it closed is on time; 6 minutes after, late. Counted
+    from the open, both would be late (and every bar of 5 minutes or more always would)."""
+    opened = NOW - timedelta(hours=2)
+    rows = [
+        ("1h", timedelta(hours=1, minutes=4), False),
+        ("1h", timedelta(hours=1, minutes=6), True),
+        ("1m", timedelta(minutes=7), True),
+        ("1d", timedelta(days=1, minutes=1), False),
+        ("15m", timedelta(minutes=19), False),
+        ("1M", timedelta(days=40), None),  # a month has no fixed length: unknown, not on time
+    ]
+    frame = pl.DataFrame(
+        {
+            "exchange": "binance",
+            "symbol": "BTC/USDT",
+            "base": "BTC",
+            "quote": "USDT",
+            "timeframe": [tf for tf, _, _ in rows],
+            "ts": opened,
+            "open": 1.0,
+            "high": 1.0,
+            "low": 1.0,
+            "close": 1.0,
+            "volume": 1.0,
+            "source": "t",
+            "ingested_at": [opened + after for _, after, _ in rows],
+        }
+    )
+    assert RAW_CANDLES.conform(frame)["late"].to_list() == [want for _, _, want in rows]
