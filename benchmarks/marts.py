@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,8 +100,8 @@ def generate(n: int, markets: int, days: int, seed: int = 42) -> pl.DataFrame:
             cost=pl.col("price") * pl.col("amount"),
             side=pl.when(pl.col("buy")).then(pl.lit("buy")).otherwise(pl.lit("sell")),
             source=pl.lit("bench"),
-            ingested_at=pl.lit(START).cast(TS),
         )
+        .with_columns(ingested_at=pl.col("ts") + pl.duration(seconds=2))  # landed as it traded
         .drop("ts_ms", "buy")
     )
 
@@ -335,12 +335,15 @@ def main() -> None:
 
         if args.incremental_trades:
             # a later batch: the next trades of every market, arriving after the build
-            more = generate(args.incremental_trades, args.markets, 1, seed=7).with_columns(
-                ts=pl.col("ts") + pl.duration(days=args.days),
-                trade_id=pl.lit("n") + pl.col("trade_id"),
-                ingested_at=pl.lit(START + timedelta(days=args.days + 1)).cast(TS),
+            more = (
+                generate(args.incremental_trades, args.markets, 1, seed=7)
+                .with_columns(
+                    ts=pl.col("ts") + pl.duration(days=args.days),
+                    trade_id=pl.lit("n") + pl.col("trade_id"),
+                )
+                .with_columns(ingested_at=pl.col("ts") + pl.duration(seconds=2))
             )
-            write_lake(more, work / "lake")
+            write_lake(more, work / "lake", part="more")
             inc_s, inc_models, _ = run_dbt(work / "lake", work)
             print(
                 f"\nincremental dbt run after {more.height:,} new trades: {inc_s:.1f} s wall "

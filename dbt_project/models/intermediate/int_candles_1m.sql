@@ -20,13 +20,57 @@
   A minute without trades has no row (no forward-filled bars). ingested_at = latest arrival of
   the rows behind the bar.
 
-  Incremental (macros/incremental.sql): recomputes, from all of stg_trades, every market-minute
-  holding a trade that arrived since the watermark minus the lookback (or inside the run window),
-  and the candle-only minutes whose exchange candle arrived since then. When a candle-only market
-  gains trades, the post-hook drops its candle-sourced minutes, as a full refresh would.
+  Incremental (macros/incremental.sql): recomputes every market-minute holding a raw trade copy
+  that arrived since the watermark minus the lookback (or inside the run window), from the
+  deduplicated trades of those minutes (macros/trades.sql over every raw copy of their keys: the
+  same winners as stg_trades, without deduplicating the whole lake), and the candle-only minutes
+  whose exchange candle arrived since then. When a candle-only market gains trades, the post-hook
+  drops its candle-sourced minutes, as a full refresh would.
 #}
 {%- set cutoff = sentinance.incremental_cutoff() %}
-with trade_minutes as (
+with
+{%- if cutoff %}
+
+changed_minutes as (
+
+    {#- read from the raw lake, not the deduplicating staging view: the arrival filter prunes
+        Parquet row groups there, and any raw copy that arrived marks its minute (a superset
+        of the kept copies' minutes; recomputing a minute from all its trades is exact) #}
+    select distinct exchange, symbol, {{ sentinance.bucket_start('ts', '1m') }} as ts
+    from {{ source('raw', 'trades') }}
+    where {{ sentinance.changed_rows_predicate(cutoff) }}
+
+),
+
+changed_copies as (
+
+    {#- every raw copy of the trades in those minutes, wherever its ts: deduplicating just these
+        picks the same winners as stg_trades does over the whole lake, at a fraction of the cost #}
+    {{ sentinance.raw_copies_of_changed_trades(
+        source('raw', 'trades'),
+        'changed_minutes',
+        "r.exchange = c.exchange and r.symbol = c.symbol and "
+            ~ sentinance.bucket_start('r.ts', '1m') ~ " = c.ts",
+        '(select min(ts) from changed_minutes)',
+    ) }}
+
+),
+
+trades as (
+
+    {{ sentinance.deduplicated_trades('changed_copies') }}
+
+),
+{%- else %}
+
+trades as (
+
+    select * from {{ ref('stg_trades') }}
+
+),
+{%- endif %}
+
+trade_minutes as (
 
     select
         exchange,
@@ -39,19 +83,7 @@ with trade_minutes as (
         price,
         amount,
         ingested_at
-    from {{ ref('stg_trades') }}
-
-),
-{%- if cutoff %}
-
-changed_minutes as (
-
-    {#- read from the raw lake, not the deduplicating staging view: the arrival filter prunes
-        Parquet row groups there, and any raw copy that arrived marks its minute (a superset
-        of the kept copies' minutes; recomputing a minute from all trades is exact) #}
-    select distinct exchange, symbol, {{ sentinance.bucket_start('ts', '1m') }} as ts
-    from {{ source('raw', 'trades') }}
-    where {{ sentinance.changed_rows_predicate(cutoff) }}
+    from trades
 
 ),
 
@@ -59,21 +91,14 @@ scoped_trades as (
 
     select t.*
     from trade_minutes as t
+    {%- if cutoff %}
     inner join changed_minutes as c
         on t.exchange = c.exchange
         and t.symbol = c.symbol
         and t.ts = c.ts
-    where t.ts >= (select min(ts) from changed_minutes)
+    {%- endif %}
 
 ),
-{%- else %}
-
-scoped_trades as (
-
-    select * from trade_minutes
-
-),
-{%- endif %}
 
 from_trades as (
 

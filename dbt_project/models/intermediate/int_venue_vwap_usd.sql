@@ -12,8 +12,9 @@
   Window width: var spread_window_seconds (default 30). ingested_at = latest arrival of the
   window's trades.
 
-  Incremental (macros/incremental.sql): recomputes every (base, exchange, window) holding a
-  trade that arrived since the watermark minus the lookback, or inside the run window. Changing
+  Incremental (macros/incremental.sql): recomputes every (base, exchange, window) holding a raw
+  trade copy that arrived since the watermark minus the lookback, or inside the run window, from
+  the deduplicated trades of those windows (macros/trades.sql, as int_candles_1m). Changing
   the seed's rates or spread_window_seconds needs a --full-refresh.
 #}
 {%- set window = var('spread_window_seconds', 30) | int -%}
@@ -21,21 +22,6 @@
 with rates as (
 
     select quote, usd_per_unit from {{ ref('quote_usd_rates') }}
-
-),
-
-priced as (
-
-    select
-        t.base,
-        t.exchange,
-        {{ sentinance.bucket_start('t.ts', window ~ 's') }} as window_start,
-        t.price * r.usd_per_unit as price_usd,
-        t.amount,
-        t.ingested_at
-    from {{ ref('stg_trades') }} as t
-    inner join rates as r
-        on t.quote = r.quote
 
 ),
 {%- if cutoff %}
@@ -51,25 +37,59 @@ changed_windows as (
 
 ),
 
+changed_copies as (
+
+    {{ sentinance.raw_copies_of_changed_trades(
+        source('raw', 'trades'),
+        'changed_windows',
+        "r.base = c.base and r.exchange = c.exchange and "
+            ~ sentinance.bucket_start('r.ts', window ~ 's') ~ " = c.window_start",
+        '(select min(window_start) from changed_windows)',
+    ) }}
+
+),
+
+trades as (
+
+    {{ sentinance.deduplicated_trades('changed_copies') }}
+
+),
+{%- else %}
+
+trades as (
+
+    select * from {{ ref('stg_trades') }}
+
+),
+{%- endif %}
+
+priced as (
+
+    select
+        t.base,
+        t.exchange,
+        {{ sentinance.bucket_start('t.ts', window ~ 's') }} as window_start,
+        t.price * r.usd_per_unit as price_usd,
+        t.amount,
+        t.ingested_at
+    from trades as t
+    inner join rates as r
+        on t.quote = r.quote
+
+),
+
 scoped as (
 
     select p.*
     from priced as p
+    {%- if cutoff %}
     inner join changed_windows as c
         on p.base = c.base
         and p.exchange = c.exchange
         and p.window_start = c.window_start
-    where p.window_start >= (select min(window_start) from changed_windows)
+    {%- endif %}
 
 )
-{%- else %}
-
-scoped as (
-
-    select * from priced
-
-)
-{%- endif %}
 
 select
     base,
