@@ -1,0 +1,62 @@
+{#
+  The one definition of "a trade, typed and deduplicated": stg_trades applies it to the whole
+  raw lake; the incremental bar models apply it to just the raw copies of the trades they
+  recompute (every copy of those keys, so the winner is the same as over the whole lake).
+
+  Deduplication on (exchange, symbol, trade_id): raw trades are immutable at the venue, so the
+  first ingested copy wins (ties broken by ts, price, amount, side, source).
+#}
+{% macro deduplicated_trades(relation) -%}
+    select
+        exchange,
+        symbol,
+        base,
+        quote,
+        trade_id,
+        ts,
+        price,
+        amount,
+        cost,
+        side,
+        source,
+        ingested_at
+    from (
+        select
+            cast(exchange as {{ dbt.type_string() }}) as exchange,
+            cast(symbol as {{ dbt.type_string() }}) as symbol,
+            cast(base as {{ dbt.type_string() }}) as base,
+            cast(quote as {{ dbt.type_string() }}) as quote,
+            cast(trade_id as {{ dbt.type_string() }}) as trade_id,
+            cast(ts as {{ sentinance.type_timestamp_utc() }}) as ts,
+            cast(price as {{ sentinance.type_double() }}) as price,
+            cast(amount as {{ sentinance.type_double() }}) as amount,
+            cast(cost as {{ sentinance.type_double() }}) as cost,
+            cast(side as {{ dbt.type_string() }}) as side,
+            cast(source as {{ dbt.type_string() }}) as source,
+            cast(ingested_at as {{ sentinance.type_timestamp_utc() }}) as ingested_at
+        from {{ relation }}
+    ) as typed
+    qualify row_number() over (
+        partition by exchange, symbol, trade_id
+        order by ingested_at, ts, price, amount, side, source
+    ) = 1
+{%- endmacro %}
+
+{#- Every raw copy (from `raw`) of every trade key that has a copy in a changed bucket: the input
+    an incremental model deduplicates instead of the whole lake. `changed`: the CTE of changed
+    buckets; `match`: the join condition between a raw trade `r` and a changed bucket `c`;
+    `since`: a lower bound on r.ts for finding the keys (their other copies may lie anywhere). -#}
+{% macro raw_copies_of_changed_trades(raw, changed, match, since) -%}
+    select r.*
+    from {{ raw }} as r
+    inner join (
+        select distinct r.exchange, r.symbol, r.trade_id
+        from {{ raw }} as r
+        inner join {{ changed }} as c
+            on {{ match }}
+        where r.ts >= {{ since }}
+    ) as k
+        on r.exchange = k.exchange
+        and r.symbol = k.symbol
+        and r.trade_id = k.trade_id
+{%- endmacro %}
