@@ -93,6 +93,8 @@ TINY_TRAIN = TrainConfig(
     teachers=0,
     distill_alpha=0.0,
     label_smoothing=0.0,
+    layer_lr_decay=1.0,
+    low_agreement_weight=1.0,
 )
 
 
@@ -213,7 +215,7 @@ def test_layer_wise_learning_rates(tiny_model_dir: Path) -> None:
     assert lr_of[id(q)] == (pytest.approx(5e-4), 0.01)
     emb = named["bert.embeddings.word_embeddings.weight"]
     assert lr_of[id(emb)][0] == pytest.approx(2.5e-4)
-    flat = _param_groups(model, TrainConfig(learning_rate=1e-3))
+    flat = _param_groups(model, TrainConfig(learning_rate=1e-3, layer_lr_decay=1.0))
     assert {g["lr"] for g in flat} == {1e-3}
 
 
