@@ -309,12 +309,13 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
             progress=None if args.quiet else stderr_progress,
         )
     finally:
+        status = getattr(feed, "status", None)
+        final = status() if status is not None else None  # before closing ends the sessions
         close = getattr(feed, "close", None)  # the websocket feed's thread and sockets
         if close is not None:
             close()
-    status = getattr(feed, "status", None)
-    if status is not None:
-        print(f"\ntransport: {status()}", file=sys.stderr)
+    if final is not None:
+        print(f"\ntransport: {final}", file=sys.stderr)
     lat = sorted(stats.latencies_ms)
     p95 = f", p95 latency {lat[int(0.95 * (len(lat) - 1))]:.0f} ms" if lat else ""
     print(

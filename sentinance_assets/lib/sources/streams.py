@@ -97,7 +97,7 @@ class StreamFeed:
         transport: str = "auto",
         start: datetime | None = None,
         lag: timedelta = timedelta(seconds=3),
-        ws_lag: timedelta = timedelta(seconds=1),
+        ws_lag: timedelta = timedelta(milliseconds=500),
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         ws_urls: dict[str, str] | None = None,
         max_failures: int = 5,
