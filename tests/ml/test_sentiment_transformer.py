@@ -18,6 +18,7 @@ from transformers import BertConfig, BertForSequenceClassification, BertTokenize
 from ml.sentiment import LABELS, SentimentModel, SentimentPrediction
 from ml.sentiment_transformer import (
     METADATA_FILE,
+    ONNX_FILE,
     TrainConfig,
     TransformerSentimentModel,
     _param_groups,
@@ -120,6 +121,47 @@ def test_checkpoint_without_sentiment_labels_is_rejected(tmp_path: Path) -> None
         load_transformer(path)
 
 
+def test_onnx_runtime_gives_torch_probabilities_at_every_batch_shape(
+    tiny_model_dir: Path,
+) -> None:
+    """The fp32 export for ONNX Runtime is the same model: same probabilities as torch for
+    texts of many lengths, batched so that every batch pads differently (a mask traced as a
+    constant of the export's example batch would break exactly this)."""
+    texts = [None, *tiny_dataset(1)["text"].to_list(), "", "profit"]
+    torch_model = load_transformer(tiny_model_dir, threads=1, runtime="torch")
+    served = load_transformer(tiny_model_dir, threads=1)  # auto: a folder in fp32 -> onnx
+    assert (torch_model.runtime, served.runtime) == ("torch", "onnx")
+    assert (tiny_model_dir / ONNX_FILE).is_file()
+    want = torch_model.probabilities(texts, batch_size=64)
+    for batch_size in (1, 3, 64):
+        got = served.probabilities(texts, batch_size=batch_size)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    for a, b in zip(served.predict(texts), torch_model.predict(texts), strict=True):
+        assert a.label == b.label and a.score == pytest.approx(b.score, abs=1e-5)
+
+
+def test_runtime_choices_are_checked(tiny_model_dir: Path) -> None:
+    with pytest.raises(ValueError, match="runtime"):
+        load_transformer(tiny_model_dir, runtime="tensorrt")
+    with pytest.raises(ValueError, match="int8"):
+        load_transformer(tiny_model_dir, runtime="onnx", quantize=True)
+    assert load_transformer(tiny_model_dir, quantize=True).runtime == "torch-int8"
+
+
+def test_a_broken_export_falls_back_to_torch_under_auto(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ml.sentiment_transformer as st
+
+    def boom(folder: Path) -> Path:
+        raise RuntimeError("no exporter here")
+
+    monkeypatch.setattr(st, "export_onnx", boom)
+    assert load_transformer(tiny_model_dir).runtime == "torch"
+    with pytest.raises(RuntimeError, match="no exporter"):
+        load_transformer(tiny_model_dir, runtime="onnx")
+
+
 def test_length_sorted_batches_keep_order_and_values(tiny_model_dir: Path) -> None:
     model = load_transformer(tiny_model_dir, threads=1)
     texts = [t for t in tiny_dataset(1)["text"].to_list()]
@@ -176,10 +218,15 @@ def test_save_load_round_trip_and_quantization(tiny_model_dir: Path, tmp_path: P
     out = save_model(result, tmp_path / "saved", extra={"note": "x"})
     meta = json.loads((out / METADATA_FILE).read_text())
     assert meta["version"] == result.version and meta["note"] == "x" and meta["max_length"] == 32
-    loaded = load_transformer(out, threads=1)
+    assert (out / ONNX_FILE).is_file()  # a model served in fp32 is saved with its export
+    loaded = load_transformer(out, threads=1, runtime="torch")
     texts = data["text"].to_list()
     assert loaded.version == result.version and not loaded.quantized
-    assert loaded.predict(texts) == result.model.predict(texts)
+    assert loaded.predict(texts) == result.model.predict(texts)  # the same weights, bit for bit
+    served = load_transformer(out, threads=1)
+    assert served.runtime == "onnx" and served.version == result.version
+    for a, b in zip(served.predict(texts), loaded.predict(texts), strict=True):
+        assert a.label == b.label and a.score == pytest.approx(b.score, abs=1e-5)
     q = loaded.quantize()
     assert q.quantized and not isinstance(q.model.classifier, torch.nn.Linear)
     assert isinstance(loaded.model.classifier, torch.nn.Linear)  # the original is untouched
