@@ -486,3 +486,27 @@ def test_bad_feed_through_the_live_ingest(case: Fed, servers, tmp_path: Path) ->
     assert quarantined["check"].to_list() == [case.check], quarantined.select("check", "reason")
     (payload,) = _payloads(quarantined)
     assert payload["source"] == "live" and payload["news_id"]
+
+
+def test_conflicting_news_copies_are_quarantined_together(servers, tmp_path: Path) -> None:
+    """Same guid, different title (one feed rewrote the item): neither version is trusted over
+    the other - both land in quarantine under ``unique_key``; an exact repeat is only counted."""
+    ex, feeds = servers
+    rewritten = item("Bitcoin slumps after a volatile week", f"{W}/good-1", guid="g1")
+    body = rss(GOOD_ITEMS[0], rewritten, GOOD_ITEMS[1], GOOD_ITEMS[1])
+    feeds.feeds["/conflict/good"] = (body, "application/rss+xml")
+    settings = settings_for(
+        tmp_path / "home", ex, feeds, SENTINANCE_NEWS_FEEDS=feeds.url("/conflict/good")
+    )
+    meta, _ = materialize(raw_news, settings, datetime.now(UTC).date().isoformat())
+    clean = lake.read_dataset(settings.lake_dir, RAW_NEWS)
+    quarantined = lake.read_dataset(settings.lake_dir, QUARANTINE_NEWS)
+    assert clean["title"].to_list() == ["Ether staking inflows rise"]
+    assert quarantined["check"].to_list() == ["unique_key", "unique_key"]
+    titles = {p["title"] for p in _payloads(quarantined)}
+    assert titles == {
+        "Bitcoin steadies after a volatile week",
+        "Bitcoin slumps after a volatile week",
+    }
+    assert meta["duplicates_dropped"] == 1  # the exact repeat of item 2
+    assert meta["received"] == meta["clean"] + meta["quarantined"] + meta["exact_duplicates"] == 3

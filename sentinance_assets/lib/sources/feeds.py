@@ -158,28 +158,39 @@ def _frame(rows: list[dict]) -> pl.DataFrame:
 
 
 def dedupe_items(frames: Iterable[pl.DataFrame]) -> tuple[pl.DataFrame, int]:
-    """Concatenate feeds' items and drop repeats: same guid, else same link, else same title.
+    """Concatenate feeds' items and drop repeats: the same item again (same ``news_id`` and the
+    same content), or the same story under another id (same guid, else link, else title - a
+    syndicated copy). The first occurrence wins (feeds are read in the configured order).
 
-    The first occurrence wins (feeds are read in the configured order). Returns the frame
-    (without the helper ``guid`` column) and how many repeats were dropped.
+    An item with an id already seen but *different* content (title, summary, link or date) is
+    kept: it is a conflicting duplicate, which the contracts quarantine together with the
+    first copy, instead of silently keeping one version. Returns the frame (without the helper
+    ``guid`` column) and how many repeats were dropped.
     """
     frames = [f for f in frames if f.height]
     if not frames:
         return _frame([]).drop("guid"), 0
     df = pl.concat(frames, how="vertical_relaxed")
+    first: dict[str, tuple] = {}  # news_id -> content of its first copy
     seen_guid: set[str] = set()
     seen_link: set[str] = set()
     seen_title: set[str] = set()
     keep = []
-    for guid, link, title in df.select("guid", "link", "title").iter_rows():
+    cols = ("news_id", "guid", "link", "title", "summary", "published")
+    for nid, guid, link, title, summary, published in df.select(cols).iter_rows():
+        content = (title, summary, link, published)
+        if nid in first:
+            keep.append(first[nid] != content)  # exact repeat: drop; conflict: keep
+            continue
         norm = normalise_title(title or "")
-        dup = (
+        repeat = (
             (guid is not None and guid in seen_guid)
             or (link is not None and link in seen_link)
             or (norm != "" and norm in seen_title)
         )
-        keep.append(not dup)
-        if not dup:
+        keep.append(not repeat)
+        if not repeat:
+            first[nid] = content
             if guid:
                 seen_guid.add(guid)
             if link:
