@@ -13,9 +13,9 @@ in where the trades come from:
   connection delivered. So after a connect or reconnect the gap between the checkpoint and the
   first websocket trade is backfilled, and the overlap is deduplicated by trade id. A venue
   polls entirely while it is connecting, when ccxt.pro has no websocket for it
-  (``has['watchTrades']``), or after ``max_failures`` connections in a row failed without
-  delivering a trade (reported in :meth:`StreamFeed.status` and logged) - it never crashes the
-  loop;
+  (``has['watchTrades']``), or for ``retry_ws_after_s`` after ``max_failures`` connections in
+  a row failed without delivering a trade (reported in :meth:`StreamFeed.status` and logged;
+  then the socket is tried again) - it never crashes the loop;
 * the horizon (how far the watch loop may advance) is ``ws_lag`` behind the last frame the
   socket received (trades, or pongs to ccxt's keepalive pings every ``ping_interval``), and
   ``lag`` behind the clock for polling venues. A socket that dies silently therefore holds
@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -101,6 +102,7 @@ class StreamFeed:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         ws_urls: dict[str, str] | None = None,
         max_failures: int = 5,
+        retry_ws_after_s: float = 300.0,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         ping_interval_s: float = 2.0,
@@ -118,6 +120,7 @@ class StreamFeed:
         self.end = None
         self.ws_urls = dict(ws_urls or {})
         self.max_failures = max_failures
+        self.retry_ws_after_s = retry_ws_after_s
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self.ping_interval_s = ping_interval_s
@@ -374,7 +377,9 @@ class StreamFeed:
         return ex
 
     async def _venue(self, ex_id: str, clients: dict[str, Any]) -> None:
-        """Keep one venue's socket up; after ``max_failures`` barren sessions, poll it."""
+        """Keep one venue's socket up; after ``max_failures`` barren sessions, poll it for
+        ``retry_ws_after_s``, then try the socket again (an outage of the venue's websocket
+        should not pin a long-running watch to polling for good)."""
         markets = self._markets[ex_id]
         symbols = [m.symbol for m in markets]
         state = self.states[ex_id]
@@ -409,11 +414,24 @@ class StreamFeed:
                     state.mode = "poll"
                     state.reason = f"websocket failed {state.failures}x: {state.last_error}"
             if give_up:
-                log.warning("%s: %s; polling over REST from now on", ex_id, state.reason)
-                return
+                log.warning(
+                    "%s: %s; polling over REST, next websocket attempt in %.0f s",
+                    ex_id,
+                    state.reason,
+                    self.retry_ws_after_s,
+                )
+                await self._sleep_unless_stopping(self.retry_ws_after_s)
+                with self._lock:
+                    state.failures = 0
+                continue
             log.info("%s: websocket closed (%s); reconnecting", ex_id, state.last_error)
             pause = min(self.max_backoff_s, self.backoff_s * 2 ** max(state.failures - 1, 0))
             await asyncio.sleep(pause)
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
     async def _session(self, ex: Any, symbols: list[str], params: dict[str, str]) -> None:
         """Watch until the socket fails (ccxt raises) or the task is cancelled."""

@@ -215,6 +215,33 @@ def test_dead_socket_and_venue_without_websocket_fall_back_to_polling(tmp_path, 
         _feed({"coinbase": "http://127.0.0.1:9"}, {}, transport="ws").open()
 
 
+def test_a_venue_that_fell_back_to_polling_tries_the_socket_again(tmp_path):
+    """A websocket outage pins the venue to polling only for ``retry_ws_after_s``: once the
+    socket answers again, trades come over it again, and none is missed or doubled."""
+    with fake_binance_ws() as (tape, rest, ws):
+        ws.refuse = True  # the venue's websocket is down when the watch starts
+        feed = _feed(
+            {"binance": rest.url}, {"binance": ws.url}, max_failures=2, retry_ws_after_s=0.3
+        )
+        rec = Recording(feed)
+        with feed, Loop(rec, tmp_path) as loop:
+            wait_until(lambda: feed.report()["binance"]["mode"] == "poll", what="the fallback")
+            polled = [tape.trade(BTC, 20_000.0, WHALE if i == 1 else 0.02) for i in range(3)]
+            ws.refuse = False
+            wait_until(lambda: feed.report()["binance"]["mode"] == "live", what="the retry")
+            pushed = [
+                tape.trade(BTC, 20_100.0, WHALE if i == 0 else 0.02, socket_only=True)
+                for i in range(3)
+            ]
+            stats = loop.finish_after(pushed[-1][1])
+            report = feed.report()["binance"]
+    assert report["connections"] >= 3 and report["received"] >= len(pushed)
+    ids = rec.ids()
+    assert len(ids) == len(set(ids)), "a trade was processed twice"
+    assert set(ids) == {_key(r) for r in polled + pushed}, "a trade was missed"
+    assert stats.alerts == 2  # one whale polled, one pushed over the socket only
+
+
 def test_ws_support_and_urls():
     assert ws_support("binance") and ws_support("kraken") and ws_support("coinbase")
     assert not ws_support("zaif")  # in ccxt, not in ccxt.pro
