@@ -98,12 +98,26 @@ def pick(page, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
+def wait_texts(page, texts: tuple[str, ...], shot: Path, timeout_ms: int = 30_000) -> str:
+    """Wait until every text is in the page body; on timeout save a screenshot and fail with
+    what the page showed. (Render speed is measured by benchmarks/app_render.py; under load a
+    chart-heavy page can finish its script run after the footer is first drawn.)"""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        body = assert_clean(page)
+        missing = [t for t in texts if t not in body]
+        if not missing:
+            return body
+        if time.monotonic() > deadline:
+            page.screenshot(path=str(shot), full_page=True)
+            raise AssertionError(f"{missing} not visible (screenshot {shot.name}):\n{body[:3000]}")
+        page.wait_for_timeout(250)
+
+
 def test_every_page_renders_with_content(app, page, artifacts):
     for path, texts in PAGES.items():
         open_page(page, app, path)
-        body = assert_clean(page)
-        for text in texts:
-            assert text in body, f"/{path}: {text!r} not visible"
+        wait_texts(page, texts, artifacts / f"missing_{path or 'markets'}.png")
         page.screenshot(path=str(artifacts / f"page_{path or 'markets'}.png"), full_page=True)
     # the sidebar navigation reaches every page
     open_page(page, app, "")
