@@ -32,6 +32,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import math
 import os
 import random
@@ -44,6 +45,8 @@ from typing import Any
 import numpy as np
 
 from ml.sentiment import LABELS, SentimentPrediction
+
+log = logging.getLogger(__name__)
 
 METADATA_FILE = "sentinance_model.json"
 ONNX_FILE = "model.onnx"  # the fp32 model for ONNX Runtime, exported from the folder's weights
@@ -367,9 +370,7 @@ def load_transformer(
     except Exception as exc:
         if runtime == "onnx":
             raise
-        import logging
-
-        logging.getLogger(__name__).warning(
+        log.warning(
             "ONNX Runtime unavailable for %s (%s: %s); serving with torch",
             path,
             type(exc).__name__,
@@ -750,9 +751,7 @@ def save_model(result: TrainResult, directory: str | Path, extra: dict | None = 
         try:
             export_onnx(out)
         except Exception as exc:  # noqa: BLE001 - torch serving still works
-            import logging
-
-            logging.getLogger(__name__).warning("ONNX export of %s failed: %s", out, exc)
+            log.warning("ONNX export of %s failed: %s", out, exc)
     meta = {
         "version": result.version,
         "max_length": result.config.max_length,
