@@ -5,22 +5,17 @@
 
   Deduplication on (exchange, symbol, trade_id): raw trades are immutable at the venue, so the
   first ingested copy wins (ties broken by ts, price, amount, side, source).
+
+  Why two branches: almost every key has one copy (the lake writers keep one row per key per
+  file), so ranking every row in a window (a sort of the whole lake: 9 s of a 10 s model over
+  10M trades) is wasted work. One grouping pass on a key hash finds the keys with more than one
+  copy; only their rows are ranked, and every other row passes straight through. A hash
+  collision only sends a unique key through the ranking branch, where it wins alone: the result
+  is exact either way.
 #}
 {% macro deduplicated_trades(relation) -%}
-    select
-        exchange,
-        symbol,
-        base,
-        quote,
-        trade_id,
-        ts,
-        price,
-        amount,
-        cost,
-        side,
-        source,
-        ingested_at
-    from (
+    with typed as (
+
         select
             cast(exchange as {{ dbt.type_string() }}) as exchange,
             cast(symbol as {{ dbt.type_string() }}) as symbol,
@@ -35,11 +30,49 @@
             cast(source as {{ dbt.type_string() }}) as source,
             cast(ingested_at as {{ sentinance.type_timestamp_utc() }}) as ingested_at
         from {{ relation }}
-    ) as typed
+
+    ),
+
+    repeated_keys as (
+
+        select {{ sentinance.trade_key_hash() }} as key_hash
+        from typed
+        group by 1
+        having count(*) > 1
+
+    )
+
+    select * from typed
+    where {{ sentinance.trade_key_hash() }} not in (select key_hash from repeated_keys)
+
+    union all
+
+    select * from (
+        select * from typed
+        where {{ sentinance.trade_key_hash() }} in (select key_hash from repeated_keys)
+    ) as copies
     qualify row_number() over (
         partition by exchange, symbol, trade_id
         order by ingested_at, ts, price, amount, side, source
     ) = 1
+{%- endmacro %}
+
+{#- A hash of the trade key (exchange, symbol, trade_id) for the repeated-key pre-filter. Any
+    deterministic function of the key is correct (collisions cost time, never rows); DuckDB's
+    64-bit hash() groups several times faster than the key's strings or an md5 text. -#}
+{% macro trade_key_hash() -%}
+    {{ return(adapter.dispatch('trade_key_hash', 'sentinance')()) }}
+{%- endmacro %}
+
+{% macro default__trade_key_hash() -%}
+    {#- coalesce: a NULL hash would make `not in` drop rows -#}
+    {{ dbt.hash(dbt.concat([
+        "coalesce(exchange, '')", "'|'", "coalesce(symbol, '')", "'|'", "coalesce(trade_id, '')"
+    ])) }}
+{%- endmacro %}
+
+{% macro duckdb__trade_key_hash() -%}
+    hash(exchange, symbol, trade_id)
 {%- endmacro %}
 
 {#- Every raw copy (from `raw`) of every trade key that has a copy in a changed bucket: the input
