@@ -108,3 +108,32 @@ def test_second_run_is_idempotent(demo_home):
     before = counts(demo_home)
     run(["demo"], demo_home)
     assert counts(demo_home) == before
+
+
+def test_demo_records_dbt_tests_as_checks_on_the_assets_they_test(demo_home):
+    """dbt's tests on the raw source run in the analytics job and land as checks on raw/trades
+    (the ingest asset), the seed-rate test on its seed: none is dropped as unselected."""
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(str(Path(demo_home["SENTINANCE_HOME"]) / "dagster"))
+    for asset, check in [
+        ("raw/trades", "source_not_null_raw_trades_price"),
+        ("raw/trades", "source_accepted_values_raw_trades_side__buy__sell"),
+        ("raw/trades", "bucket_start_default_matches_dispatched"),
+        ("staging/quote_usd_rates", "trade_quotes_have_usd_rate"),
+        (
+            "staging/stg_trades",
+            "unique_combination_of_columns_stg_trades_" + "exchange__symbol__trade_id",
+        ),
+    ]:
+        key = dg.AssetCheckKey(dg.AssetKey.from_user_string(asset), check)
+        history = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+        assert history, f"no execution of {asset}:{check}"
+        assert history[0].status.value == "SUCCEEDED", (asset, check, history[0].status)
+
+
+def test_demo_full_refresh_rebuilds_the_incremental_models(demo_home):
+    before = counts(demo_home)
+    proc = run(["demo", "--full-refresh"], demo_home)
+    assert "rows per table" in proc.stdout
+    assert counts(demo_home) == before

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from sentinance_assets.defs.partitions import daily
+from sentinance_assets.defs.transform.assets import sentinance_dbt
 from sentinance_assets.lib.sources.replay import data_files, file_days
 from sentinance_assets.settings import Settings
 
@@ -23,7 +24,12 @@ INGEST = dg.AssetSelection.groups("market", "news")
 # Training the sentiment classifier takes minutes: it has its own job and schedule, and the
 # everyday analytics run only scores news with the current champion.
 SENTIMENT_TRAINING = dg.AssetSelection.assets(dg.AssetKey(["ml", "sentiment_classifier"]))
-ANALYTICS = dg.AssetSelection.all() - INGEST - SENTIMENT_TRAINING
+# dbt's tests on its sources (raw.trades' value tests) are checks on the ingest assets, but the
+# dbt step runs them: they belong to the analytics run, so subtracting INGEST must not drop them.
+DBT_SOURCE_CHECKS = dg.AssetSelection.checks(
+    *(key for key in sentinance_dbt.check_keys if key.asset_key not in sentinance_dbt.keys)
+)
+ANALYTICS = (dg.AssetSelection.all() - INGEST - SENTIMENT_TRAINING) | DBT_SOURCE_CHECKS
 REPLAY_KINDS = ("trades", "candles", "news")
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,

@@ -92,17 +92,35 @@ def test_ingest_assets_declare_reconcile_and_quality_checks(check_keys, asset: s
 
 def test_dbt_tests_are_dagster_asset_checks(check_keys) -> None:
     """unique, not_null, accepted_values, relationships and OHLC consistency, each as an
-    asset check on the dbt model it tests (dagster-dbt translator, enable_asset_checks)."""
+    asset check on the dbt model it tests (dagster-dbt translator, enable_asset_checks), and
+    the raw trades' value tests on the Python asset that writes them (source tests)."""
 
     def has(asset: str, prefix: str) -> bool:
         return any(name.startswith(prefix) for name in check_keys.get(asset, ()))
 
-    assert has("staging/stg_trades", "not_null_stg_trades_price")
-    assert has("staging/stg_trades", "accepted_values_stg_trades_side")
+    assert has("raw/trades", "source_not_null_raw_trades_price")
+    assert has("raw/trades", "source_accepted_values_raw_trades_side")
+    assert has("raw/trades", "source_accepted_range_raw_trades_amount")
     assert has("staging/stg_trades", "unique_combination_of_columns_stg_trades_exchange")
     assert has("staging/stg_news", "unique_stg_news_news_id")
     assert has("staging/stg_news_sentiment", "relationships_stg_news_sentiment_news_id")
     assert has("staging/stg_candles", "ohlc_consistent_")
     assert has("marts/candles", "ohlc_consistent_")
-    dbt_checks = sum(len(v) for k, v in check_keys.items() if not k.startswith("raw/"))
+    dbt_checks = sum(
+        len([c for c in v if c not in {"counts_reconcile", "quality_score"}])
+        for v in check_keys.values()
+    )
     assert dbt_checks >= 40
+
+
+def test_analytics_job_runs_the_dbt_source_checks_but_not_the_ingest_checks() -> None:
+    """The dbt step runs raw.trades' source tests, so the analytics job selects those checks
+    (else Dagster warns that unselected check results were yielded); the ingest assets' own
+    checks stay with ingest."""
+    from sentinance_assets.definitions import defs
+    from sentinance_assets.defs.jobs import ANALYTICS
+
+    checks = ANALYTICS.resolve_checks(defs().resolve_asset_graph())
+    raw_trades = dg.AssetKey(["raw", "trades"])
+    assert dg.AssetCheckKey(raw_trades, "source_not_null_raw_trades_price") in checks
+    assert dg.AssetCheckKey(raw_trades, "counts_reconcile") not in checks

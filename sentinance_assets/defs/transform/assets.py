@@ -107,7 +107,10 @@ def run_partition_window(context: dg.AssetExecutionContext) -> dg.TimeWindow | N
     manifest=dbt_project.manifest_path,
     project=dbt_project,
     dagster_dbt_translator=SentinanceTranslator(
-        settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)
+        # source tests (raw.trades' value tests) become checks on the Python raw assets
+        settings=DagsterDbtTranslatorSettings(
+            enable_asset_checks=True, enable_source_tests_as_checks=True
+        )
     ),
     pool="duckdb",
 )
