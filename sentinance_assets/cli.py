@@ -72,8 +72,12 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         print(f"[{i}/{len(days)}] ingested {day} ({time.monotonic() - t0:.1f} s)", flush=True)
     print("building marts, sentiment, forecaster, drift and alerts ...", flush=True)
     t0 = time.monotonic()
+    run_config: dict = dict(QUIET_RUN_CONFIG)
+    if args.full_refresh:
+        # rebuild every incremental dbt model from the lake (e.g. tables of an older version)
+        run_config["ops"] = {"sentinance_dbt": {"config": {"full_refresh": True}}}
     result = defs.resolve_job_def("analytics_job").execute_in_process(
-        instance=instance, run_config=QUIET_RUN_CONFIG, raise_on_error=False
+        instance=instance, run_config=run_config, raise_on_error=False
     )
     if not result.success:
         failed = [e.step_key for e in result.all_events if e.is_step_failure]
@@ -337,6 +341,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="materialize the whole graph and print a summary")
+    demo.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="rebuild the incremental dbt models from the whole lake (dbt build --full-refresh)",
+    )
     demo.set_defaults(func=cmd_demo)
     query = sub.add_parser("query", help="run a read-only SQL query on the warehouse")
     query.add_argument("sql", help='e.g. "select * from marts.candles limit 5"')

@@ -26,6 +26,17 @@
     {%- if not execute or not is_incremental() -%}
         {{ return(none) }}
     {%- endif -%}
+    {%- set existing = adapter.get_columns_in_relation(this) | map(attribute='name') | map('lower') | list -%}
+    {%- if column | lower not in existing -%}
+        {#- a table built before the watermark column existed: say what to do, rather than let
+            the watermark query fail with the engine's binder error -#}
+        {%- do exceptions.raise_compiler_error(
+            this ~ " has no column '" ~ column ~ "' (built by an older version of the project): "
+            ~ "rebuild it once with `sentinance demo --full-refresh`, config full_refresh: true "
+            ~ "on the dbt assets in Dagster, or `dbt build --full-refresh --select "
+            ~ this.identifier ~ "+`"
+        ) -%}
+    {%- endif -%}
     {%- set lookback = var('late_data_lookback_minutes', 60) | int -%}
     {%- set result = run_query(
         'select cast(max(' ~ column ~ ') as ' ~ dbt.type_string() ~ ') as wm from ' ~ this

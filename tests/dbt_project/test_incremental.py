@@ -237,3 +237,26 @@ def test_window_run_then_equals_full_refresh_exactly(scenario):
     for table, (rows, only_a, only_b) in result.items():
         assert rows > 0, table
         assert (only_a, only_b) == (0, 0), (table, only_a, only_b)
+
+
+def test_table_from_an_older_version_says_to_full_refresh(tmp_path):
+    """An incremental table built before its watermark column existed fails with what to do,
+    not with the engine's binder error; the full refresh it names repairs it."""
+    lake_dir, work = tmp_path / "lake", tmp_path / "wh"
+    _write(lake_dir, _ingested(make_trades().head(500), INGESTED), "batch1")
+    select = ("--select", "stg_trades", "stg_candles", "int_candles_1m")
+    _ok(run_dbt_build(lake_dir, work, {}, *select, command="run"))
+    with duckdb.connect(str(work / "warehouse.duckdb")) as conn:
+        conn.execute("alter table intermediate.int_candles_1m drop column ingested_at")
+
+    stale = run_dbt_build(lake_dir, work, {}, *select, command="run")
+    assert stale.returncode != 0
+    assert "has no column 'ingested_at'" in stale.output
+    assert "--full-refresh" in stale.output
+    assert "Binder Error" not in stale.output
+
+    repaired = _ok(run_dbt_build(lake_dir, work, {}, *select, "--full-refresh", command="run"))
+    assert (
+        repaired.query("select count(ingested_at) as n from intermediate.int_candles_1m")["n"][0]
+        > 0
+    )
