@@ -44,6 +44,15 @@ def _instance(settings: Settings):
     return dg.DagsterInstance.from_config(str(home))
 
 
+def analytics_run_config(full_refresh: bool = False) -> dict:
+    """The demo's analytics run config; ``full_refresh`` rebuilds every incremental dbt model
+    from the whole lake (for tables an older version built with other columns)."""
+    run_config: dict = dict(QUIET_RUN_CONFIG)
+    if full_refresh:
+        run_config["ops"] = {"sentinance_dbt": {"config": {"full_refresh": True}}}
+    return run_config
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from sentinance_assets.definitions import defs as load_defs
 
@@ -72,12 +81,10 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         print(f"[{i}/{len(days)}] ingested {day} ({time.monotonic() - t0:.1f} s)", flush=True)
     print("building marts, sentiment, forecaster, drift and alerts ...", flush=True)
     t0 = time.monotonic()
-    run_config: dict = dict(QUIET_RUN_CONFIG)
-    if args.full_refresh:
-        # rebuild every incremental dbt model from the lake (e.g. tables of an older version)
-        run_config["ops"] = {"sentinance_dbt": {"config": {"full_refresh": True}}}
     result = defs.resolve_job_def("analytics_job").execute_in_process(
-        instance=instance, run_config=run_config, raise_on_error=False
+        instance=instance,
+        run_config=analytics_run_config(full_refresh=args.full_refresh),
+        raise_on_error=False,
     )
     if not result.success:
         failed = [e.step_key for e in result.all_events if e.is_step_failure]

@@ -132,8 +132,16 @@ def test_demo_records_dbt_tests_as_checks_on_the_assets_they_test(demo_home):
         assert history[0].status.value == "SUCCEEDED", (asset, check, history[0].status)
 
 
-def test_demo_full_refresh_rebuilds_the_incremental_models(demo_home):
-    before = counts(demo_home)
-    proc = run(["demo", "--full-refresh"], demo_home)
-    assert "rows per table" in proc.stdout
-    assert counts(demo_home) == before
+def test_demo_full_refresh_is_valid_config_of_the_analytics_job():
+    """`sentinance demo --full-refresh` hands the dbt step full_refresh: true (which becomes
+    `dbt build --full-refresh`: tests/defs/test_transform.py); the config must fit the job."""
+    import dagster as dg
+
+    from sentinance_assets.cli import analytics_run_config
+    from sentinance_assets.definitions import defs
+
+    job = defs().resolve_job_def("analytics_job")
+    config = analytics_run_config(full_refresh=True)
+    assert config["ops"]["sentinance_dbt"]["config"] == {"full_refresh": True}
+    assert dg.validate_run_config(job, config)["ops"]["sentinance_dbt"]["config"]["full_refresh"]
+    assert "ops" not in analytics_run_config()
