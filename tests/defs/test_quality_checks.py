@@ -113,14 +113,20 @@ def test_dbt_tests_are_dagster_asset_checks(check_keys) -> None:
     assert dbt_checks >= 40
 
 
-def test_analytics_job_runs_the_dbt_source_checks_but_not_the_ingest_checks() -> None:
+def test_dbt_source_checks_run_with_analytics_not_with_ingest() -> None:
     """The dbt step runs raw.trades' source tests, so the analytics job selects those checks
-    (else Dagster warns that unselected check results were yielded); the ingest assets' own
-    checks stay with ingest."""
+    (else Dagster warns that unselected check results were yielded), and the ingest job does
+    not (else every ingest run would run the dbt step too); the ingest assets' own checks stay
+    with ingest."""
     from sentinance_assets.definitions import defs
-    from sentinance_assets.defs.jobs import ANALYTICS
+    from sentinance_assets.defs.jobs import ANALYTICS, INGEST
 
-    checks = ANALYTICS.resolve_checks(defs().resolve_asset_graph())
+    loaded = defs()
+    graph = loaded.resolve_asset_graph()
     raw_trades = dg.AssetKey(["raw", "trades"])
-    assert dg.AssetCheckKey(raw_trades, "source_not_null_raw_trades_price") in checks
-    assert dg.AssetCheckKey(raw_trades, "counts_reconcile") not in checks
+    source_check = dg.AssetCheckKey(raw_trades, "source_not_null_raw_trades_price")
+    analytics, ingest = ANALYTICS.resolve_checks(graph), INGEST.resolve_checks(graph)
+    assert source_check in analytics and source_check not in ingest
+    assert dg.AssetCheckKey(raw_trades, "counts_reconcile") in ingest - analytics
+    ingest_steps = {node.name for node in loaded.resolve_job_def("ingest_job").graph.nodes}
+    assert "sentinance_dbt" not in ingest_steps
