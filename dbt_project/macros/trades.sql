@@ -75,10 +75,18 @@
     hash(exchange, symbol, trade_id)
 {%- endmacro %}
 
-{#- Every raw copy (from `raw`) of every trade key that has a copy in a changed bucket: the input
-    an incremental model deduplicates instead of the whole lake. `changed`: the CTE of changed
-    buckets; `match`: the join condition between a raw trade `r` and a changed bucket `c`;
-    `since`: a lower bound on r.ts for finding the keys (their other copies may lie anywhere). -#}
+{#- The deduplicated trades an incremental model recomputes: deduplicated_trades over every raw
+    copy (from `raw`) of every trade key that has a copy in a changed bucket, wherever its ts, so
+    the winners are those stg_trades picks over the whole lake, at a fraction of the cost.
+    `changed`: the CTE of changed buckets; `match`: the join condition between a raw trade `r`
+    and a changed bucket `c`; `since`: a lower bound on r.ts for finding the keys (their other
+    copies may lie anywhere). -#}
+{% macro deduplicated_changed_trades(raw, changed, match, since) -%}
+    {{ sentinance.deduplicated_trades(
+        '(' ~ sentinance.raw_copies_of_changed_trades(raw, changed, match, since) ~ ') as changed_copies'
+    ) }}
+{%- endmacro %}
+
 {% macro raw_copies_of_changed_trades(raw, changed, match, since) -%}
     select r.*
     from {{ raw }} as r

@@ -42,23 +42,15 @@ changed_minutes as (
 
 ),
 
-changed_copies as (
+trades as (
 
-    {#- every raw copy of the trades in those minutes, wherever its ts: deduplicating just these
-        picks the same winners as stg_trades does over the whole lake, at a fraction of the cost #}
-    {{ sentinance.raw_copies_of_changed_trades(
+    {{ sentinance.deduplicated_changed_trades(
         source('raw', 'trades'),
         'changed_minutes',
         "r.exchange = c.exchange and r.symbol = c.symbol and "
             ~ sentinance.bucket_start('r.ts', '1m') ~ " = c.ts",
         '(select min(ts) from changed_minutes)',
     ) }}
-
-),
-
-trades as (
-
-    {{ sentinance.deduplicated_trades('changed_copies') }}
 
 ),
 {%- else %}

@@ -37,21 +37,15 @@ changed_windows as (
 
 ),
 
-changed_copies as (
+trades as (
 
-    {{ sentinance.raw_copies_of_changed_trades(
+    {{ sentinance.deduplicated_changed_trades(
         source('raw', 'trades'),
         'changed_windows',
         "r.base = c.base and r.exchange = c.exchange and "
             ~ sentinance.bucket_start('r.ts', window ~ 's') ~ " = c.window_start",
         '(select min(window_start) from changed_windows)',
     ) }}
-
-),
-
-trades as (
-
-    {{ sentinance.deduplicated_trades('changed_copies') }}
 
 ),
 {%- else %}
