@@ -5,7 +5,7 @@
 
 1. Precision / recall per alert type on several simulated days (9 markets, default trade rate)
    against the simulator's ground truth, with the matching rule of
-   ``sentinance_assets.lib.detection_quality``.
+   ``sentinance_assets.lib.detection.quality``.
 2. Throughput of the polars detectors (``detect_all``: all five detectors) over at least 5 M
    simulated trades, and of a straightforward pandas implementation of the three core rules
    (whale, 60 s volume z-score, 30 s cross-venue VWAP divergence) on the same trades; the ratio.
@@ -28,12 +28,13 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
-from sentinance_assets.lib.detection_quality import score_alerts
-from sentinance_assets.lib.detectors import DetectorConfig, detect_all
+from sentinance_assets.lib.detection.engine import detect_all
+from sentinance_assets.lib.detection.quality import score_alerts
+from sentinance_assets.lib.detection.rules import DetectorConfig
+from sentinance_assets.lib.detection.sinks import LakeSink
+from sentinance_assets.lib.detection.watch import SimulatedFeed, run_watch
 from sentinance_assets.lib.markets import markets_for
 from sentinance_assets.lib.simulator import MarketSimulator
-from sentinance_assets.lib.sinks import LakeSink
-from sentinance_assets.lib.watch import SimulatedFeed, run_watch
 
 EXCHANGES = ("binance", "coinbase", "kraken")
 SYMBOLS = ("BTC", "ETH", "SOL")

@@ -234,9 +234,9 @@ def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
-    from sentinance_assets.lib.detectors import detect_all
-    from sentinance_assets.lib.sinks import write_jsonl
-    from sentinance_assets.lib.watch import read_trades_file
+    from sentinance_assets.lib.detection.engine import detect_all
+    from sentinance_assets.lib.detection.sinks import write_jsonl
+    from sentinance_assets.lib.detection.watch import read_trades_file
 
     try:
         trades = read_trades_file(Path(args.trades))
@@ -256,7 +256,7 @@ def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
-    from sentinance_assets.lib.watch import (
+    from sentinance_assets.lib.detection.watch import (
         LiveFeed,
         ReplayFeed,
         SimulatedFeed,

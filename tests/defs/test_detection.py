@@ -9,8 +9,8 @@ from dagster.components.core.load_defs import load_defs
 
 from sentinance_assets.defs import detection
 from sentinance_assets.defs.detection.sensors import WATCH_ALERTS_KEY, watch_alerts_sensor
+from sentinance_assets.lib.detection.sinks import LakeSink
 from sentinance_assets.lib.schemas import ALERTS
-from sentinance_assets.lib.sinks import LakeSink
 
 T = datetime(2026, 11, 10, 12, tzinfo=UTC)
 

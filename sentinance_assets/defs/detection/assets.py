@@ -3,7 +3,8 @@
 import dagster as dg
 
 from sentinance_assets.lib import lake
-from sentinance_assets.lib.detectors import DetectorConfig, alert_summary, detect_all
+from sentinance_assets.lib.detection.engine import alert_summary, detect_all
+from sentinance_assets.lib.detection.rules import DetectorConfig
 from sentinance_assets.lib.schemas import ALERTS, RAW_TRADES
 from sentinance_assets.settings import Settings
 

@@ -18,10 +18,10 @@ import dagster as dg
 import polars as pl
 
 from sentinance_assets.lib import lake
-from sentinance_assets.lib.detectors import alert_summary
+from sentinance_assets.lib.detection.engine import alert_summary
+from sentinance_assets.lib.detection.sinks import batch_span, compact_alert_files
+from sentinance_assets.lib.detection.watch import checkpoint_cursor_ms
 from sentinance_assets.lib.schemas import ALERTS
-from sentinance_assets.lib.sinks import batch_span, compact_alert_files
-from sentinance_assets.lib.watch import checkpoint_cursor_ms
 from sentinance_assets.settings import Settings
 
 WATCH_ALERTS_KEY = dg.AssetKey(["alerts", "watch"])

@@ -14,12 +14,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from sentinance_assets.lib.sinks import LakeSink
+from sentinance_assets.lib.detection.sinks import LakeSink
+from sentinance_assets.lib.detection.watch import (
+    StopFlag,
+    WatchStats,
+    checkpoint_cursor_ms,
+    run_watch,
+)
 from sentinance_assets.lib.sources import streams
 from sentinance_assets.lib.sources.exchanges import FetchPolicy
 from sentinance_assets.lib.sources.live import LiveSource
 from sentinance_assets.lib.sources.streams import StreamFeed, ws_support, ws_url_for
-from sentinance_assets.lib.watch import StopFlag, WatchStats, checkpoint_cursor_ms, run_watch
 from sentinance_assets.settings import Settings, SettingsError
 from tests.fakes.ws_exchange_server import BTC, ETH, fake_binance_ws, wait_until
 

@@ -4,16 +4,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from sentinance_assets.lib import detectors
-from sentinance_assets.lib.detection_quality import score_alerts
-from sentinance_assets.lib.detectors import (
-    DetectorConfig,
-    StreamingDetector,
-    _maybe_busy,
-    detect_all,
-    sort_alerts,
-    wash_runs,
-)
+from sentinance_assets.lib.detection import rules
+from sentinance_assets.lib.detection.engine import StreamingDetector, detect_all, sort_alerts
+from sentinance_assets.lib.detection.quality import score_alerts
+from sentinance_assets.lib.detection.rules import DetectorConfig, _maybe_busy, wash_runs
 from sentinance_assets.lib.markets import markets_for
 from sentinance_assets.lib.schemas import ALERTS, RAW_MARKET_EVENTS, RAW_TRADES
 from sentinance_assets.lib.simulator import MarketSimulator
@@ -273,7 +267,7 @@ def test_wash_prefilter_finds_exactly_what_a_full_scan_finds(tiny_day, monkeypat
     trades = pl.concat([busy_day, _trades(rows)])
     cfg = DetectorConfig()
     fast = wash_runs(trades, cfg)
-    monkeypatch.setattr(detectors, "_maybe_busy", lambda a, b, need: np.arange(len(a)))
+    monkeypatch.setattr(rules, "_maybe_busy", lambda a, b, need: np.arange(len(a)))
     full = wash_runs(trades, cfg)
     key = ["exchange", "symbol", "amount", "first_ts"]
     assert fast.sort(key).select(key, "trades").equals(full.sort(key).select(key, "trades"))

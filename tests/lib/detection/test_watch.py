@@ -13,17 +13,17 @@ import polars as pl
 import pytest
 
 from sentinance_assets.cli import main
-from sentinance_assets.lib.detectors import StreamingDetector, detect_all
-from sentinance_assets.lib.markets import markets_for
-from sentinance_assets.lib.simulator import MarketSimulator
-from sentinance_assets.lib.sinks import JsonlSink, LakeSink, WebhookSink
-from sentinance_assets.lib.watch import (
+from sentinance_assets.lib.detection.engine import StreamingDetector, detect_all
+from sentinance_assets.lib.detection.sinks import JsonlSink, LakeSink, WebhookSink
+from sentinance_assets.lib.detection.watch import (
     ReplayFeed,
     SimulatedFeed,
     alert_sinks,
     read_trades_file,
     run_watch,
 )
+from sentinance_assets.lib.markets import markets_for
+from sentinance_assets.lib.simulator import MarketSimulator
 from sentinance_assets.settings import Settings, SettingsError
 
 SENTINANCE = str(Path(sys.executable).parent / "sentinance")
@@ -266,9 +266,9 @@ def test_alert_settings_configure_the_watch_sinks_and_options_override(tmp_path)
 
 
 def test_live_feed_polls_the_exchanges_and_isolates_a_failing_venue(tmp_path):
+    from sentinance_assets.lib.detection.watch import LiveFeed
     from sentinance_assets.lib.sources.exchanges import FetchPolicy
     from sentinance_assets.lib.sources.live import LiveSource
-    from sentinance_assets.lib.watch import LiveFeed
     from tests.fakes.exchange_server import fake_exchanges
 
     now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -311,9 +311,9 @@ def test_live_feed_polls_the_exchanges_and_isolates_a_failing_venue(tmp_path):
 
 
 def test_watch_transport_option_picks_the_live_feed(tmp_path, monkeypatch, capsys):
-    from sentinance_assets.lib import watch as watch_module
+    from sentinance_assets.lib.detection import watch as watch_module
+    from sentinance_assets.lib.detection.watch import LiveFeed, StopFlag, WatchStats
     from sentinance_assets.lib.sources.streams import StreamFeed
-    from sentinance_assets.lib.watch import LiveFeed, StopFlag, WatchStats
     from tests.fakes.exchange_server import fake_exchanges
 
     fed = []

@@ -9,8 +9,13 @@ import polars as pl
 import pytest
 
 from sentinance_assets.lib import lake
+from sentinance_assets.lib.detection.sinks import (
+    JsonlSink,
+    LakeSink,
+    WebhookSink,
+    compact_alert_files,
+)
 from sentinance_assets.lib.schemas import ALERTS
-from sentinance_assets.lib.sinks import JsonlSink, LakeSink, WebhookSink, compact_alert_files
 
 T = datetime(2026, 11, 10, 12, tzinfo=UTC)
 

@@ -19,7 +19,7 @@ A live feed has ``horizon()`` (how far the wall clock lets the loop read); a fee
 
 Position and exactly-once. The stream position is a time cursor: every trade with
 ``ts < cursor`` has been processed. Each loop step takes the trades in ``[cursor, target)``,
-pushes them through :class:`~sentinance_assets.lib.detectors.StreamingDetector`, hands the
+pushes them through :class:`~sentinance_assets.lib.detection.engine.StreamingDetector`, hands the
 alerts to the sinks (the lake file is named ``<cursor>-<target>``), and only then writes the
 checkpoint (cursor + detector state, atomically) under ``settings.checkpoints_dir``. After a
 kill -9 the loop restarts from the last checkpoint and first deletes the lake files of batches
@@ -50,11 +50,12 @@ from pathlib import Path
 
 import polars as pl
 
-from sentinance_assets.lib.detectors import DetectorConfig, StreamingDetector
+from sentinance_assets.lib.detection.engine import StreamingDetector
+from sentinance_assets.lib.detection.rules import DetectorConfig
+from sentinance_assets.lib.detection.sinks import AlertSink, JsonlSink, LakeSink, WebhookSink
 from sentinance_assets.lib.markets import markets_for
 from sentinance_assets.lib.schemas import RAW_TRADES
 from sentinance_assets.lib.simulator import MarketSimulator
-from sentinance_assets.lib.sinks import AlertSink, JsonlSink, LakeSink, WebhookSink
 from sentinance_assets.settings import Settings
 
 REPLAY_COLUMNS = ("exchange", "symbol", "trade_id", "timestamp", "price", "amount", "side")
@@ -305,7 +306,7 @@ def run_watch(
     alert is measured from the arrival of the oldest trade of its batch to the moment the alert
     file is visible: an upper bound of the trade-to-readable delay. On a clean stop (not on an
     exception) the lake batch files, all committed by then, are compacted into one
-    (:func:`~sentinance_assets.lib.sinks.compact_alert_files`) unless ``compact=False``.
+    (:func:`~sentinance_assets.lib.detection.sinks.compact_alert_files`) unless ``compact=False``.
     """
     stop = stop or StopFlag()
     ckpt = Checkpoint.load(checkpoint_path)
