@@ -254,7 +254,7 @@ def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
-    from datetime import UTC, datetime, timedelta
+    from datetime import datetime, timedelta
 
     from sentinance_assets.lib.detection.watch import (
         LiveFeed,
@@ -265,12 +265,17 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
         run_watch,
         stderr_progress,
     )
+    from sentinance_assets.lib.timestamps import TimestampError, parse_time
 
     def when(text: str | None) -> datetime | None:
-        if not text:
-            return None
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return parse_time(text, what="time option") if text else None
+
+    try:
+        when(args.start)
+        when(args.until)
+    except TimestampError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     if args.trades:
         feed = ReplayFeed.from_files([Path(p) for p in args.trades])

@@ -45,6 +45,7 @@ from sentinance_assets.lib.schemas import (
     TS,
     Dataset,
 )
+from sentinance_assets.lib.timestamps import parse_series
 
 FUTURE_SKEW = timedelta(minutes=5)
 CONSISTENCY_TOLERANCE = 0.001  # cost vs price x amount, relative
@@ -407,37 +408,11 @@ def news_rules(now: datetime) -> Contract:
 # --------------------------------------------------------------------------- coercion
 
 
-def _to_timestamp(s: pl.Series) -> pl.Series:
-    """Datetime (naive = UTC), ISO-8601 text, or epoch milliseconds -> UTC ms; null if not."""
-    if isinstance(s.dtype, pl.Datetime):
-        if s.dtype.time_zone is None:  # type: ignore[attr-defined]
-            s = s.dt.replace_time_zone("UTC")
-        return s.dt.convert_time_zone("UTC").cast(TS)
-    if s.dtype == pl.Date:
-        return s.cast(pl.Datetime("ms")).dt.replace_time_zone("UTC").cast(TS)
-    if s.dtype.is_numeric():
-        v = s.cast(pl.Float64)
-        ok = v.is_finite() & (v.abs() < 1e15)  # beyond that no epoch-ms value is sane
-        ms = pl.select(pl.when(ok).then(v.round(0)).cast(pl.Int64)).to_series()
-        return ms.cast(pl.Datetime("ms")).dt.replace_time_zone("UTC").cast(TS)
-    text = s.cast(pl.String, strict=False).str.strip_chars()
-    numeric = text.cast(pl.Float64, strict=False)
-    as_number = _to_timestamp(numeric)
-    iso = text.str.replace(r"(?i)z$", "+00:00").str.replace(r"^(\d{4}-\d\d-\d\d) ", "${1}T")
-    with_zone = iso.str.to_datetime(
-        "%Y-%m-%dT%H:%M:%S%.f%:z", time_unit="ms", strict=False, time_zone="UTC"
-    )
-    naive = iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="ms", strict=False)
-    day_only = iso.str.to_datetime("%Y-%m-%d", time_unit="ms", strict=False)
-    naive = naive.fill_null(day_only).dt.replace_time_zone("UTC")
-    return as_number.fill_null(with_zone.cast(TS)).fill_null(naive.cast(TS))
-
-
 def _cast(s: pl.Series, dtype: pl.DataType) -> pl.Series:
     if s.dtype == dtype:
         return s
     if dtype == TS:
-        return _to_timestamp(s)
+        return parse_series(s, strict=False)
     if dtype == pl.String:
         if s.dtype == pl.Object:
             return s.map_elements(str, return_dtype=pl.String)

@@ -55,6 +55,7 @@ from ml.forecaster import (
     train_forecaster,
 )
 from sentinance_assets.lib.schemas import FORECAST_EVALUATION, FORECASTS, TS
+from sentinance_assets.lib.timestamps import parse_series
 from sentinance_assets.lib.warehouse import reading
 
 REGISTERED_NAME = "sentinance-forecaster"
@@ -122,11 +123,10 @@ def load_hourly_candles(read_path: Path, exchange: str) -> pl.DataFrame:
 
 
 def read_candles_file(path: str | Path) -> pl.DataFrame:
-    """1-hour candles from CSV or Parquet: ``timestamp, symbol, open, high, low, close,
-    volume``. ``timestamp`` may be epoch milliseconds, epoch seconds (values below 1e11) or
-    ISO-8601 text (naive means UTC). Rows are sorted; exact duplicate ``(symbol, timestamp)``
-    rows keep the first occurrence. Returns the ``symbol, ts, ...`` layout of
-    :func:`ml.features.build_features`.
+    """1-hour candles from CSV or Parquet: ``timestamp, symbol, open, high, low, close, volume``.
+    ``timestamp`` is any form :mod:`~sentinance_assets.lib.timestamps` reads. Rows are
+    sorted; exact duplicate ``(symbol, timestamp)`` rows keep the first occurrence. Returns
+    the ``symbol, ts, ...`` layout of :func:`ml.features.build_features`.
     """
     path = Path(path)
     if path.suffix.lower() in (".parquet", ".pq"):
@@ -138,38 +138,16 @@ def read_candles_file(path: str | Path) -> pl.DataFrame:
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {missing} (need {', '.join(need)})")
-    ts = df.schema["timestamp"]
-    if isinstance(ts, pl.Datetime):
-        expr = (
-            pl.col("timestamp").dt.convert_time_zone("UTC")
-            if ts.time_zone
-            else pl.col("timestamp").dt.replace_time_zone("UTC")
-        )
-    elif ts.is_numeric():
-        num = pl.col("timestamp").cast(pl.Float64)
-        ms = pl.when(num < 1e11).then(num * 1000).otherwise(num).round(0).cast(pl.Int64)
-        expr = pl.from_epoch(ms, time_unit="ms").dt.replace_time_zone("UTC")
-    else:
-        # ISO text, possibly in mixed forms ("T" or space, with or without an offset)
-        parsed = [_iso_utc(x) for x in df["timestamp"].cast(pl.String).to_list()]
-        df = df.with_columns(pl.Series("timestamp", parsed, dtype=pl.Datetime("us", "UTC")))
-        expr = pl.col("timestamp")
+    df = df.with_columns(parse_series(df["timestamp"], strict=True).alias("timestamp"))
     return (
         df.select(
             pl.col("symbol").cast(pl.String),
-            expr.cast(TS).alias("ts"),
+            pl.col("timestamp").alias("ts"),
             *[pl.col(c).cast(pl.Float64) for c in need[2:]],
         )
         .unique(["symbol", "ts"], keep="first", maintain_order=True)
         .sort("symbol", "ts")
     )
-
-
-def _iso_utc(text: str | None) -> datetime:
-    if text is None:
-        raise ValueError("empty timestamp")
-    value = datetime.fromisoformat(text.strip())
-    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def split_time(frame: pl.DataFrame, test_share: float = TEST_SHARE) -> datetime:

@@ -154,9 +154,16 @@ CASES = [
         "not_in_future",
     ),
     Case(
-        "epoch_seconds_not_ms",
+        "epoch_seconds_not_ms",  # the unit follows from the magnitude (lib/timestamps.py)
         "trades",
-        [{"ts": int(T0.timestamp())}],  # seconds where milliseconds belong: 1970
+        [{"ts": int(T0.timestamp())}],
+        None,
+        dtypes={"ts": pl.Int64},
+    ),
+    Case(
+        "epoch_implausibly_early",  # 1,000 s after 1970: a real epoch, but no market then
+        "trades",
+        [{"ts": 1000}],
         "time_plausible",
         dtypes={"ts": pl.Int64},
     ),

@@ -56,6 +56,7 @@ from sentinance_assets.lib.detection.sinks import AlertSink, JsonlSink, LakeSink
 from sentinance_assets.lib.markets import markets_for
 from sentinance_assets.lib.schemas import RAW_TRADES
 from sentinance_assets.lib.simulator import MarketSimulator
+from sentinance_assets.lib.timestamps import parse_series
 from sentinance_assets.settings import Settings
 
 REPLAY_COLUMNS = ("exchange", "symbol", "trade_id", "timestamp", "price", "amount", "side")
@@ -65,7 +66,7 @@ REPLAY_COLUMNS = ("exchange", "symbol", "trade_id", "timestamp", "price", "amoun
 def read_trades_file(path: Path) -> pl.DataFrame:
     """A replay trades file (CSV or Parquet) in the ``raw.trades`` layout, sorted by time.
 
-    ``timestamp`` is epoch milliseconds or ISO-8601 (UTC when no offset is given); base and
+    ``timestamp`` is any form :mod:`~sentinance_assets.lib.timestamps` reads; base and
     quote come from the unified symbol (``BTC/USDT``).
     """
     path = Path(path)
@@ -76,21 +77,7 @@ def read_trades_file(path: Path) -> pl.DataFrame:
     missing = [c for c in REPLAY_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing columns {missing} (need {', '.join(REPLAY_COLUMNS)})")
-    ts = df["timestamp"]
-    if ts.dtype == pl.String:
-        numeric = ts.str.strip_chars().str.contains(r"^\d+(\.\d+)?$").all()
-        if numeric:
-            ts = ts.cast(pl.Float64).cast(pl.Int64).cast(pl.Datetime("ms", "UTC"))
-        else:
-            ts = (
-                ts.str.strip_chars()
-                .str.replace(r"Z$", "+00:00")
-                .str.to_datetime(time_unit="ms", time_zone="UTC", format=None)
-            )
-    elif ts.dtype.is_numeric():
-        ts = ts.cast(pl.Int64).cast(pl.Datetime("ms", "UTC"))
-    else:
-        ts = ts.cast(pl.Datetime("ms", "UTC"))
+    ts = parse_series(df["timestamp"].rename("timestamp"), strict=True)
     sym = pl.col("symbol").str.to_uppercase()
     out = df.with_columns(
         ts.alias("ts"),

@@ -35,6 +35,7 @@ import polars as pl
 from sentinance_assets.lib.news import ASSET_ALIASES as NEWS_ASSETS
 from sentinance_assets.lib.schemas import RAW_CANDLES, RAW_MARKET_EVENTS, RAW_NEWS, RAW_TRADES, TS
 from sentinance_assets.lib.sources.feeds import parse_feed
+from sentinance_assets.lib.timestamps import parse_series
 
 DATA_SUFFIXES = (".csv", ".parquet")
 KNOWN_QUOTES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "DAI", "USD", "EUR", "GBP", "BTC", "ETH")
@@ -74,44 +75,6 @@ def split_pair(text: str) -> tuple[str, str] | None:
         if base in KNOWN_BASES:
             return base, quote
     return splits[0] if splits else None
-
-
-def to_utc(series: pl.Series) -> pl.Series:
-    """A timestamp column (epoch s/ms/us/ns, ISO-8601 string or datetime) as UTC ms."""
-    s = series
-    if s.dtype == pl.String:
-        stripped = s.str.strip_chars()
-        numeric = stripped.cast(pl.Float64, strict=False)
-        if numeric.null_count() == stripped.null_count():
-            s = numeric
-        else:
-            parsed = stripped.str.replace(r"Z$", "+00:00").str.to_datetime(
-                time_unit="ms", strict=False, time_zone="UTC"
-            )
-            return parsed.cast(TS)
-    if isinstance(s.dtype, pl.Datetime):
-        if s.dtype.time_zone is None:  # type: ignore[attr-defined]
-            s = s.dt.replace_time_zone("UTC")
-        return s.dt.convert_time_zone("UTC").cast(TS)
-    if s.dtype.is_numeric():
-        v = s.cast(pl.Float64)
-        mag = v.abs()
-        ms = (
-            pl.select(
-                pl.when(mag < 1e11)
-                .then(v * 1000)
-                .when(mag < 1e14)
-                .then(v)
-                .when(mag < 1e17)
-                .then(v / 1000)
-                .otherwise(v / 1e6)
-            )
-            .to_series()
-            .round(0)
-            .cast(pl.Int64)
-        )
-        return ms.cast(TS)
-    raise ReplayFormatError(f"cannot read timestamps of type {s.dtype}")
 
 
 def _is_number(text: str) -> bool:
@@ -196,7 +159,7 @@ def _market_columns(df: pl.DataFrame, path: Path, root: Path, dump: bool) -> pl.
 def _ts_column(df: pl.DataFrame, path: Path) -> pl.Series:
     for name in TS_CANDIDATES:
         if name in df.columns:
-            return to_utc(df.get_column(name))
+            return parse_series(df.get_column(name), strict=False)
     raise ReplayFormatError(f"{path.name}: no timestamp column (tried {TS_CANDIDATES})")
 
 
