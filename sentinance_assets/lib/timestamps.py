@@ -11,6 +11,10 @@ came out right in one path and as 1970 in another). The rules, everywhere:
   every unit reads right for any time between 1973 and 5138); non-finite numbers are invalid;
 * a text is ISO-8601: ``2026-11-15``, ``2026-11-15T12:00``, ``2026-11-15 12:00:00.123``, with an
   optional ``Z`` or ``+hh:mm`` offset; without an offset it is UTC;
+* a text with a numeric day and month before a 4-digit year (``5-7-2022 04:24``,
+  ``30/06/2022``: news exports write these) is read day-first or month-first, whichever the
+  whole column allows (a first number above 12 means day-first, a second number above 12
+  month-first); a column both readings fit, or neither, is not guessed: it is invalid;
 * anything else is invalid: :func:`parse_series` returns null for it (``strict=False``, the
   contracts then quarantine the row with a reason) or raises :class:`TimestampError` naming the
   column, the first bad values and the accepted forms (``strict=True``).
@@ -69,7 +73,44 @@ def _from_text(text: pl.Series) -> pl.Series:
     naive = iso.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="ms", strict=False)
     day_only = iso.str.to_datetime("%Y-%m-%d", time_unit="ms", strict=False)
     naive = naive.fill_null(day_only).dt.replace_time_zone("UTC")
-    return _from_epoch(numeric).fill_null(with_zone.cast(TS)).fill_null(naive.cast(TS))
+    out = _from_epoch(numeric).fill_null(with_zone.cast(TS)).fill_null(naive.cast(TS))
+    return out.fill_null(_from_day_month_year(stripped))
+
+
+_DMY = r"^(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$"
+
+
+def _from_day_month_year(text: pl.Series) -> pl.Series:
+    """``D-M-YYYY [HH:MM[:SS]]`` or ``M-D-YYYY ...``, the order decided for the whole column."""
+    parts = text.str.extract_groups(_DMY).struct.unnest()
+    first, second = parts["1"].cast(pl.Int32), parts["2"].cast(pl.Int32)
+    day_first = bool((first > 12).any())
+    month_first = bool((second > 12).any())
+    if day_first == month_first:  # no value tells the order (or the values contradict)
+        return pl.Series(text.name, [None] * text.len(), dtype=TS)
+    day, month = (first, second) if day_first else (second, first)
+    frame = pl.DataFrame(
+        {
+            "y": parts["3"].cast(pl.Int32),
+            "mo": month,
+            "d": day,
+            "h": parts["4"].cast(pl.Int32).fill_null(0),
+            "mi": parts["5"].cast(pl.Int32).fill_null(0),
+            "s": parts["6"].cast(pl.Int32).fill_null(0),
+        }
+    )
+    valid = (
+        pl.col("mo").is_between(1, 12)
+        & pl.col("d").is_between(1, 31)
+        & pl.col("h").is_between(0, 23)
+        & pl.col("mi").is_between(0, 59)
+        & pl.col("s").is_between(0, 59)
+    )
+    return frame.select(
+        pl.when(valid)
+        .then(pl.datetime("y", "mo", "d", "h", "mi", "s", time_unit="ms", time_zone="UTC"))
+        .alias(text.name)
+    ).to_series()
 
 
 def parse_series(series: pl.Series, *, strict: bool = True) -> pl.Series:

@@ -96,7 +96,7 @@ def test_every_input_path_reads_epoch_seconds_alike(tmp_path: Path) -> None:
     some of them before there was one parser)."""
     from sentinance_assets.lib import contracts
     from sentinance_assets.lib.detection.watch import read_trades_file
-    from sentinance_assets.lib.forecasting import read_candles_file
+    from sentinance_assets.lib.forecast_io import read_candles_file
     from sentinance_assets.lib.sources.replay import normalise_trades
 
     secs = [1677628800, 1677628860]
@@ -116,3 +116,18 @@ def test_every_input_path_reads_epoch_seconds_alike(tmp_path: Path) -> None:
         + "".join(f"{s},BTC/USDT,1,1,1,1,1\n" for s in secs)
     )
     assert read_candles_file(candles)["ts"].to_list() == want
+
+
+def test_day_first_and_month_first_columns_are_told_apart() -> None:
+    day_first = parse_series(pl.Series("date", ["5-7-2022 04:24", "30-6-2022 23:59"]))
+    assert day_first.to_list() == [
+        datetime(2022, 7, 5, 4, 24, tzinfo=UTC),
+        datetime(2022, 6, 30, 23, 59, tzinfo=UTC),
+    ]
+    month_first = parse_series(pl.Series("date", ["07/05/2022", "06/30/2022"]))
+    assert month_first.to_list() == [
+        datetime(2022, 7, 5, tzinfo=UTC),
+        datetime(2022, 6, 30, tzinfo=UTC),
+    ]
+    with pytest.raises(TimestampError, match="5-7-2022"):  # either order fits: not guessed
+        parse_series(pl.Series("date", ["5-7-2022", "6-7-2022"]))
