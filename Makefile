@@ -33,8 +33,11 @@ dev: setup
 app: setup
 	$(BIN)/sentinance app
 
+# what CI checks before the tests (also a pre-commit hook set: .pre-commit-config.yaml)
 lint: setup
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf .sentinance dbt_project/target

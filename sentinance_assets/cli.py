@@ -18,7 +18,12 @@ from pathlib import Path
 import duckdb
 
 from sentinance_assets.lib.warehouse import WarehouseNotBuiltError, reading
-from sentinance_assets.settings import WATCH_TRANSPORTS, Settings, SettingsError
+from sentinance_assets.settings import (
+    WATCH_TRANSPORTS,
+    Settings,
+    SettingsError,
+    settings_help_epilog,
+)
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DAGSTER_YAML = """\
@@ -55,6 +60,7 @@ def analytics_run_config(full_refresh: bool = False) -> dict:
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from sentinance_assets.definitions import defs as load_defs
+    from sentinance_assets.defs.skips import skips_in
 
     started = time.monotonic()
     print(f"Sentinance demo — source={settings.source}, home={settings.home}")
@@ -95,6 +101,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(f"analytics done ({time.monotonic() - t0:.1f} s)\n")
     print_summary(settings)
+    print_skips(skips_in(result.all_events))
     print(f"\nfinished in {time.monotonic() - started:.0f} s")
     print(
         "\nNext:\n  make dev   # Dagster UI at http://127.0.0.1:3000 (lineage, runs, checks)\n"
@@ -151,6 +158,15 @@ def print_summary(settings: Settings) -> None:
             print("forecaster on the hold-out (all symbols pooled)")
             for horizon, model, metric, value in rows:
                 print(f"  {horizon:<4} {metric:<20} {model:<14}{value:>12.6f}")
+
+
+def print_skips(skips: list[tuple[str, str]]) -> None:
+    """What the run skipped for thin input, and why (the run itself succeeded)."""
+    if not skips:
+        return
+    print("skipped (input too thin; the rest of the graph ran)")
+    for asset, reason in skips:
+        print(f"  {asset:<26}{reason}")
 
 
 def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
@@ -348,8 +364,11 @@ REPLAY_LAYOUT = "exchange,symbol,trade_id,timestamp,price,amount,side"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sentinance",
-        description="Crypto market intelligence on a Dagster asset graph over DuckDB. "
-        "Configure with SENTINANCE_* environment variables (see README).",
+        description="Crypto market intelligence on a Dagster asset graph over DuckDB.\n"
+        "Configure with SENTINANCE_* environment variables (listed below).",
+        # the variables come from the settings' field table, laid out there (kept raw here)
+        epilog=settings_help_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="materialize the whole graph and print a summary")

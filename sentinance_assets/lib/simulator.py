@@ -163,7 +163,7 @@ class _Event:
 class MarketSimulator:
     """Generates :class:`SimulatedDay` s for a set of markets; deterministic per seed."""
 
-    def __init__(self, markets: list[Market], seed: int = 42, trade_rate: float = 6.0) -> None:
+    def __init__(self, markets: list[Market], seed: int, trade_rate: float) -> None:
         if not markets:
             raise ValueError("the simulator needs at least one market")
         self.markets = sorted(markets)

@@ -31,6 +31,7 @@ import polars as pl
 
 from sentinance_assets.lib import lake
 from sentinance_assets.lib.schemas import ALERTS
+from sentinance_assets.settings import default_of
 
 
 class AlertSink(Protocol):
@@ -178,7 +179,7 @@ class WebhookSink:
         self,
         url: str,
         dead_letter: Path,
-        timeout: float = 2.0,
+        timeout: float = default_of("alert_webhook_timeout"),
         retries: int = 2,
         backoff: float = 0.2,
     ) -> None:
