@@ -29,7 +29,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sentinance_assets.lib import forecasting  # noqa: E402
+from ml import forecast_lifecycle  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "crypto_prices_hourly_cdd"
 FILES = {"BTC/USDT": "Binance_BTCUSDT_1h.csv", "ETH/USDT": "Binance_ETHUSDT_1h.csv"}
@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {dict(bars.iter_rows())} hourly bars, {start:%Y-%m-%d} .. {end:%Y-%m-%d}")
 
     t0 = time.perf_counter()
-    walk = forecasting.walk_forward(candles, args.seed, n_folds=args.folds, epochs=args.epochs)
+    walk = forecast_lifecycle.walk_forward(
+        candles, args.seed, n_folds=args.folds, epochs=args.epochs
+    )
     total = time.perf_counter() - t0
     cfg = walk.config
     print(
@@ -133,11 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     pooled = walk.evaluation.filter(pl.col("symbol") == "ALL")
     print("\nevaluation (walk-forward hold-out, BTC+ETH pooled; lower is better except accuracy)")
     for h in cfg.horizons:
-        table = forecasting.horizon_table(pooled, h)
+        table = forecast_lifecycle.horizon_table(pooled, h)
         with pl.Config(tbl_rows=20, tbl_cols=12, float_precision=6, tbl_hide_dataframe_shape=True):
             print(f"-- {h}")
             print(table.drop("symbol"))
-    verdict = forecasting.promotion_decision_summary(walk)
+    verdict = forecast_lifecycle.promotion_decision_summary(walk)
     print(f"\npromotion rule vs baselines: {verdict['reason']}")
     if args.json:
         Path(args.json).write_text(
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                     "mean_epoch_seconds": statistics.mean(epoch_s),
                     "latency": latency,
                     "verdict": verdict,
-                    "evaluation": forecasting.side_by_side(walk.evaluation),
+                    "evaluation": forecast_lifecycle.side_by_side(walk.evaluation),
                 },
                 indent=1,
                 default=str,

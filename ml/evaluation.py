@@ -42,6 +42,9 @@ Each symbol is also pooled into ``symbol = "ALL"``. Walk-forward evaluation
 (:func:`evaluate_windows`) takes one window per fold of :func:`walk_forward_splits` (each scored
 by the model trained up to that fold's ``train_end_ts``) and scores the out-of-sample rows of
 all folds together.
+
+This module only measures; whether a challenger may replace the champion is decided from these
+tables by :func:`ml.forecast_lifecycle.decide`.
 """
 
 from __future__ import annotations
@@ -50,7 +53,6 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import numpy as np
 import polars as pl
@@ -258,83 +260,6 @@ def evaluate_forecasts(
     return evaluate_windows(
         frame, [(train_end_ts, test_end_ts, models)], horizons, bar, pooled=pooled
     )
-
-
-def _value(ev: pl.DataFrame, symbol: str, h: str, model: str, metric: str) -> float | None:
-    sel = ev.filter(
-        (pl.col("symbol") == symbol)
-        & (pl.col("horizon") == h)
-        & (pl.col("model") == model)
-        & (pl.col("metric") == metric)
-    )
-    if sel.is_empty():
-        return None
-    v = sel["value"][0]
-    return None if v is None or not math.isfinite(v) else float(v)
-
-
-def promotion_decision(
-    evaluation: pl.DataFrame,
-    challenger: str = MODEL_NAME,
-    champion: str | None = CHAMPION,
-    symbol: str = ALL_SYMBOLS,
-    rules: Sequence[tuple[str, Sequence[str]]] = (
-        ("rmse", BASELINES),
-        ("vol_qlike", VOL_BASELINES),
-    ),
-) -> dict[str, Any]:
-    """Decide whether ``challenger`` may replace ``champion`` (both scored in ``evaluation``).
-
-    For every horizon the challenger was scored on and every ``(metric, baselines)`` rule
-    (lower is better), the challenger must be strictly better than each baseline and, when
-    ``champion`` has a value for that horizon and metric, than the champion. All comparisons
-    must hold; a missing challenger value fails. Returns ``{promoted, reason, comparisons}``
-    where ``comparisons`` lists ``{horizon, metric, against, challenger, other, better}``.
-    """
-    comparisons: list[dict[str, Any]] = []
-    horizons = (
-        evaluation.filter((pl.col("model") == challenger) & (pl.col("symbol") == symbol))["horizon"]
-        .unique(maintain_order=True)
-        .to_list()
-    )
-    for h in horizons:
-        for metric, baselines in rules:
-            mine = _value(evaluation, symbol, h, challenger, metric)
-            against = list(baselines)
-            if champion is not None and _value(evaluation, symbol, h, champion, metric) is not None:
-                against.append(champion)
-            for other in against:
-                theirs = _value(evaluation, symbol, h, other, metric)
-                if theirs is None and other != champion and mine is None:
-                    continue  # the target is not scored at this horizon (e.g. no vol head)
-                better = mine is not None and theirs is not None and mine < theirs
-                comparisons.append(
-                    {
-                        "horizon": h,
-                        "metric": metric,
-                        "against": other,
-                        "challenger": mine,
-                        "other": theirs,
-                        "better": better,
-                    }
-                )
-    if not comparisons:
-        return {"promoted": False, "reason": "challenger has no scores", "comparisons": []}
-    lost = [c for c in comparisons if not c["better"]]
-    if lost:
-        worst = ", ".join(f"{c['horizon']} {c['metric']} vs {c['against']}" for c in lost[:6])
-        more = f" (+{len(lost) - 6} more)" if len(lost) > 6 else ""
-        reason = (
-            f"not promoted: loses or ties {len(lost)} of {len(comparisons)} comparisons "
-            f"({worst}{more})"
-        )
-        return {"promoted": False, "reason": reason, "comparisons": comparisons}
-    beaten = sorted({c["against"] for c in comparisons})
-    return {
-        "promoted": True,
-        "reason": f"beats {', '.join(beaten)} on all {len(comparisons)} comparisons",
-        "comparisons": comparisons,
-    }
 
 
 def skill_scores(

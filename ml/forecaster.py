@@ -59,6 +59,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ml.features import HORIZONS, target_col, vol_target_col
+from ml.tracking import MlflowStore
 
 FORMAT_VERSION = 2
 MODEL_FILE = "forecaster.json"
@@ -627,7 +628,8 @@ def log_forecaster(
 ) -> Any:
     """Log ``model`` as an MLflow pyfunc model in the active run; returns ``ModelInfo``.
 
-    Register it afterwards with :func:`ml.tracking.register_model` (``artifact_path=name``).
+    Register it afterwards with :meth:`ml.tracking.MlflowStore.register_model`
+    (``artifact_path=name``).
     The pyfunc takes :func:`pyfunc_input` of a features frame: MLflow's ``datetime`` schema
     type rejects timezone-aware columns, so ``ts`` travels as naive UTC.
     """
@@ -681,29 +683,24 @@ def _no_progress_bar() -> Iterator[None]:
 
 
 def load_registered_forecaster(
-    name: str, alias: str = "champion", dst_dir: str | Path | None = None
+    store: MlflowStore, name: str, alias: str = "champion", dst_dir: str | Path | None = None
 ) -> TrainedForecaster:
-    """Load the :class:`TrainedForecaster` behind registered model ``name@alias`` (needs
-    :func:`ml.tracking.configure_mlflow` first). Returns the full object (``predict_long``,
-    ``info``), not the pyfunc wrapper; ``info["registered_version"]`` says which version.
+    """Load the :class:`TrainedForecaster` behind registered model ``name@alias`` in ``store``.
+    Returns the full object (``predict_long``, ``info``), not the pyfunc wrapper;
+    ``info["registered_version"]`` says which version.
 
     The artifacts are copied to ``dst_dir`` (a temporary folder if omitted, removed after
     loading: the weights are in memory by then).
     """
-    import mlflow.artifacts
-    from mlflow import MlflowClient
-
-    mv = MlflowClient().get_model_version_by_alias(name, alias)
+    mv = store.client().get_model_version_by_alias(name, alias)
     uri = f"models:/{name}/{mv.version}"
     with _no_progress_bar():
         if dst_dir is not None:
-            local = Path(
-                mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst_dir))
-            )
+            local = store.download(uri, dst_dir)
             model = TrainedForecaster.load(local / "artifacts" / "forecaster")
         else:
             with tempfile.TemporaryDirectory(prefix="sentinance-forecaster-") as tmp:
-                local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+                local = store.download(uri, tmp)
                 model = TrainedForecaster.load(local / "artifacts" / "forecaster")
     model.info = {**model.info, "registered_name": name, "registered_version": str(mv.version)}
     return model

@@ -54,17 +54,18 @@ def _date(text: str) -> datetime:
 
 
 def cmd_forecast_evaluate(settings: Any, args: argparse.Namespace) -> int:
-    from sentinance_assets.lib import forecasting
+    from ml import forecast_lifecycle
+    from sentinance_assets.lib.forecast_io import read_candles_file
 
     try:
-        candles = forecasting.read_candles_file(args.candles)
+        candles = read_candles_file(args.candles)
     except (OSError, ValueError) as exc:
         print(f"cannot read candles: {exc}", file=sys.stderr)
         return 2
     overrides = {} if args.epochs is None else {"epochs": args.epochs}
-    seed = args.seed if args.seed is not None else int(getattr(settings, "seed", 42))
+    seed = args.seed if args.seed is not None else settings.seed
     try:
-        walk = forecasting.walk_forward(
+        walk = forecast_lifecycle.walk_forward(
             candles, seed, test_start=args.test_start, n_folds=args.folds, **overrides
         )
     except ValueError as exc:
@@ -78,8 +79,8 @@ def cmd_forecast_evaluate(settings: Any, args: argparse.Namespace) -> int:
         "horizons": walk.config.horizons,
         "config": walk.config.to_dict(),
         "seconds": round(walk.seconds, 2),
-        "promotion_vs_baselines": forecasting.promotion_decision_summary(walk),
-        "evaluation": forecasting.side_by_side(walk.evaluation),
+        "promotion_vs_baselines": forecast_lifecycle.promotion_decision_summary(walk),
+        "evaluation": forecast_lifecycle.side_by_side(walk.evaluation),
     }
     text = json.dumps(out, indent=2, default=str)
     print(text)

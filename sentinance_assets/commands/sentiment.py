@@ -18,7 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ml.tracking import MlflowStore
 
 
 def register(subparsers: Any) -> None:
@@ -97,6 +100,13 @@ def _emit(doc: dict, output: str | None) -> None:
             fh.write(text + "\n")
 
 
+def _store(settings: Any) -> MlflowStore:
+    """The MLflow store of the Sentinance home (the same one the Dagster resource builds)."""
+    from ml.tracking import MlflowStore
+
+    return MlflowStore(settings.mlflow_db, settings.mlflow_artifacts)
+
+
 def _load(path: str):
     from ml.sentiment_eval import load_labelled
 
@@ -116,14 +126,12 @@ def cmd_sentiment_evaluate(settings: Any, args: argparse.Namespace) -> int:
     models: dict[str, Any] = {"vader": VaderModel()}
     source = None
     if not args.vader_only:
-        source = args.model or getattr(settings, "sentiment_model", None)
+        source = args.model or settings.sentiment_model
         try:
             if source:
                 models["transformer"] = load_transformer(source, threads=2)
             else:
-                champ = load_champion(
-                    settings.mlflow_db, settings.mlflow_artifacts, settings.models_dir
-                )
+                champ = load_champion(_store(settings), settings.models_dir)
                 if champ is not None:
                     models["transformer"] = champ
                     source = "champion"
@@ -154,7 +162,7 @@ def cmd_sentiment_train(settings: Any, args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         max_length=args.max_length,
-        seed=args.seed if args.seed is not None else int(getattr(settings, "seed", 42)),
+        seed=args.seed if args.seed is not None else settings.seed,
         threads=args.threads,
         label_smoothing=args.label_smoothing,
         layer_lr_decay=args.layer_lr_decay,
@@ -166,8 +174,7 @@ def cmd_sentiment_train(settings: Any, args: argparse.Namespace) -> int:
     try:
         summary = train_and_register(
             data,
-            settings.mlflow_db,
-            settings.mlflow_artifacts,
+            _store(settings),
             settings.models_dir,
             config=cfg,
             test_frac=args.test_frac,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +15,7 @@ from sentinance_assets.defs.ml.sentiment_training import (
     SENTIMENT_CLASSIFIER_KEY,
     sentiment_classifier,
 )
+from sentinance_assets.defs.resources import mlflow_store
 from sentinance_assets.lib import lake
 from sentinance_assets.lib.schemas import DRIFT, NEWS_SENTIMENT, RAW_NEWS
 from tests.ml.test_sentiment_transformer import make_tiny_model, tiny_dataset
@@ -43,7 +43,8 @@ def write_news(settings, items: list[tuple[str, str | None, datetime]], part: st
 
 
 def _materialize(asset, settings) -> dg.ExecuteInProcessResult:
-    return dg.materialize([asset], resources={"settings": settings}, raise_on_error=True)
+    resources = {"settings": settings, "mlflow_store": mlflow_store(settings)}
+    return dg.materialize([asset], resources=resources, raise_on_error=True)
 
 
 def test_vader_by_default_and_only_new_items_are_scored(tiny_settings):
@@ -70,7 +71,7 @@ def test_configured_transformer_rescores_everything_with_its_version(tiny_settin
     write_news(tiny_settings, [(f"profit rose {i}", None, T0) for i in range(5)])
     _materialize(news_sentiment, tiny_settings)
     model_dir = make_tiny_model(tmp_path / "finbert-like")
-    settings = dataclasses.replace(tiny_settings, sentiment_model=str(model_dir))
+    settings = tiny_settings.replace(sentiment_model=str(model_dir))
     res = _materialize(news_sentiment, settings)
     meta = res.asset_materializations_for_node("ml__news_sentiment")[0].metadata
     assert meta["newly_scored"].value == 5 and meta["model"].value == "transformer:finbert-like"
@@ -152,7 +153,7 @@ def test_training_asset_trains_registers_and_news_switches_to_the_champion(
         threads=1,
     )
     monkeypatch.setattr(st, "TrainConfig", small)
-    settings = dataclasses.replace(tiny_settings, sentiment_data=Path(data))
+    settings = tiny_settings.replace(sentiment_data=Path(data))
     res = _materialize(sentiment_classifier, settings)
     meta = res.asset_materializations_for_node("ml__sentiment_classifier")[0].metadata
     assert meta["registered_version"].value == "1" and meta["promoted"].value is True

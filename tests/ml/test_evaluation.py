@@ -11,7 +11,6 @@ import pytest
 from scipy.stats import binomtest
 
 from ml.evaluation import (
-    EVALUATION_SCHEMA,
     evaluate_forecasts,
     evaluation_metrics,
     holdout_rows,
@@ -205,42 +204,3 @@ def test_champion_and_walk_forward_windows_share_rows() -> None:
     assert _get(wf, "1h", "zero_return", "mae") == (pytest.approx((0.1 + 0.1 + 0.01 + 0.03) / 4), 4)
     with pytest.raises(ValueError, match="same models"):
         evaluate_windows(frame, [folds[0], (T0, None, {"other": preds})], H)
-
-
-def test_promotion_needs_every_baseline_and_the_champion() -> None:
-    from ml.evaluation import promotion_decision
-
-    def ev(rows):
-        return pl.DataFrame(
-            [("ALL", h, m, k, v, 10) for h, m, k, v in rows], schema=EVALUATION_SCHEMA, orient="row"
-        )
-
-    base = [
-        ("1h", "zero_return", "rmse", 1.0),
-        ("1h", "persistence", "rmse", 1.2),
-        ("1h", "ewma_vol", "vol_qlike", -5.0),
-    ]
-    good = ev([*base, ("1h", "lstm", "rmse", 0.9), ("1h", "lstm", "vol_qlike", -5.5)])
-    d = promotion_decision(good)
-    assert d["promoted"] and len(d["comparisons"]) == 3
-    # beats the baselines but not the champion
-    d = promotion_decision(
-        ev(
-            [
-                *base,
-                ("1h", "lstm", "rmse", 0.9),
-                ("1h", "lstm", "vol_qlike", -5.5),
-                ("1h", "champion", "rmse", 0.8),
-                ("1h", "champion", "vol_qlike", -5.2),
-            ]
-        )
-    )
-    assert not d["promoted"] and "vs champion" in d["reason"]
-    assert [c["better"] for c in d["comparisons"] if c["against"] == "champion"] == [False, True]
-    # loses to one baseline on one target
-    d = promotion_decision(
-        ev([*base, ("1h", "lstm", "rmse", 1.1), ("1h", "lstm", "vol_qlike", -6)])
-    )
-    assert not d["promoted"] and "1h rmse vs zero_return" in d["reason"]
-    # a missing challenger score fails the comparison instead of being skipped
-    assert not promotion_decision(ev([*base, ("1h", "lstm", "rmse", 0.5)]))["promoted"]

@@ -1,4 +1,4 @@
-"""Transformer sentiment: loading, tuned inference, seeded fine-tuning, MLflow lifecycle.
+"""Transformer sentiment: loading, tuned inference, seeded fine-tuning.
 
 Everything runs on a tiny random BERT (hidden size 32, one layer) with a tokenizer built
 offline from a handful of words, on a tiny self-made data set: no hub, no downloaded weights.
@@ -77,11 +77,6 @@ def make_tiny_model(path: Path, id2label: dict[int, str] | None = None, seed: in
     BertForSequenceClassification(config).save_pretrained(path)
     BertTokenizerFast(vocab=vocab).save_pretrained(path)
     return path
-
-
-@pytest.fixture
-def tiny_model_dir(tmp_path: Path) -> Path:
-    return make_tiny_model(tmp_path / "tiny")
 
 
 # plain fine-tuning (no teachers, whatever the production defaults are)
@@ -327,53 +322,3 @@ def test_unknown_training_labels_are_rejected(tiny_model_dir: Path) -> None:
             ["neutral"],
             config=TrainConfig(base_model=str(tiny_model_dir)),
         )
-
-
-# ---------------------------------------------------------------- lifecycle (MLflow)
-
-
-def test_train_register_and_promote_only_on_the_same_heldout(
-    tiny_model_dir: Path, tmp_path: Path
-) -> None:
-    from ml.sentiment_lifecycle import REGISTERED_NAME, load_champion, train_and_register
-
-    db, art, models = tmp_path / "mlflow.db", tmp_path / "art", tmp_path / "models"
-    assert load_champion(db, art, models) is None  # nothing trained: no MLflow at all
-    data = tiny_dataset(8)
-    cfg = TrainConfig(**{**TINY_TRAIN.to_params(), "base_model": str(tiny_model_dir), "epochs": 2})
-    logs: list[str] = []
-    first = train_and_register(data, db, art, models, config=cfg, log=logs.append)
-    assert first["registered_version"] == "1" and first["promoted"]
-    m = first["models"]
-    assert set(m) == {"transformer", "vader"}
-    for name in m:
-        assert set(m[name]["confusion"]) == set(LABELS)
-        assert sum(sum(r.values()) for r in m[name]["confusion"].values()) == first["n"]
-        assert 0 <= m[name]["macro_f1"] <= 1 and "recall_negative" in m[name]
-    assert "transformer_vs_vader" in first["mcnemar"]
-    assert Path(first["model_dir"], METADATA_FILE).is_file()
-
-    champ = load_champion(db, art, models)
-    assert isinstance(champ, TransformerSentimentModel)
-    assert champ.version == f"v1-{first['model_version']}"
-
-    # the same data and seed reproduce the same model and score: no promotion
-    second = train_and_register(data, db, art, models, config=cfg, log=logs.append)
-    assert second["registered_version"] == "2" and not second["promoted"]
-    assert second["model_version"] == first["model_version"]
-    assert "does not beat" in second["decision"]
-
-    # another held-out set: the champion is re-scored on it before any comparison
-    third = train_and_register(data, db, art, models, config=cfg, split_seed=11, log=logs.append)
-    assert any("re-evaluated on this held-out set" in line for line in logs)
-    from mlflow import MlflowClient
-
-    mv = MlflowClient().get_model_version_by_alias(REGISTERED_NAME, "champion")
-    assert mv.tags["heldout_sha256"] == third["heldout_sha256"]
-    import mlflow
-
-    run = mlflow.get_run(first["run_id"])
-    assert "test_accuracy" in run.data.metrics and "vader_test_macro_f1" in run.data.metrics
-    assert "mcnemar_transformer_vs_vader_p_value" in run.data.metrics
-    arts = {a.path for a in MlflowClient().list_artifacts(first["run_id"], "tables")}
-    assert "tables/confusion_matrix.csv" in arts

@@ -1,24 +1,29 @@
-"""Forecasting assets: train + evaluate + register, forecast with the champion, watch drift."""
+"""Forecasting assets: train + evaluate + register, forecast with the champion, watch drift.
+
+Thin wiring: the lifecycle is :mod:`ml.forecast_lifecycle`, candles in and rows out are
+:mod:`sentinance_assets.lib.forecast_io`, and the drift plumbing is
+:mod:`sentinance_assets.defs.ml.drift`.
+"""
 
 import json
-import uuid
-from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
 
-from ml.drift import InsufficientDataError
-from sentinance_assets.lib import forecasting, lake
-from sentinance_assets.lib.schemas import DRIFT, FORECAST_EVALUATION, FORECASTS
+from ml import forecast_lifecycle
+from ml.forecaster import TrainedForecaster
+from ml.tracking import MlflowStore
+from sentinance_assets.defs.ml import drift
+from sentinance_assets.lib import forecast_io, lake
+from sentinance_assets.lib.schemas import FORECAST_EVALUATION, FORECASTS
 from sentinance_assets.settings import Settings
 
 FORECASTER = dg.AssetKey(["ml", "forecaster"])
 DRIFT_KEY = dg.AssetKey(["ml", "forecast_drift"])
-DRIFT_SHARE_LIMIT = 0.5  # default; Settings.drift_share (SENTINANCE_DRIFT_SHARE) overrides
-
-
-def drift_share(settings: Settings) -> float:
-    return settings.drift_share
+INPUT_CHECK = "input_drift_below_limit"
+RESIDUAL_CHECK = "residual_drift_below_limit"
+#: metadata key prefix -> (check, drift subject); the retraining sensor reads the prefixes.
+CHECKS = {"": (INPUT_CHECK, "inputs"), "residual_": (RESIDUAL_CHECK, "residuals")}
 
 
 @dg.asset(
@@ -33,14 +38,14 @@ def drift_share(settings: Settings) -> float:
     "same hold-out (the decision and its numbers are recorded either way).",
 )
 def forecaster(
-    context: dg.AssetExecutionContext, settings: dg.ResourceParam[Settings]
+    context: dg.AssetExecutionContext,
+    settings: dg.ResourceParam[Settings],
+    mlflow_store: dg.ResourceParam[MlflowStore],
 ) -> dg.MaterializeResult:
     exchange = settings.exchanges[0]
-    candles = forecasting.load_hourly_candles(settings.read_path, exchange)
-    run = forecasting.train_and_evaluate(
-        candles, settings.mlflow_db, settings.mlflow_artifacts, settings.seed
-    )
-    rows = forecasting.evaluation_rows(run)
+    candles = forecast_io.load_hourly_candles(settings.read_path, exchange)
+    run = forecast_lifecycle.train_and_register(candles, mlflow_store, settings.seed)
+    rows = forecast_io.evaluation_rows(run)
     lake.write_partition(settings.lake_dir, FORECAST_EVALUATION, rows, part=f"run-{run.run_id}")
     context.log.info(f"model v{run.version}: {run.decision['reason']}")
     return dg.MaterializeResult(
@@ -51,7 +56,7 @@ def forecaster(
             "decision": run.decision["reason"],
             "previous_champion": str(run.decision.get("champion_version")),
             "comparisons": dg.MetadataValue.json(
-                json.loads(forecasting.decision_summary(run.decision))
+                json.loads(forecast_lifecycle.decision_summary(run.decision))
             ),
             "train_seconds": run.model.info.get("train_seconds"),
             "mean_epoch_seconds": run.model.info.get("mean_epoch_seconds"),
@@ -76,16 +81,18 @@ def forecaster(
     "written while no version has earned the champion alias.",
 )
 def forecasts(
-    context: dg.AssetExecutionContext, settings: dg.ResourceParam[Settings]
+    context: dg.AssetExecutionContext,
+    settings: dg.ResourceParam[Settings],
+    mlflow_store: dg.ResourceParam[MlflowStore],
 ) -> dg.MaterializeResult:
     exchange = settings.exchanges[0]
-    model = forecasting.champion(settings.mlflow_db, settings.mlflow_artifacts)
+    model = forecast_lifecycle.load_champion(mlflow_store)
     if model is None:
         reason = "no champion: no registered version has beaten the baselines yet"
         context.log.warning(reason)
         return dg.MaterializeResult(metadata={"rows": 0, "skipped": reason})
-    candles = forecasting.load_hourly_candles(settings.read_path, exchange)
-    out = forecasting.forecast_latest(model, candles, exchange)
+    candles = forecast_io.load_hourly_candles(settings.read_path, exchange)
+    out = forecast_io.forecast_rows(model, candles, exchange)
     origin = out["origin_ts"].max()
     part = f"origin-{origin:%Y%m%dT%H%M}" if origin is not None else "empty"
     lake.write_partition(settings.lake_dir, FORECASTS, out, part=part)
@@ -100,17 +107,8 @@ def forecasts(
     deps=[FORECASTER],
     kinds={"evidently"},
     check_specs=[
-        dg.AssetCheckSpec(
-            "input_drift_below_limit",
-            asset=DRIFT_KEY,
-            description="share of drifted model inputs below the drift share (default "
-            f"{DRIFT_SHARE_LIMIT:.0%}, SENTINANCE_DRIFT_SHARE)",
-        ),
-        dg.AssetCheckSpec(
-            "residual_drift_below_limit",
-            asset=DRIFT_KEY,
-            description="share of drifted prediction residuals below the drift share",
-        ),
+        drift.check_spec(INPUT_CHECK, DRIFT_KEY, "model inputs"),
+        drift.check_spec(RESIDUAL_CHECK, DRIFT_KEY, "prediction residuals"),
     ],
     description="evidently data drift of the champion's inputs and of its prediction residuals "
     "(of the most recently trained version while there is no champion): training window vs "
@@ -118,79 +116,49 @@ def forecasts(
     "`share_drifted` from this asset's materializations.",
 )
 def forecast_drift(
-    context: dg.AssetExecutionContext, settings: dg.ResourceParam[Settings]
+    context: dg.AssetExecutionContext,
+    settings: dg.ResourceParam[Settings],
+    mlflow_store: dg.ResourceParam[MlflowStore],
 ) -> dg.MaterializeResult:
-    model, role = forecasting.monitored_model(settings.mlflow_db, settings.mlflow_artifacts)
-    checks = ("input_drift_below_limit", "residual_drift_below_limit")
+    model, role = forecast_lifecycle.monitored_model(mlflow_store)
     if model is None:
-        reason = "no trained forecaster to monitor yet"
-        return dg.MaterializeResult(
-            metadata={"skipped": reason},
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=c,
-                    passed=True,
-                    severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"skipped": reason},
-                )
-                for c in checks
-            ],
-        )
-    candles = forecasting.load_hourly_candles(settings.read_path, settings.exchanges[0])
-    run_id = context.run_id or uuid.uuid4().hex
-    limit = drift_share(settings)
-    name = f"{forecasting.REGISTERED_NAME}:{model.info.get('registered_version')}"
-    metadata: dict = {"drift_share_limit": limit, "model": name, "role": role}
-    check_results, rows = [], []
-    for check, subject, fn in (
-        (checks[0], "inputs", forecasting.input_drift),
-        (checks[1], "residuals", forecasting.residual_drift),
-    ):
-        try:
-            result = fn(model, candles, drift_share=limit)
-        except InsufficientDataError as exc:
-            metadata[f"{subject}_skipped"] = str(exc)
-            check_results.append(
-                dg.AssetCheckResult(
-                    check_name=check,
-                    passed=False,
-                    severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"reason": str(exc)},
-                )
-            )
-            continue
-        rows.append(
-            {
-                "run_id": run_id,
-                # the subject travels in the model column until ml.drift has its own column
-                "model": f"{name}:{subject}",
-                "checked_at": datetime.now(UTC),
-                "reference_rows": result.reference_rows,
-                "current_rows": result.current_rows,
-                "n_features": result.n_features,
-                "drifted_features": result.drifted_features,
-                "share_drifted": result.share_drifted,
-                "dataset_drift": result.dataset_drift,
-                "details": result.details_json(),
-            }
-        )
-        prefix = "" if subject == "inputs" else "residual_"
-        metadata[f"{prefix}share_drifted"] = result.share_drifted
-        metadata[f"{prefix}drifted_features"] = result.drifted_features
-        metadata[f"{prefix}details"] = dg.MetadataValue.json(json.loads(result.details_json()))
-        check_results.append(
+        return _nothing_to_watch("no trained forecaster to monitor yet")
+    candles = forecast_io.load_hourly_candles(settings.read_path, settings.exchanges[0])
+    limit = settings.drift_share
+    name = f"{forecast_lifecycle.REGISTERED_NAME}:{model.info.get('registered_version')}"
+    checks = {
+        prefix: drift.measure(check, limit, _measurement(model, candles, name, subject, limit))
+        for prefix, (check, subject) in CHECKS.items()
+    }
+    metadata = {"drift_share_limit": limit, "model": name, "role": role}
+    return drift.report(context, settings.lake_dir, checks, metadata)
+
+
+def _measurement(
+    model: TrainedForecaster, candles: pl.DataFrame, name: str, subject: str, limit: float
+) -> drift.Measure:
+    """One subject's drift measurement, its ``ml.drift`` row named ``<model>:<subject>``."""
+    return lambda: (
+        f"{name}:{subject}",
+        forecast_lifecycle.model_drift(model, candles, subject, drift_share=limit),
+    )
+
+
+def _nothing_to_watch(reason: str) -> dg.MaterializeResult:
+    """No model yet: the checks pass (with a WARN severity and the reason) rather than fail,
+    since there is nothing wrong to report."""
+    return dg.MaterializeResult(
+        metadata={"skipped": reason},
+        check_results=[
             dg.AssetCheckResult(
-                check_name=check,
-                passed=result.share_drifted < limit,
+                check_name=c,
+                passed=True,
                 severity=dg.AssetCheckSeverity.WARN,
-                metadata={"share_drifted": result.share_drifted, "limit": limit},
+                metadata={"skipped": reason},
             )
-        )
-    if rows:
-        lake.write_partition(
-            settings.lake_dir, DRIFT, DRIFT.conform(pl.DataFrame(rows)), part=f"run-{run_id}"
-        )
-    return dg.MaterializeResult(metadata=metadata, check_results=check_results)
+            for c, _ in CHECKS.values()
+        ],
+    )
 
 
 def _table(rows: pl.DataFrame) -> str:

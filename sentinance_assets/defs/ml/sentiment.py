@@ -15,27 +15,27 @@ promoted champion re-scores the history once, and the mart's "latest scoring win
 its scores up.
 """
 
-import json
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import polars as pl
 
-from ml.drift import InsufficientDataError, data_drift
+from ml.drift import DriftResult, InsufficientDataError, data_drift
 from ml.sentiment import SentimentModel, VaderModel
+from ml.tracking import MlflowStore
+from sentinance_assets.defs.ml import drift
 from sentinance_assets.lib import lake
-from sentinance_assets.lib.schemas import DRIFT, NEWS_SENTIMENT, RAW_NEWS
+from sentinance_assets.lib.schemas import NEWS_SENTIMENT, RAW_NEWS
 from sentinance_assets.settings import Settings
 
 NEWS_SENTIMENT_KEY = dg.AssetKey(["ml", "news_sentiment"])
 SENTIMENT_DRIFT_KEY = dg.AssetKey(["ml", "sentiment_drift"])
+DRIFT_CHECK = "sentiment_drift_below_limit"
 DRIFT_COLUMNS = ("score", "text_chars", "text_words", "label")
-DRIFT_SHARE_LIMIT = 0.5
 CURRENT_WINDOW = timedelta(days=1)
 
 
-def serving_model(settings: Settings) -> SentimentModel:
+def serving_model(settings: Settings, store: MlflowStore) -> SentimentModel:
     """The configured transformer, else the registered champion, else VADER."""
     if settings.sentiment_model:
         from ml.sentiment_transformer import load_transformer
@@ -43,7 +43,7 @@ def serving_model(settings: Settings) -> SentimentModel:
         return load_transformer(settings.sentiment_model, threads=2)
     from ml.sentiment_lifecycle import load_champion
 
-    champion = load_champion(settings.mlflow_db, settings.mlflow_artifacts, settings.models_dir)
+    champion = load_champion(store, settings.models_dir)
     return champion if champion is not None else VaderModel()
 
 
@@ -92,9 +92,11 @@ def score_news(settings: Settings, model: SentimentModel) -> dict:
     "SENTINANCE_SENTIMENT_MODEL if set, else the registered sentiment champion, else VADER.",
 )
 def news_sentiment(
-    context: dg.AssetExecutionContext, settings: dg.ResourceParam[Settings]
+    context: dg.AssetExecutionContext,
+    settings: dg.ResourceParam[Settings],
+    mlflow_store: dg.ResourceParam[MlflowStore],
 ) -> dg.MaterializeResult:
-    model = serving_model(settings)
+    model = serving_model(settings, mlflow_store)
     counts = score_news(settings, model)
     context.log.info(
         f"{model.name}:{model.version} scored {counts['newly_scored']} new items; "
@@ -133,17 +135,22 @@ def drift_frames(settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame, str]:
     return reference, current, model
 
 
+def measure_drift(settings: Settings, drift_share: float) -> tuple[str, DriftResult]:
+    """Drift of the latest model's scores, labels and text statistics (:func:`drift_frames`);
+    the subject names the model, as ``sentiment/<model>:<version>``."""
+    reference, current, model = drift_frames(settings)
+    result = data_drift(reference, current, columns=list(DRIFT_COLUMNS), drift_share=drift_share)
+    return f"sentiment/{model}", result
+
+
 @dg.asset(
     key=SENTIMENT_DRIFT_KEY,
     group_name="ml",
     deps=[NEWS_SENTIMENT_KEY],
     kinds={"evidently"},
     check_specs=[
-        dg.AssetCheckSpec(
-            "sentiment_drift_below_limit",
-            asset=SENTIMENT_DRIFT_KEY,
-            description=f"share of drifted sentiment columns (score, label, text length) below "
-            f"{DRIFT_SHARE_LIMIT:.0%}",
+        drift.check_spec(
+            DRIFT_CHECK, SENTIMENT_DRIFT_KEY, "sentiment columns (score, label, text length)"
         )
     ],
     description="evidently drift of the news sentiment scores, labels and input text statistics "
@@ -153,51 +160,9 @@ def drift_frames(settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame, str]:
 def sentiment_drift(
     context: dg.AssetExecutionContext, settings: dg.ResourceParam[Settings]
 ) -> dg.MaterializeResult:
-    run_id = context.run_id or uuid.uuid4().hex
-    try:
-        reference, current, model = drift_frames(settings)
-        result = data_drift(reference, current, columns=list(DRIFT_COLUMNS))
-    except InsufficientDataError as exc:
-        return dg.MaterializeResult(
-            metadata={"skipped": str(exc)},
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name="sentiment_drift_below_limit",
-                    passed=False,
-                    severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"reason": str(exc)},
-                )
-            ],
-        )
-    row = {
-        "run_id": run_id,
-        "model": f"sentiment/{model}",
-        "checked_at": datetime.now(UTC),
-        "reference_rows": result.reference_rows,
-        "current_rows": result.current_rows,
-        "n_features": result.n_features,
-        "drifted_features": result.drifted_features,
-        "share_drifted": result.share_drifted,
-        "dataset_drift": result.dataset_drift,
-        "details": result.details_json(),
-    }
-    lake.write_partition(
-        settings.lake_dir, DRIFT, pl.DataFrame([row]), part=f"sentiment-run-{run_id}"
-    )
-    return dg.MaterializeResult(
-        metadata={
-            "model": model,
-            "share_drifted": result.share_drifted,
-            "reference_rows": result.reference_rows,
-            "current_rows": result.current_rows,
-            "details": dg.MetadataValue.json(json.loads(result.details_json())),
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="sentiment_drift_below_limit",
-                passed=result.share_drifted < DRIFT_SHARE_LIMIT,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={"share_drifted": result.share_drifted},
-            )
-        ],
-    )
+    limit = settings.drift_share
+    check = drift.measure(DRIFT_CHECK, limit, lambda: measure_drift(settings, limit))
+    metadata: dict[str, object] = {"drift_share_limit": limit}
+    if check.subject is not None:
+        metadata["model"] = check.subject
+    return drift.report(context, settings.lake_dir, {"": check}, metadata, part_prefix="sentiment-")

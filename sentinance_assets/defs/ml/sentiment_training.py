@@ -15,6 +15,7 @@ import json
 
 import dagster as dg
 
+from ml.tracking import MlflowStore
 from sentinance_assets.settings import Settings
 
 SENTIMENT_CLASSIFIER_KEY = dg.AssetKey(["ml", "sentiment_classifier"])
@@ -31,7 +32,11 @@ SENTIMENT_CLASSIFIER_KEY = dg.AssetKey(["ml", "sentiment_classifier"])
     "`champion` only when its held-out macro-F1 beats the champion's on the same rows. Skips "
     "when no labelled data is configured.",
 )
-def sentiment_classifier(context: dg.AssetExecutionContext, settings: dg.ResourceParam[Settings]):
+def sentiment_classifier(
+    context: dg.AssetExecutionContext,
+    settings: dg.ResourceParam[Settings],
+    mlflow_store: dg.ResourceParam[MlflowStore],
+):
     if settings.sentiment_data is None:
         context.log.info("SENTINANCE_SENTIMENT_DATA is not set: no labelled data, nothing trained")
         return
@@ -42,8 +47,7 @@ def sentiment_classifier(context: dg.AssetExecutionContext, settings: dg.Resourc
     data = load_labelled(settings.sentiment_data)
     summary = train_and_register(
         data,
-        settings.mlflow_db,
-        settings.mlflow_artifacts,
+        mlflow_store,
         settings.models_dir,
         config=TrainConfig(seed=settings.seed),
         log=context.log.info,

@@ -1,7 +1,19 @@
-"""The forecasting lifecycle as plain functions: data, walk-forward evaluation, registry, drift.
+"""Forecaster lifecycle: train -> evaluate vs baselines -> register -> decide -> serve.
 
-The Dagster assets in ``defs/ml/forecasting.py``, the ``sentinance forecast evaluate`` command,
-the benchmark and the tests all use these functions.
+The same steps, with the same names, as :mod:`ml.sentiment_lifecycle`:
+
+* train + evaluate vs baselines: :func:`walk_forward`;
+* evaluate the champion on the same rows: :func:`champion_predictions`;
+* decide: :func:`decide`, the whole promotion rule (its comparisons: :func:`promotion_decision`);
+* log, register, record: :func:`train_and_register` (the decision is recorded by
+  :meth:`ml.tracking.MlflowStore.record_decision`);
+* serve: :func:`load_champion`, :func:`forecast_latest`; watch: :func:`monitored_model`,
+  :func:`model_drift`.
+
+Plain functions over polars frames and an :class:`~ml.tracking.MlflowStore`: the Dagster assets
+in ``defs/ml/forecasting.py``, the ``sentinance forecast evaluate`` command, the benchmark and
+the tests all use them. Reading candles (warehouse, files) and casting rows to the project's
+tables is I/O glue on the Dagster side (``sentinance_assets/lib/forecast_io.py``).
 
 Walk-forward evaluation (:func:`walk_forward`): the hold-out starts at ``test_start`` (default:
 the last 20 % of the span) and is cut into consecutive folds by
@@ -27,21 +39,24 @@ from __future__ import annotations
 
 import json
 import math
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from ml import tracking
-from ml.drift import DriftResult, data_drift
+from ml.drift import DriftResult, InsufficientDataError, data_drift
 from ml.evaluation import (
+    ALL_SYMBOLS,
+    BASELINES,
     CHAMPION,
     MODEL_NAME,
+    VOL_BASELINES,
     evaluate_windows,
     evaluation_metrics,
-    promotion_decision,
     walk_forward_splits,
 )
 from ml.features import HORIZONS, build_features, target_col, vol_target_col
@@ -54,16 +69,20 @@ from ml.forecaster import (
     pred_vol_col,
     train_forecaster,
 )
-from sentinance_assets.lib.schemas import FORECAST_EVALUATION, FORECASTS, TS
-from sentinance_assets.lib.timestamps import parse_series
-from sentinance_assets.lib.warehouse import reading
+from ml.tracking import MlflowStore
 
 REGISTERED_NAME = "sentinance-forecaster"
 EXPERIMENT = "forecaster"
+#: Alias of the most recently trained version: drift monitoring falls back to it while no
+#: version has earned ``champion``.
+LATEST_ALIAS = "latest_trained"
 TEST_SHARE = 0.2  # the last 20 % of the span is the hold-out
 MAX_FOLDS = 3
 MIN_FOLD_BARS = 24  # a fold's test window holds at least a day of hourly origins
 BAR = timedelta(hours=1)
+RECENT = timedelta(days=2)  # the "current" window of the drift checks
+#: What the drift checks watch (:func:`model_drift`): the model's inputs and its residuals.
+DRIFT_SUBJECTS = ("inputs", "residuals")
 
 
 @dataclass
@@ -96,6 +115,8 @@ class WalkForward:
 
 @dataclass
 class ForecastRun:
+    """Outcome of :func:`train_and_register`."""
+
     walk: WalkForward
     evaluation: pl.DataFrame  # walk-forward table + the champion's rows when compared
     run_id: str
@@ -111,43 +132,16 @@ class ForecastRun:
         return self.walk.train_end_ts
 
 
-def load_hourly_candles(read_path: Path, exchange: str) -> pl.DataFrame:
-    """1-hour candles of every symbol on ``exchange`` from the published marts."""
-    with reading(read_path) as conn:
-        df = conn.execute(
-            "select symbol, ts, open, high, low, close, volume from marts.candles "
-            "where timeframe = '1h' and exchange = ? order by symbol, ts",
-            [exchange],
-        ).pl()
-    return df.with_columns(pl.col("ts").cast(TS))
+@dataclass(frozen=True)
+class UnloadableChampion:
+    """A champion that is registered but could not be loaded: it blocks promotion, since
+    "better than the champion" cannot be shown, but must not stop a retraining."""
+
+    version: str
+    error: str
 
 
-def read_candles_file(path: str | Path) -> pl.DataFrame:
-    """1-hour candles from CSV or Parquet: ``timestamp, symbol, open, high, low, close, volume``.
-    ``timestamp`` is any form :mod:`~sentinance_assets.lib.timestamps` reads. Rows are
-    sorted; exact duplicate ``(symbol, timestamp)`` rows keep the first occurrence. Returns
-    the ``symbol, ts, ...`` layout of :func:`ml.features.build_features`.
-    """
-    path = Path(path)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        df = pl.read_parquet(path)
-    else:
-        df = pl.read_csv(path, infer_schema_length=10000, try_parse_dates=False)
-    df = df.rename({c: c.strip().lower() for c in df.columns})
-    need = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing} (need {', '.join(need)})")
-    df = df.with_columns(parse_series(df["timestamp"], strict=True).alias("timestamp"))
-    return (
-        df.select(
-            pl.col("symbol").cast(pl.String),
-            pl.col("timestamp").alias("ts"),
-            *[pl.col(c).cast(pl.Float64) for c in need[2:]],
-        )
-        .unique(["symbol", "ts"], keep="first", maintain_order=True)
-        .sort("symbol", "ts")
-    )
+# ---- train + evaluate vs baselines ----------------------------------------------------------
 
 
 def split_time(frame: pl.DataFrame, test_share: float = TEST_SHARE) -> datetime:
@@ -235,8 +229,6 @@ def walk_forward(
         n_folds: number of folds (default: :func:`plan_folds`).
         config: hyper-parameters (default :func:`config_for` with ``overrides``).
     """
-    import time
-
     t0 = time.perf_counter()
     if candles.is_empty():
         raise ValueError("no 1-hour candles to train on: build the marts first")
@@ -291,6 +283,19 @@ def side_by_side(evaluation: pl.DataFrame) -> dict[str, dict[str, dict[str, dict
     return out
 
 
+def horizon_table(evaluation: pl.DataFrame, horizon: str) -> pl.DataFrame:
+    """One horizon's table: a row per ``symbol, model``, a column per metric."""
+    sel = evaluation.filter(pl.col("horizon") == horizon)
+    if sel.is_empty():
+        return pl.DataFrame(
+            {"symbol": [], "model": []}, schema={"symbol": pl.String, "model": pl.String}
+        )
+    return sel.pivot(on="metric", index=["symbol", "model"], values="value").sort("symbol", "model")
+
+
+# ---- evaluate the champion on the same rows --------------------------------------------------
+
+
 def champion_predictions(
     champion: TrainedForecaster, walk: WalkForward
 ) -> tuple[pl.DataFrame | None, str]:
@@ -312,11 +317,93 @@ def champion_predictions(
     return preds, f"champion scored on hold-out origins from {unseen_from.isoformat()}"
 
 
-def decide(walk: WalkForward, champion: TrainedForecaster | None) -> tuple[dict, pl.DataFrame]:
+# ---- decide ----------------------------------------------------------------------------------
+
+
+def _value(ev: pl.DataFrame, symbol: str, h: str, model: str, metric: str) -> float | None:
+    sel = ev.filter(
+        (pl.col("symbol") == symbol)
+        & (pl.col("horizon") == h)
+        & (pl.col("model") == model)
+        & (pl.col("metric") == metric)
+    )
+    if sel.is_empty():
+        return None
+    v = sel["value"][0]
+    return None if v is None or not math.isfinite(v) else float(v)
+
+
+def promotion_decision(
+    evaluation: pl.DataFrame,
+    challenger: str = MODEL_NAME,
+    champion: str | None = CHAMPION,
+    symbol: str = ALL_SYMBOLS,
+    rules: Sequence[tuple[str, Sequence[str]]] = (
+        ("rmse", BASELINES),
+        ("vol_qlike", VOL_BASELINES),
+    ),
+) -> dict[str, Any]:
+    """Decide whether ``challenger`` may replace ``champion`` (both scored in ``evaluation``).
+
+    For every horizon the challenger was scored on and every ``(metric, baselines)`` rule
+    (lower is better), the challenger must be strictly better than each baseline and, when
+    ``champion`` has a value for that horizon and metric, than the champion. All comparisons
+    must hold; a missing challenger value fails. Returns ``{promoted, reason, comparisons}``
+    where ``comparisons`` lists ``{horizon, metric, against, challenger, other, better}``.
+    """
+    comparisons: list[dict[str, Any]] = []
+    horizons = (
+        evaluation.filter((pl.col("model") == challenger) & (pl.col("symbol") == symbol))["horizon"]
+        .unique(maintain_order=True)
+        .to_list()
+    )
+    for h in horizons:
+        for metric, baselines in rules:
+            mine = _value(evaluation, symbol, h, challenger, metric)
+            against = list(baselines)
+            if champion is not None and _value(evaluation, symbol, h, champion, metric) is not None:
+                against.append(champion)
+            for other in against:
+                theirs = _value(evaluation, symbol, h, other, metric)
+                if theirs is None and other != champion and mine is None:
+                    continue  # the target is not scored at this horizon (e.g. no vol head)
+                better = mine is not None and theirs is not None and mine < theirs
+                comparisons.append(
+                    {
+                        "horizon": h,
+                        "metric": metric,
+                        "against": other,
+                        "challenger": mine,
+                        "other": theirs,
+                        "better": better,
+                    }
+                )
+    if not comparisons:
+        return {"promoted": False, "reason": "challenger has no scores", "comparisons": []}
+    lost = [c for c in comparisons if not c["better"]]
+    if lost:
+        worst = ", ".join(f"{c['horizon']} {c['metric']} vs {c['against']}" for c in lost[:6])
+        more = f" (+{len(lost) - 6} more)" if len(lost) > 6 else ""
+        reason = (
+            f"not promoted: loses or ties {len(lost)} of {len(comparisons)} comparisons "
+            f"({worst}{more})"
+        )
+        return {"promoted": False, "reason": reason, "comparisons": comparisons}
+    beaten = sorted({c["against"] for c in comparisons})
+    return {
+        "promoted": True,
+        "reason": f"beats {', '.join(beaten)} on all {len(comparisons)} comparisons",
+        "comparisons": comparisons,
+    }
+
+
+def decide(
+    walk: WalkForward, champion: TrainedForecaster | UnloadableChampion | None
+) -> tuple[dict[str, Any], pl.DataFrame]:
     """Promotion decision for the walk-forward challenger (see module docstring).
 
     Returns ``(decision, champion_rows)``: ``decision`` has ``promoted, reason, baselines,
-    vs_champion`` (each a :func:`ml.evaluation.promotion_decision` result or ``None``) and
+    vs_champion`` (each a :func:`promotion_decision` result or ``None``) and
     ``champion_version``; ``champion_rows`` are the champion's and the challenger's scores on
     the rows they share (model names ``champion`` and ``lstm_vs_champion``), or empty.
     """
@@ -325,6 +412,13 @@ def decide(walk: WalkForward, champion: TrainedForecaster | None) -> tuple[dict,
     empty = walk.evaluation.clear()
     if champion is None:
         decision.update(promoted=base["promoted"], reason=f"no champion yet; {base['reason']}")
+        return decision, empty
+    if isinstance(champion, UnloadableChampion):
+        decision.update(
+            promoted=False,
+            reason=f"not promoted: current champion could not be loaded ({champion.error})",
+            champion_version=champion.version,
+        )
         return decision, empty
     decision["champion_version"] = champion.info.get("registered_version")
     preds, note = champion_predictions(champion, walk)
@@ -355,59 +449,68 @@ def decide(walk: WalkForward, champion: TrainedForecaster | None) -> tuple[dict,
     return decision, rows
 
 
-LATEST_ALIAS = "latest_trained"
+def promotion_decision_summary(walk: WalkForward) -> dict[str, Any]:
+    """Whether the walk-forward model beats every baseline (the baseline half of :func:`decide`)."""
+    d = promotion_decision(walk.evaluation, champion=None)
+    return {"beats_all_baselines": d["promoted"], "reason": d["reason"]}
 
 
-def _mark_latest(version: str) -> None:
-    """Point the ``latest_trained`` alias at ``version``: drift monitoring falls back to it
-    while no version has earned ``champion``."""
-    from mlflow import MlflowClient
-
-    MlflowClient().set_registered_model_alias(REGISTERED_NAME, LATEST_ALIAS, version)
-
-
-def monitored_model(
-    mlflow_db: Path, mlflow_artifacts: Path
-) -> tuple[TrainedForecaster | None, str]:
-    """The model whose inputs and residuals drift checks watch: the champion, else the most
-    recently trained version (so drift is watched before any version is promoted)."""
-    tracking.configure_mlflow(mlflow_db, mlflow_artifacts)
-    model = current_champion()
-    if model is not None:
-        return model, "champion"
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    try:
-        MlflowClient().get_model_version_by_alias(REGISTERED_NAME, LATEST_ALIAS)
-    except MlflowException:
-        return None, "none"
-    return load_registered_forecaster(REGISTERED_NAME, alias=LATEST_ALIAS), LATEST_ALIAS
+def decision_summary(decision: dict[str, Any]) -> str:
+    """Compact JSON of the comparisons behind a decision (for asset metadata)."""
+    keep = {
+        k: decision.get(k)
+        for k in ("promoted", "reason", "champion_version", "baselines", "vs_champion")
+    }
+    return json.dumps(keep, default=str, indent=1)
 
 
-def current_champion() -> TrainedForecaster | None:
-    """The registered champion, or ``None`` when there is none (MLflow must be configured)."""
-    if tracking.get_champion(REGISTERED_NAME) is None:
-        return None
-    return load_registered_forecaster(REGISTERED_NAME)
+# ---- register + record -----------------------------------------------------------------------
 
 
-def train_and_evaluate(
+def train_and_register(
     candles: pl.DataFrame,
-    mlflow_db: Path,
-    mlflow_artifacts: Path,
+    store: MlflowStore,
     seed: int,
     n_folds: int | None = None,
     **overrides: Any,
 ) -> ForecastRun:
-    """Walk-forward evaluate, log to MLflow, register the challenger, decide promotion."""
-    tracking.configure_mlflow(mlflow_db, mlflow_artifacts)
+    """Walk-forward evaluate, decide against the baselines and the champion, log the run,
+    register the challenger (it stays registered either way), record the decision."""
     walk = walk_forward(candles, seed, n_folds=n_folds, **overrides)
+    decision, champion_rows = decide(walk, _champion_for_comparison(store))
+    evaluation = pl.concat([walk.evaluation, champion_rows])
+    run_id = _log_run(store, walk, evaluation, decision)
+    version = store.register_model(run_id, "forecaster", REGISTERED_NAME)
+    store.set_alias(REGISTERED_NAME, LATEST_ALIAS, version)
+    numbers = {
+        "baselines": decision["baselines"]["comparisons"],
+        "vs_champion": (decision["vs_champion"] or {}).get("comparisons"),
+    }
+    store.record_decision(
+        REGISTERED_NAME, version, decision["promoted"], decision["reason"], numbers
+    )
+    return ForecastRun(walk, evaluation, run_id, version, decision)
+
+
+def _champion_for_comparison(
+    store: MlflowStore,
+) -> TrainedForecaster | UnloadableChampion | None:
+    """The current champion, loaded; an unloadable one is reported, not raised, so that the
+    retraining still registers its challenger."""
+    mv = store.model_version(REGISTERED_NAME)
+    if mv is None:
+        return None
     try:
-        champ = current_champion()
-        champ_error = None
-    except Exception as exc:  # an unloadable champion must not stop the retraining
-        champ, champ_error = None, f"{type(exc).__name__}: {exc}"
+        return load_registered_forecaster(store, REGISTERED_NAME)
+    except Exception as exc:  # noqa: BLE001 - any load failure means "cannot compare"
+        return UnloadableChampion(str(mv.version), f"{type(exc).__name__}: {exc}")
+
+
+def _log_run(
+    store: MlflowStore, walk: WalkForward, evaluation: pl.DataFrame, decision: dict[str, Any]
+) -> str:
+    """Log parameters, metrics, evaluation tables, the model and the decision; returns the
+    run id."""
     params = {
         **walk.config.to_dict(),
         "train_end_ts": walk.train_end_ts.isoformat(),
@@ -415,19 +518,7 @@ def train_and_evaluate(
         "folds": [[a.isoformat(), b.isoformat()] for a, b in walk.folds],
         "feature_cols": walk.feature_cols,
     }
-    with tracking.start_run(EXPERIMENT, params=params) as run:
-        if champ_error is not None:
-            decision = {
-                "promoted": False,
-                "reason": f"not promoted: current champion could not be loaded ({champ_error})",
-                "baselines": promotion_decision(walk.evaluation, champion=None),
-                "vs_champion": None,
-                "champion_version": tracking.get_champion(REGISTERED_NAME)[0],
-            }
-            champ_rows = walk.evaluation.clear()
-        else:
-            decision, champ_rows = decide(walk, champ)
-        evaluation = pl.concat([walk.evaluation, champ_rows])
+    with store.start_run(EXPERIMENT, params=params) as run:
         tracking.log_metrics(evaluation_metrics(evaluation))
         tracking.log_metrics(
             {
@@ -441,93 +532,61 @@ def train_and_evaluate(
         for h in walk.config.horizons:
             tracking.log_frame_artifact(horizon_table(evaluation, h), f"evaluation_{h}")
         log_forecaster(walk.model)
-        run_id = run.info.run_id
-        import mlflow
-
-        mlflow.set_tags(
-            {
-                "promotion_decision": "promoted" if decision["promoted"] else "rejected",
-                "promotion_reason": decision["reason"][:4900],
-            }
-        )
-    version = tracking.register_model(run_id, "forecaster", REGISTERED_NAME)
-    _mark_latest(version)
-    numbers = {
-        "baselines": decision["baselines"]["comparisons"],
-        "vs_champion": (decision["vs_champion"] or {}).get("comparisons"),
-    }
-    tracking.record_decision(
-        REGISTERED_NAME, version, decision["promoted"], decision["reason"], numbers
-    )
-    return ForecastRun(walk, evaluation, run_id, version, decision)
+        tracking.tag_run_decision(decision["promoted"], decision["reason"])
+        return run.info.run_id
 
 
-def horizon_table(evaluation: pl.DataFrame, horizon: str) -> pl.DataFrame:
-    """One horizon's table: a row per ``symbol, model``, a column per metric."""
-    sel = evaluation.filter(pl.col("horizon") == horizon)
-    if sel.is_empty():
-        return pl.DataFrame(
-            {"symbol": [], "model": []}, schema={"symbol": pl.String, "model": pl.String}
-        )
-    return sel.pivot(on="metric", index=["symbol", "model"], values="value").sort("symbol", "model")
+# ---- serve -----------------------------------------------------------------------------------
 
 
-def evaluation_rows(run: ForecastRun, now: datetime | None = None) -> pl.DataFrame:
-    return FORECAST_EVALUATION.conform(
-        run.evaluation.with_columns(
-            pl.lit(run.run_id).alias("run_id"),
-            pl.lit(run.version).alias("model_version"),
-            pl.lit(now or datetime.now(UTC)).cast(TS).alias("evaluated_at"),
-        )
-    )
+def load_champion(store: MlflowStore) -> TrainedForecaster | None:
+    """The registered ``champion``, or ``None`` while no version has been promoted.
+
+    Cheap when nothing was trained: no MLflow import unless the tracking database exists.
+    """
+    if not store.exists() or store.model_version(REGISTERED_NAME) is None:
+        return None
+    return load_registered_forecaster(store, REGISTERED_NAME)
 
 
-def champion(mlflow_db: Path, mlflow_artifacts: Path) -> TrainedForecaster | None:
-    """The ``champion`` model, or ``None`` if no version has been promoted yet."""
-    tracking.configure_mlflow(mlflow_db, mlflow_artifacts)
-    return current_champion()
-
-
-def forecast_latest(
-    model: TrainedForecaster, candles: pl.DataFrame, exchange: str, now: datetime | None = None
-) -> pl.DataFrame:
+def forecast_latest(model: TrainedForecaster, candles: pl.DataFrame) -> pl.DataFrame:
     """Forecasts (log return and realized volatility per horizon) from the last bar of each
-    symbol, in the ``ml.forecasts`` layout, with the model's registered version on every row."""
+    symbol: ``symbol, origin_ts, horizon, target, prediction, model_version`` (the model's
+    registered version on every row)."""
     frame, _ = build_features(candles, HORIZONS)  # the feature set the model was trained on
     frame = frame.filter(
         pl.col("ts") > pl.col("ts").max().over("symbol") - model.config.lookback * BAR
     )
     long = model.predict_long(frame)
     latest = long.filter(pl.col("origin_ts") == pl.col("origin_ts").max().over("symbol"))
-    return FORECASTS.conform(
-        latest.with_columns(
-            pl.lit(exchange).alias("exchange"),
-            pl.lit(str(model.info.get("registered_version", ""))).alias("model_version"),
-            pl.lit(now or datetime.now(UTC)).cast(TS).alias("created_at"),
-        )
+    return latest.with_columns(
+        pl.lit(str(model.info.get("registered_version", ""))).alias("model_version")
     )
+
+
+# ---- watch -----------------------------------------------------------------------------------
+
+
+def monitored_model(store: MlflowStore) -> tuple[TrainedForecaster | None, str]:
+    """The model whose inputs and residuals drift checks watch: the champion, else the most
+    recently trained version (so drift is watched before any version is promoted)."""
+    model = load_champion(store)
+    if model is not None:
+        return model, "champion"
+    if not store.exists() or store.model_version(REGISTERED_NAME, LATEST_ALIAS) is None:
+        return None, "none"
+    return load_registered_forecaster(store, REGISTERED_NAME, alias=LATEST_ALIAS), LATEST_ALIAS
 
 
 def _windows(
     model: TrainedForecaster, frame: pl.DataFrame, recent: timedelta
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Reference = rows up to the model's training end; current = the last ``recent`` of
+    ``frame`` after it."""
     train_end = datetime.fromisoformat(model.info["train_end_ts"])
     reference = frame.filter(pl.col("ts") <= train_end)
     current = frame.filter(pl.col("ts") > max(frame["ts"].max() - recent, train_end))
     return reference, current
-
-
-def input_drift(
-    model: TrainedForecaster,
-    candles: pl.DataFrame,
-    recent: timedelta = timedelta(days=2),
-    drift_share: float = 0.5,
-) -> DriftResult:
-    """Drift of the model inputs: training window (reference) vs the most recent window
-    (after the training window)."""
-    frame, _ = build_features(candles, HORIZONS)  # the feature set the model was trained on
-    reference, current = _windows(model, frame, recent)
-    return data_drift(reference, current, model.feature_cols, drift_share=drift_share)
 
 
 def residual_columns(model: TrainedForecaster) -> list[str]:
@@ -554,38 +613,28 @@ def residuals(model: TrainedForecaster, frame: pl.DataFrame) -> pl.DataFrame:
     return joined.select("symbol", "ts", *exprs).drop_nulls()
 
 
-def residual_drift(
+def model_drift(
     model: TrainedForecaster,
     candles: pl.DataFrame,
-    recent: timedelta = timedelta(days=2),
+    subject: str,
+    recent: timedelta = RECENT,
     drift_share: float = 0.5,
 ) -> DriftResult:
-    """Drift of the prediction residuals: residuals on the training window (reference; in
-    sample, so slightly optimistic) vs residuals on the most recent origins whose targets are
-    realized. Large-horizon residuals need ``max horizon`` bars of future, so the current
-    window ends that much before the last bar."""
+    """Drift of the model's ``inputs`` or of its prediction ``residuals``: the training window
+    (reference) against the most recent ``recent`` after it (current).
+
+    Residuals (realized - predicted) of the training window are in sample, so slightly
+    optimistic; they need ``max horizon`` bars of future, so the current window of residuals
+    ends that much before the last bar.
+    """
     frame, _ = build_features(candles, HORIZONS)  # the feature set the model was trained on
-    res = residuals(model, frame)
-    if res.is_empty():
-        from ml.drift import InsufficientDataError
-
-        raise InsufficientDataError("no origin with realized targets to compute residuals")
-    train_end = datetime.fromisoformat(model.info["train_end_ts"])
-    reference = res.filter(pl.col("ts") <= train_end)
-    current = res.filter(pl.col("ts") > max(res["ts"].max() - recent, train_end))
-    return data_drift(reference, current, residual_columns(model), drift_share=drift_share)
-
-
-def decision_summary(decision: dict[str, Any]) -> str:
-    """Compact JSON of the comparisons behind a decision (for asset metadata)."""
-    keep = {
-        k: decision.get(k)
-        for k in ("promoted", "reason", "champion_version", "baselines", "vs_champion")
-    }
-    return json.dumps(keep, default=str, indent=1)
-
-
-def promotion_decision_summary(walk: WalkForward) -> dict[str, Any]:
-    """Whether the walk-forward model beats every baseline (the baseline half of :func:`decide`)."""
-    d = promotion_decision(walk.evaluation, champion=None)
-    return {"beats_all_baselines": d["promoted"], "reason": d["reason"]}
+    if subject == "inputs":
+        data, columns = frame, model.feature_cols
+    elif subject == "residuals":
+        data, columns = residuals(model, frame), residual_columns(model)
+        if data.is_empty():
+            raise InsufficientDataError("no origin with realized targets to compute residuals")
+    else:
+        raise ValueError(f"unknown drift subject {subject!r}: one of {DRIFT_SUBJECTS}")
+    reference, current = _windows(model, data, recent)
+    return data_drift(reference, current, columns, drift_share=drift_share)
