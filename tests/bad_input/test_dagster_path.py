@@ -1,8 +1,9 @@
 """Bad input through the real Dagster ingest assets, with the source swapped for a fake one.
 
-The asset code is untouched: only ``build_source`` in the asset modules' namespace returns a
-source that hands over the bad batch as received. Each run must succeed, land the good rows,
-quarantine the bad ones, and report reconciling counts and a quality score as asset checks.
+The asset code is untouched: only ``build_source`` in the ingest landing module's namespace
+returns a source that hands over the bad batch as received. Each run must succeed, land the
+good rows, quarantine the bad ones, and report reconciling counts and a quality score as asset
+checks.
 """
 
 from __future__ import annotations
@@ -14,18 +15,20 @@ import dagster as dg
 import polars as pl
 import pytest
 
-import sentinance_assets.defs.market.assets as market_assets
-import sentinance_assets.defs.news.assets as news_assets
+from sentinance_assets.defs.ingest import landing
+from sentinance_assets.defs.ingest.market import raw_candles, raw_trades
+from sentinance_assets.defs.ingest.news import raw_news
 from sentinance_assets.lib import lake
 from sentinance_assets.lib.schemas import RAW_MARKET_EVENTS
+from sentinance_assets.lib.sources.base import WholeDaySource
 from sentinance_assets.settings import Settings
 from tests.bad_input.cases import CASES, DAY, EXCHANGES, SYMBOLS, Case, build
 from tests.bad_input.helpers import DATASETS, assert_outcome
 
 ASSETS = {
-    "trades": market_assets.raw_trades,
-    "candles": market_assets.raw_candles,
-    "news": news_assets.raw_news,
+    "trades": raw_trades,
+    "candles": raw_candles,
+    "news": raw_news,
 }
 # one or more per entity and per kind of defect (types, completeness, lists, time, duplicates)
 DAGSTER_CASES = [
@@ -41,12 +44,13 @@ DAGSTER_CASES = [
 ]
 
 
-class BatchSource:
-    """A source that hands over one fixed batch per entity, exactly as given."""
+class BatchSource(WholeDaySource):
+    """A source that hands over one fixed batch per entity, exactly as given (a whole day)."""
 
     name = "fake"
 
     def __init__(self, frames: dict[str, pl.DataFrame]) -> None:
+        super().__init__()
         self.frames = frames
         self.days: list[date] = []
 
@@ -54,13 +58,13 @@ class BatchSource:
         self.days.append(day)
         return self.frames[entity]
 
-    def trades(self, day: date) -> pl.DataFrame:
+    def trades(self, day: date, since: object = None) -> pl.DataFrame:
         return self._get("trades", day)
 
-    def candles(self, day: date) -> pl.DataFrame:
+    def candles(self, day: date, windows: object = None) -> pl.DataFrame:
         return self._get("candles", day)
 
-    def news(self, day: date) -> pl.DataFrame:
+    def news(self, day: date, seen: object = None) -> pl.DataFrame:
         return self._get("news", day)
 
     def events(self, day: date) -> pl.DataFrame:
@@ -81,8 +85,7 @@ def settings_for(tmp_path: Path) -> Settings:
 
 def materialize(entity: str, frame: pl.DataFrame, settings: Settings, monkeypatch):
     source = BatchSource({entity: frame})
-    module = news_assets if entity == "news" else market_assets
-    monkeypatch.setattr(module, "build_source", lambda _settings: source)
+    monkeypatch.setattr(landing, "build_source", lambda _settings: source)
     result = dg.materialize(
         [ASSETS[entity]], partition_key=DAY, resources={"settings": settings}, raise_on_error=False
     )

@@ -16,7 +16,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-import sentinance_assets.defs.market.assets as market_assets
+import sentinance_assets.defs.ingest.market as market_assets
 from sentinance_assets.lib import contracts, lake
 from sentinance_assets.lib.ingest import FILE_UNREADABLE, land_day
 from sentinance_assets.lib.schemas import (

@@ -6,9 +6,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from sentinance_assets.defs.ingest_wiring import QUALITY_FAIL, QUALITY_WARN, ingest_result
-from sentinance_assets.defs.market.assets import raw_candles, raw_trades
-from sentinance_assets.defs.news.assets import raw_news
+from sentinance_assets.defs.ingest.checks import QUALITY_FAIL, QUALITY_WARN, ingest_result
+from sentinance_assets.defs.ingest.market import raw_candles, raw_trades
+from sentinance_assets.defs.ingest.news import raw_news
 from sentinance_assets.defs.transform.assets import sentinance_dbt
 from sentinance_assets.lib.contracts import Checked, empty_quarantine
 

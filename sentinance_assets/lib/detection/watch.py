@@ -1,21 +1,23 @@
 """The watch loop: new trades -> streaming detectors -> alert sinks, continuously.
 
-Feeds (all yield trades in time order, in the ``raw.trades`` layout):
+Feeds (all :class:`~sentinance_assets.lib.sources.base.TradeFeed`: trades in time order, in the
+``raw.trades`` layout):
 
 * :class:`SimulatedFeed` - the simulated market replayed at ``speed`` x real time (``speed=0``:
   as fast as possible) from ``start``;
 * :class:`ReplayFeed` - replay trade files (CSV/Parquet, layout
   ``exchange,symbol,trade_id,timestamp,price,amount,side``) at ``speed``;
-* :class:`LiveFeed` - live exchanges polled over ccxt REST (``fetch_trades`` of
-  ``sentinance_assets.lib.sources``), ``lag`` behind the wall clock so that trades have landed
-  at the venue before their window is read. One venue failing never stops the others (its
-  failure is recorded; its trades of that step are skipped).
+* ``sources.polling.LiveFeed`` (importable from here too) - live exchanges polled over ccxt
+  REST, ``lag`` behind the wall clock so that trades have landed at the venue before their
+  window is read. One venue failing never stops the others (its failure is recorded; its
+  trades of that step are skipped).
 * ``sources.streams.StreamFeed`` - the same venues over ccxt.pro websockets where available
   (``sentinance watch --transport auto``, the default), REST backfill of every gap a
   connection leaves, REST polling for venues without a (working) socket. Same interface.
 
-A live feed has ``horizon()`` (how far the wall clock lets the loop read); a feed with
-``status()`` has it shown at the end of the progress line (e.g. which venues stream or poll).
+A live feed's ``horizon()`` says how far the wall clock lets the loop read (a replayed feed's is
+``None``: the loop paces it by ``speed``); a feed's ``status()``, when not ``None``, is shown at
+the end of the progress line (e.g. which venues stream or poll).
 
 Position and exactly-once. The stream position is a time cursor: every trade with
 ``ts < cursor`` has been processed. Each loop step takes the trades in ``[cursor, target)``,
@@ -56,6 +58,8 @@ from sentinance_assets.lib.detection.sinks import AlertSink, JsonlSink, LakeSink
 from sentinance_assets.lib.markets import markets_for
 from sentinance_assets.lib.schemas import RAW_TRADES
 from sentinance_assets.lib.simulator import MarketSimulator
+from sentinance_assets.lib.sources.base import TradeFeed
+from sentinance_assets.lib.sources.polling import LiveFeed as LiveFeed  # re-exported for the CLI
 from sentinance_assets.lib.timestamps import parse_series
 from sentinance_assets.settings import Settings
 
@@ -97,7 +101,21 @@ def read_trades_file(path: Path) -> pl.DataFrame:
 
 
 # --------------------------------------------------------------------------- feeds
-class ReplayFeed:
+class ReplayedFeed:
+    """What the feeds of recorded and simulated trades share (the rest of ``TradeFeed``): no
+    wall-clock limit (the loop paces them by its ``speed``), no status, nothing to release."""
+
+    def horizon(self) -> datetime | None:
+        return None
+
+    def status(self) -> str | None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+class ReplayFeed(ReplayedFeed):
     """Trades from in-memory frames or files, in time order."""
 
     def __init__(self, trades: pl.DataFrame) -> None:
@@ -120,7 +138,7 @@ class ReplayFeed:
         return self.trades.slice(i, j - i)
 
 
-class SimulatedFeed:
+class SimulatedFeed(ReplayedFeed):
     """The simulated market, one generated UTC day at a time (deterministic)."""
 
     def __init__(
@@ -157,43 +175,6 @@ class SimulatedFeed:
             out.append(day.slice(i, j - i))
             d = d + timedelta(days=1)
         return pl.concat(out) if out else RAW_TRADES.empty()
-
-
-class LiveFeed:
-    """Live trades polled from the exchanges of a ``LiveSource`` (ccxt REST).
-
-    The stream position follows the wall clock ``lag`` behind (:meth:`horizon`), so a restart
-    after a pause catches up in ``max_batch`` steps instead of staying behind. A trade that
-    reaches the venue's history more than ``lag`` after its timestamp is missed (the
-    exchanges' own ingestion delay is normally well under a second).
-    """
-
-    def __init__(
-        self,
-        source,
-        start: datetime | None = None,
-        lag: timedelta = timedelta(seconds=3),
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.source = source
-        self.lag = lag
-        self.now = now
-        self.start = start or (now() - lag)
-        self.end = None
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **kwargs) -> LiveFeed:
-        from sentinance_assets.lib.sources.live import LiveSource
-
-        return cls(LiveSource.from_settings(settings), **kwargs)
-
-    def horizon(self) -> datetime:
-        return self.now() - self.lag
-
-    def between(self, lo: datetime, hi: datetime) -> pl.DataFrame:
-        lo_ms, hi_ms = int(lo.timestamp() * 1000), int(hi.timestamp() * 1000)
-        trades = self.source.trades_between(lo_ms, hi_ms)
-        return trades.sort("ts", "exchange", "symbol", "trade_id")
 
 
 # --------------------------------------------------------------------------- checkpoint
@@ -271,7 +252,7 @@ class StopFlag:
 
 
 def run_watch(
-    feed,
+    feed: TradeFeed,
     sinks: list[AlertSink],
     checkpoint_path: Path,
     *,
@@ -316,9 +297,9 @@ def run_watch(
         now = clock()
         if duration is not None and now - wall0 >= duration:
             break
-        horizon = getattr(feed, "horizon", None)
+        horizon = feed.horizon()
         if horizon is not None:  # a live feed: as far as the wall clock allows
-            target = horizon()
+            target = horizon
         elif speed > 0:
             target = feed0 + timedelta(seconds=(now - wall0) * speed)
         else:
@@ -327,7 +308,7 @@ def run_watch(
         target = min(target, ckpt.cursor + max_batch)
         if until is not None:
             target = min(target, until)
-        end = getattr(feed, "end", None)
+        end = feed.end
         if end is not None:
             target = min(target, end)
         if target <= ckpt.cursor:
@@ -366,11 +347,11 @@ def run_watch(
                 lag = t - target.timestamp()
             else:
                 lag = (t - (wall0 + (target - feed0).total_seconds() / speed)) if speed > 0 else 0.0
-            status = getattr(feed, "status", None)
+            status = feed.status()
             progress(
                 f"feed {target:%Y-%m-%d %H:%M:%S} | {window_trades / (t - last_print):,.0f} "
                 f"trades/s | lag {max(lag, 0.0):.2f} s | {stats.alerts} alerts "
-                f"| {ckpt.trades:,} trades total" + (f" | {status()}" if status else "")
+                f"| {ckpt.trades:,} trades total" + (f" | {status}" if status is not None else "")
             )
             last_print = t
             window_trades = 0
@@ -412,9 +393,7 @@ def alert_sinks(
         sinks.append(JsonlSink(Path(jsonl)))
     url = webhook or settings.alert_webhook
     if url:
-        dead = Path(
-            dead_letter or settings.alert_dead_letter or settings.home / "alerts-dead-letter.jsonl"
-        )
+        dead = Path(dead_letter or settings.alert_dead_letter)
         timeout = webhook_timeout if webhook_timeout is not None else settings.alert_webhook_timeout
         sinks.append(WebhookSink(url, dead, timeout=timeout))
     return sinks

@@ -2,36 +2,17 @@
 
 ``simulated`` (default, offline) generates a deterministic market; ``replay`` reads recorded
 files; ``live`` asks the exchanges through ccxt and news sites through their RSS/Atom feeds.
-All three plug in behind the same :class:`Source` interface so the assets, contracts and marts
-downstream never know which one ran.
+All three implement the same :class:`~sentinance_assets.lib.sources.base.Source` protocol
+(batch, incremental, stream), so the assets, contracts and marts downstream never know which
+one ran.
 """
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Protocol
-
-import polars as pl
-
 from sentinance_assets.lib.markets import markets_for
+from sentinance_assets.lib.sources.base import Source, TradeFeed
 from sentinance_assets.lib.sources.simulated import SimulatedSource
 from sentinance_assets.settings import Settings
-
-
-class Source(Protocol):
-    """A provider of one UTC day of raw data, in the layouts of ``lib.schemas``."""
-
-    name: str
-
-    def trades(self, day: date) -> pl.DataFrame: ...
-
-    def candles(self, day: date) -> pl.DataFrame: ...
-
-    def news(self, day: date) -> pl.DataFrame: ...
-
-    def events(self, day: date) -> pl.DataFrame:
-        """Ground-truth market events (only the simulator knows them; others return none)."""
-        ...
 
 
 class SourceUnavailableError(RuntimeError):
@@ -39,6 +20,8 @@ class SourceUnavailableError(RuntimeError):
 
 
 def build_source(settings: Settings) -> Source:
+    """The source ``SENTINANCE_SOURCE`` names (replay and live are imported only when used:
+    ccxt is slow to import and the offline modes never need it)."""
     if settings.source == "simulated":
         return SimulatedSource(
             markets_for(settings.exchanges, settings.symbols),
@@ -58,4 +41,4 @@ def build_source(settings: Settings) -> Source:
     raise SourceUnavailableError(f"SENTINANCE_SOURCE={settings.source} is not a known source")
 
 
-__all__ = ["Source", "SimulatedSource", "SourceUnavailableError", "build_source"]
+__all__ = ["SimulatedSource", "Source", "SourceUnavailableError", "TradeFeed", "build_source"]

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 import ccxt
 
 from sentinance_assets.lib.contracts import EARLIEST, FUTURE_SKEW
+from sentinance_assets.settings import default_of
 
 MINUTE_MS = 60_000
 T = TypeVar("T")
@@ -68,9 +69,10 @@ PROFILES: dict[str, ExchangeProfile] = {
 
 @dataclass(frozen=True)
 class FetchPolicy:
-    timeout_ms: int = 15_000
-    retries: int = 4  # retries after the first attempt
-    backoff_s: float = 1.0  # first pause; doubles each retry
+    # defaults: the SENTINANCE_HTTP_* settings' (LiveSource.from_settings passes the values)
+    timeout_ms: int = round(default_of("http_timeout") * 1000)
+    retries: int = default_of("http_retries")  # retries after the first attempt
+    backoff_s: float = default_of("http_backoff")  # first pause; doubles each retry
     max_backoff_s: float = 30.0
     rate_limit_ms: int | None = None  # override ccxt's per-exchange pacing (tests use ~1 ms)
     page_limit: int | None = None  # cap every page (tests use tiny pages)
@@ -140,7 +142,7 @@ def _classify_http_status_first(ex: ccxt.Exchange) -> None:
             raise ccxt.BadResponse(f"{ex.id} {method} {url}: malformed JSON {body[:80]!r}")
         return venue_handler(code, reason, url, method, *rest)
 
-    ex.handle_errors = handle_errors  # type: ignore[method-assign]
+    ex.handle_errors = handle_errors
 
 
 REJECTS = "sentinance_rejects"  # attribute of a client: rows set aside since the last drain
@@ -214,22 +216,22 @@ def _salvage_rows(ex: ccxt.Exchange) -> None:
         problem = (
             error
             or _time_problem(ts, _now_ms())
-            or _missing(dict(zip(_OHLC, parsed[1:5], strict=False)), _OHLC)  # type: ignore[index]
+            or _missing(dict(zip(_OHLC, parsed[1:5], strict=False)), _OHLC)
         )
         if problem is None:
             return parsed
         set_aside(ohlcv, parsed, problem)
         return [0, None, None, None, None, None]
 
-    ex.parse_trade = parse_trade  # type: ignore[method-assign]
-    ex.parse_ohlcv = parse_ohlcv  # type: ignore[method-assign]
+    ex.parse_trade = parse_trade
+    ex.parse_ohlcv = parse_ohlcv
 
 
 def _as_sent(ex: ccxt.Exchange, venue_parse: Callable, trade: Any, market: Any) -> dict | None:
     """The venue's own field mapping without ccxt's number handling (``safe_trade`` computes
     the cost with exact decimals and raises on ``"NaN"``/``"abc"``): values stay as sent."""
     had = "safe_trade" in vars(ex)
-    ex.safe_trade = lambda t, market=None: dict(t)  # type: ignore[method-assign]
+    ex.safe_trade = lambda t, market=None: dict(t)
     try:
         return venue_parse(trade, market)
     except Exception:  # noqa: BLE001 - no mapping at all: the raw row speaks for itself

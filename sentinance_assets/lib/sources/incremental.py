@@ -23,9 +23,9 @@ import polars as pl
 from sentinance_assets.lib import contracts, lake
 from sentinance_assets.lib.news import normalise_title
 from sentinance_assets.lib.schemas import Dataset
+from sentinance_assets.lib.sources.base import MarketKey, Window
 
 MINUTE_MS = 60_000
-Window = tuple[int, int]
 
 
 def stored(lake_dir: Path, ds: Dataset, day: str) -> pl.DataFrame:
@@ -37,7 +37,7 @@ def _ms(col: str) -> pl.Expr:
     return pl.col(col).dt.epoch("ms")
 
 
-def resume_points(trades: pl.DataFrame) -> dict[tuple[str, str], int]:
+def resume_points(trades: pl.DataFrame) -> dict[MarketKey, int]:
     """Per (exchange, symbol): the last stored trade time (inclusive; ids dedupe the overlap)."""
     if trades.height == 0:
         return {}
@@ -58,11 +58,11 @@ def coalesce(windows: list[Window], max_span_ms: int) -> list[Window]:
 
 def missing_minutes(
     candles: pl.DataFrame, start_ms: int, end_ms: int
-) -> dict[tuple[str, str], list[int]]:
+) -> dict[MarketKey, list[int]]:
     """Per market present in ``candles`` (1m): open times missing from ``[start_ms, end_ms)``."""
     expected = set(range(start_ms - start_ms % MINUTE_MS, end_ms, MINUTE_MS))
     expected = {m for m in expected if m >= start_ms}
-    out: dict[tuple[str, str], list[int]] = {}
+    out: dict[MarketKey, list[int]] = {}
     if candles.height == 0:
         return out
     one_m = candles.filter(pl.col("timeframe") == "1m")
@@ -74,13 +74,13 @@ def missing_minutes(
 
 def candle_windows(
     candles: pl.DataFrame, start_ms: int, end_ms: int, max_span_ms: int = 300 * MINUTE_MS
-) -> dict[tuple[str, str], list[Window]]:
+) -> dict[MarketKey, list[Window]]:
     """What to ask per stored market: every missing run of minutes, coalesced into pages.
 
     Markets with nothing stored are absent from the result (the source fetches their whole
     window).
     """
-    plan: dict[tuple[str, str], list[Window]] = {}
+    plan: dict[MarketKey, list[Window]] = {}
     for key, minutes in missing_minutes(candles, start_ms, end_ms).items():
         runs: list[Window] = []
         for m in minutes:
@@ -141,7 +141,7 @@ def land_merged(
     *,
     dataset: Dataset,
     quarantine: Dataset,
-    rules: list[contracts.Rule],
+    rules: contracts.Contract,
     key: list[str],
     lake_dir: Path,
     day: str,

@@ -7,7 +7,9 @@ it in materialization metadata and an asset check warns) and the other markets a
 Windows: a day's fetch covers ``[day start, day end)`` clipped to the configured window
 (``SENTINANCE_START``..``SENTINANCE_END``) and to the last complete minute, so an unfinished
 candle is never stored. The assets pass narrower windows to resume from the last stored
-timestamp and to backfill gaps (see ``sentinance_assets.lib.sources.incremental``).
+timestamp and to backfill gaps (see ``sentinance_assets.lib.sources.incremental``): this is the
+one incremental source (``incremental = True`` of the ``base.Source`` protocol), and the one with
+a stream, :class:`~sentinance_assets.lib.sources.polling.LiveFeed` (REST polling).
 
 Bad rows are never lost here: rows the venue sent that ccxt could not parse or time (see
 ``exchanges._salvage_rows``) come back from :meth:`LiveSource.candles` and
@@ -20,8 +22,8 @@ recorded in :attr:`LiveSource.failures`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import ccxt
@@ -38,12 +40,18 @@ from sentinance_assets.lib.schemas import (
     Dataset,
 )
 from sentinance_assets.lib.sources import exchanges as exm
+from sentinance_assets.lib.sources.base import (
+    Failure,
+    MarketKey,
+    TradeFeed,
+    Window,
+    day_bounds,
+    epoch_ms,
+)
 from sentinance_assets.lib.sources.feeds import FeedClient, read_feeds
+from sentinance_assets.lib.sources.incremental import drop_seen_news
+from sentinance_assets.lib.sources.polling import LiveFeed
 from sentinance_assets.settings import Settings
-
-Window = tuple[int, int]  # [start_ms, end_ms)
-MarketKey = tuple[str, str]  # (exchange, unified symbol)
-
 
 VENUE_COLUMNS = ("venue_record", "venue_error")
 _OHLCV = ("open", "high", "low", "close", "volume")
@@ -62,10 +70,6 @@ def _text(value: object) -> str | None:
     if isinstance(value, int | float):
         return repr(value)
     return exm.raw_json(value)
-
-
-def _ms(dt: datetime) -> int:
-    return int(dt.timestamp() * 1000)
 
 
 def _error(exc: BaseException) -> str:
@@ -91,6 +95,7 @@ def trade_row(m: Market, t: dict) -> dict:
 
 class LiveSource:
     name = "live"
+    incremental = True
 
     def __init__(
         self,
@@ -113,11 +118,12 @@ class LiveSource:
         self.policy = policy or exm.FetchPolicy()
         self.news_feeds = tuple(news_feeds)
         self.feed_client = feed_client or FeedClient(
-            cache_dir=feed_cache_dir or Path(".sentinance/checkpoints/feeds")
+            cache_dir=feed_cache_dir or Settings().checkpoints_dir / "feeds"
         )
         self.now = now
         self.sleep = sleep
-        self.failures: list[dict[str, str]] = []
+        self.failures: list[Failure] = []
+        self.problems: list[Failure] = []  # no files: always empty
         self.news_report: dict[str, object] = {}
         self._clients: dict[str, ccxt.Exchange] = {}
         self._markets: dict[str, list[Market] | BaseException] = {}
@@ -192,13 +198,12 @@ class LiveSource:
             self.failures.append(record)
 
     def day_window(self, day: date) -> Window | None:
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        end = start + timedelta(days=1)
+        start, end = day_bounds(day)
         if self.window is not None:
             start, end = max(start, self.window[0]), min(end, self.window[1])
         now = self.now().replace(second=0, microsecond=0)  # last complete minute
         end = min(end, now)
-        return (_ms(start), _ms(end)) if end > start else None
+        return (epoch_ms(start), epoch_ms(end)) if end > start else None
 
     def _each_market(self, dataset: str) -> Iterable[tuple[ccxt.Exchange, Market]]:
         for ex_id in self.exchange_ids:
@@ -214,7 +219,7 @@ class LiveSource:
     # ------------------------------------------------------------------ candles / trades
 
     def candles(
-        self, day: date, windows: dict[MarketKey, list[Window]] | None = None
+        self, day: date, windows: Mapping[MarketKey, Sequence[Window]] | None = None
     ) -> pl.DataFrame:
         """1-minute candles of ``day``; ``windows`` narrows what is asked per market."""
         full = self.day_window(day)
@@ -265,7 +270,7 @@ class LiveSource:
                 )
         return self._with_rejected(self._frame(rows, RAW_CANDLES), rejected, RAW_CANDLES)
 
-    def trades(self, day: date, since: dict[MarketKey, int] | None = None) -> pl.DataFrame:
+    def trades(self, day: date, since: Mapping[MarketKey, int] | None = None) -> pl.DataFrame:
         """Trades of ``day``; ``since`` (epoch ms per market) resumes where the lake ends."""
         full = self.day_window(day)
         if full is None:
@@ -276,7 +281,7 @@ class LiveSource:
         self,
         lo_ms: int,
         hi_ms: int,
-        since: dict[MarketKey, int] | None = None,
+        since: Mapping[MarketKey, int] | None = None,
         *,
         with_rejected: bool = False,
     ) -> pl.DataFrame:
@@ -331,7 +336,7 @@ class LiveSource:
         if not rejected:
             return frame
         cols = ds.received_columns
-        arrived = str(_ms(datetime.now(UTC)))  # epoch ms, like the typed rows' text below
+        arrived = str(epoch_ms(datetime.now(UTC)))  # epoch ms, like the typed rows' text below
         bad = pl.DataFrame(
             [{c: _text(r.get(c)) for c in [*cols, *VENUE_COLUMNS]} for r in rejected],
             schema={c: pl.String for c in [*cols, *VENUE_COLUMNS]},
@@ -345,10 +350,10 @@ class LiveSource:
         )
         return pl.concat([good, bad.select(good.columns)], how="vertical")
 
-    def _frame(self, rows: list[dict], ds: object) -> pl.DataFrame:
-        cols = ds.received_columns  # type: ignore[attr-defined]
+    def _frame(self, rows: list[dict], ds: Dataset) -> pl.DataFrame:
+        cols = ds.received_columns
         if not rows:
-            return ds.empty()  # type: ignore[attr-defined]
+            return ds.empty()
         df = pl.DataFrame(rows, infer_schema_length=None)
         df = df.with_columns(
             pl.col("ts").cast(pl.Int64).cast(TS),
@@ -363,13 +368,15 @@ class LiveSource:
             )
         # the stored layout (``late`` derived from ``ingested_at``), like every source: the watch
         # loop and the stream merger use these frames as they are; the contracts re-derive it
-        return ds.conform(  # type: ignore[attr-defined]
-            df.select([pl.col(c).cast(t, strict=False) for c, t in cols.items()])
-        )
+        return ds.conform(df.select([pl.col(c).cast(t, strict=False) for c, t in cols.items()]))
 
     # ------------------------------------------------------------------ news
 
-    def news(self, day: date) -> pl.DataFrame:
+    def news(self, day: date, seen: pl.DataFrame | None = None) -> pl.DataFrame:
+        """Items of the feeds published on ``day`` (conditional GETs: a feed that has not
+        changed is not downloaded again). With ``seen`` (what the lake holds), an item whose id,
+        link or normalised title is already stored is a repeat: dropped and counted in
+        ``news_report["repeats_of_stored"]``."""
         report = read_feeds(self.news_feeds, self.feed_client)
         for failure in report.failures:
             self.failures.append({"exchange": "", "symbol": "", "dataset": "news", **failure})
@@ -379,9 +386,9 @@ class LiveSource:
             "feeds_not_modified": len(report.not_modified),
             "duplicates_dropped": report.duplicates,
         }
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        start, end = day_bounds(day)
         published = pl.col("published")
-        on_day = (published >= start) & (published < start + timedelta(days=1))
+        on_day = (published >= start) & (published < end)
         now = self.now()
         if day == now.date():
             # an item dated in the future (beyond the skew) or before 2009 belongs to no day
@@ -393,7 +400,17 @@ class LiveSource:
             pl.lit(self.name).alias("source"),
             pl.lit(datetime.now(UTC)).cast(TS).alias("ingested_at"),
         )
-        return RAW_NEWS.conform(items.select(list(RAW_NEWS.received_columns)))
+        items = RAW_NEWS.conform(items.select(list(RAW_NEWS.received_columns)))
+        if seen is None:
+            return items
+        items, repeats = drop_seen_news(seen, items)
+        self.news_report["repeats_of_stored"] = repeats
+        return items
 
     def events(self, day: date) -> pl.DataFrame:
         return RAW_MARKET_EVENTS.empty()
+
+    def stream(self, start: datetime | None = None) -> TradeFeed | None:
+        """Trades as they happen, polled over REST (the transport every venue has; the
+        websocket transport is ``sources.streams.StreamFeed`` over the same source)."""
+        return LiveFeed(self, start=start)

@@ -26,7 +26,8 @@ A row is returned only for the UTC day it falls in; files that cannot be read ar
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -34,6 +35,7 @@ import polars as pl
 
 from sentinance_assets.lib.news import ASSET_ALIASES as NEWS_ASSETS
 from sentinance_assets.lib.schemas import RAW_CANDLES, RAW_MARKET_EVENTS, RAW_NEWS, RAW_TRADES, TS
+from sentinance_assets.lib.sources.base import MarketKey, WholeDaySource, Window, day_bounds
 from sentinance_assets.lib.sources.feeds import parse_feed
 from sentinance_assets.lib.timestamps import parse_series
 
@@ -222,17 +224,15 @@ def data_files(root: Path, kind: str) -> list[Path]:
     )
 
 
-def _day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return start, start + timedelta(days=1)
+class ReplaySource(WholeDaySource):
+    """Every call returns the whole day the files hold (the watermarks are ignored: a file can
+    change under the same name, so the day is re-read and replaced, never merged)."""
 
-
-class ReplaySource:
     name = "replay"
 
     def __init__(self, root: Path) -> None:
+        super().__init__()
         self.root = Path(root)
-        self.problems: list[dict[str, str]] = []
 
     # Files are parsed once per (path, mtime, size) for the life of the source.
     @lru_cache(maxsize=64)  # noqa: B019
@@ -272,7 +272,7 @@ class ReplaySource:
         return pl.concat(frames, how="vertical_relaxed")
 
     def _day(self, kind: str, day: date, col: str) -> pl.DataFrame:
-        start, end = _day_bounds(day)
+        start, end = day_bounds(day)
         rows = self.load(kind)
         in_day = (pl.col(col) >= start) & (pl.col(col) < end)
         if day == self._anchor_day(kind, rows, col):
@@ -289,20 +289,22 @@ class ReplaySource:
     def _anchor_day(self, kind: str, rows: pl.DataFrame, col: str) -> date | None:
         first = rows.get_column(col).min()
         if first is not None:
-            return first.date()  # type: ignore[union-attr]
+            return first.date()
         files = data_files(self.root, kind)
         if not files:
             return None
         newest = max(p.stat().st_mtime for p in files)
         return datetime.fromtimestamp(newest, tz=UTC).date()
 
-    def trades(self, day: date) -> pl.DataFrame:
+    def trades(self, day: date, since: Mapping[MarketKey, int] | None = None) -> pl.DataFrame:
         return self._day("trades", day, "ts")
 
-    def candles(self, day: date) -> pl.DataFrame:
+    def candles(
+        self, day: date, windows: Mapping[MarketKey, Sequence[Window]] | None = None
+    ) -> pl.DataFrame:
         return self._day("candles", day, "ts")
 
-    def news(self, day: date) -> pl.DataFrame:
+    def news(self, day: date, seen: pl.DataFrame | None = None) -> pl.DataFrame:
         return self._day("news", day, "published")
 
     def events(self, day: date) -> pl.DataFrame:

@@ -1,8 +1,9 @@
 """Live trades over ccxt.pro websockets, with REST backfill and per-venue fallback to polling.
 
-Plain Python (no Dagster). :class:`StreamFeed` is a watch-loop feed like ``watch.LiveFeed``
-(``start``, ``end``, ``horizon()``, ``between(lo, hi)`` in the ``raw.trades`` layout); it differs
-in where the trades come from:
+Plain Python (no Dagster). :class:`StreamFeed` is a watch-loop feed like ``polling.LiveFeed``
+(both :class:`~sentinance_assets.lib.sources.base.TradeFeed`: ``start``, ``end``, ``horizon()``,
+``between(lo, hi)`` in the ``raw.trades`` layout, ``status()``, ``close()``); it differs in where
+the trades come from:
 
 * one background thread runs an asyncio loop with one ccxt.pro client per venue
   (``watch_trades_for_symbols``, or one ``watch_trades`` per symbol where a venue lacks it).
@@ -47,8 +48,9 @@ import polars as pl
 from sentinance_assets.lib.markets import Market
 from sentinance_assets.lib.schemas import RAW_TRADES
 from sentinance_assets.lib.sources import exchanges as exm
+from sentinance_assets.lib.sources.base import MarketKey
 from sentinance_assets.lib.sources.live import LiveSource, trade_row
-from sentinance_assets.settings import WATCH_TRANSPORTS, Settings
+from sentinance_assets.settings import WATCH_TRANSPORTS, Settings, default_of
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,6 @@ WS_PARAMS: dict[str, dict[str, str]] = {
     "binance": {"name": "aggTrade"},
     "binanceus": {"name": "aggTrade"},
 }
-MarketKey = tuple[str, str]  # (exchange, unified symbol)
 
 
 def ws_support(exchange_id: str) -> bool:
@@ -95,7 +96,7 @@ class StreamFeed:
         self,
         source: LiveSource,
         *,
-        transport: str = "auto",
+        transport: str = default_of("watch_transport"),
         start: datetime | None = None,
         lag: timedelta = timedelta(seconds=3),
         ws_lag: timedelta = timedelta(milliseconds=500),
@@ -117,7 +118,7 @@ class StreamFeed:
         self.ws_lag = ws_lag
         self.now = now
         self.start = start or (now() - lag)
-        self.end = None
+        self.end: datetime | None = None  # runs until stopped
         self.ws_urls = dict(ws_urls or {})
         self.max_failures = max_failures
         self.retry_ws_after_s = retry_ws_after_s

@@ -185,6 +185,25 @@ def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
     assert ckpt.exists()
 
 
+def test_run_watch_reads_the_declared_feed_interface_only():
+    """``run_watch`` calls the ``TradeFeed`` protocol; it never probes a feed for attributes."""
+    import ast
+    import inspect
+
+    from sentinance_assets.lib.detection import watch
+
+    tree = ast.parse(inspect.getsource(watch.run_watch))
+    probes = [
+        node.func.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("getattr", "hasattr")
+    ]
+    assert probes == []
+    assert inspect.signature(watch.run_watch).parameters["feed"].annotation == "TradeFeed"
+
+
 def test_simulated_feed_slices_across_midnight():
     feed = SimulatedFeed(("binance",), ("BTC",), 7, 1.0, START)
     lo = START + timedelta(hours=23, minutes=59)
@@ -266,9 +285,9 @@ def test_alert_settings_configure_the_watch_sinks_and_options_override(tmp_path)
 
 
 def test_live_feed_polls_the_exchanges_and_isolates_a_failing_venue(tmp_path):
-    from sentinance_assets.lib.detection.watch import LiveFeed
     from sentinance_assets.lib.sources.exchanges import FetchPolicy
     from sentinance_assets.lib.sources.live import LiveSource
+    from sentinance_assets.lib.sources.polling import LiveFeed
     from tests.fakes.exchange_server import fake_exchanges
 
     now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -312,7 +331,8 @@ def test_live_feed_polls_the_exchanges_and_isolates_a_failing_venue(tmp_path):
 
 def test_watch_transport_option_picks_the_live_feed(tmp_path, monkeypatch, capsys):
     from sentinance_assets.lib.detection import watch as watch_module
-    from sentinance_assets.lib.detection.watch import LiveFeed, StopFlag, WatchStats
+    from sentinance_assets.lib.detection.watch import StopFlag, WatchStats
+    from sentinance_assets.lib.sources.polling import LiveFeed
     from sentinance_assets.lib.sources.streams import StreamFeed
     from tests.fakes.exchange_server import fake_exchanges
 

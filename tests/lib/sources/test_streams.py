@@ -33,12 +33,13 @@ WHALE = 10.0  # BTC at 20,000 USDT: a $200k trade, a whale alert as it arrives
 
 
 class Recording:
-    """The feed as the loop sees it, keeping every frame ``between`` handed out."""
+    """The feed as the loop sees it (a ``TradeFeed``), keeping every frame ``between`` handed
+    out."""
 
     def __init__(self, feed: StreamFeed) -> None:
         self.feed = feed
         self.start = feed.start
-        self.end = None
+        self.end: datetime | None = None
         self.frames: list[pl.DataFrame] = []
 
     def horizon(self) -> datetime:
@@ -51,6 +52,9 @@ class Recording:
 
     def status(self) -> str:
         return self.feed.status()
+
+    def close(self) -> None:
+        self.feed.close()
 
     def ids(self) -> list[tuple[str, str, str]]:
         if not self.frames:

@@ -9,9 +9,9 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from sentinance_assets.defs.ingest.market import raw_candles, raw_trades
+from sentinance_assets.defs.ingest.news import raw_news
 from sentinance_assets.defs.jobs import replay_files_sensor
-from sentinance_assets.defs.market.assets import raw_candles, raw_trades
-from sentinance_assets.defs.news.assets import raw_news
 from sentinance_assets.lib import lake
 from sentinance_assets.lib.schemas import RAW_CANDLES, RAW_NEWS, RAW_TRADES
 from sentinance_assets.settings import Settings

@@ -11,9 +11,9 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from sentinance_assets.defs.ingest.market import raw_candles, raw_trades
+from sentinance_assets.defs.ingest.news import raw_news
 from sentinance_assets.defs.jobs import live_refresh_requests, live_refresh_schedule
-from sentinance_assets.defs.market.assets import raw_candles, raw_trades
-from sentinance_assets.defs.news.assets import raw_news
 from sentinance_assets.lib import lake
 from sentinance_assets.lib.schemas import RAW_CANDLES, RAW_NEWS, RAW_TRADES
 from sentinance_assets.settings import Settings
