@@ -12,11 +12,13 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
 
+from sentinance_assets.lib.sources.base import TradeFeed
 from sentinance_assets.lib.warehouse import WarehouseNotBuiltError, reading
 from sentinance_assets.settings import (
     WATCH_TRANSPORTS,
@@ -135,9 +137,10 @@ def print_summary(settings: Settings) -> None:
         print("rows per table")
         for table in SUMMARY_TABLES:
             try:
-                (n,) = conn.execute(f"select count(*) from {table}").fetchone()
+                row = conn.execute(f"select count(*) from {table}").fetchone()
             except duckdb.Error:
                 continue
+            n = row[0] if row else 0
             print(f"  {table:<26}{n:>12,}")
         print("alerts by type")
         for kind, n in conn.execute(
@@ -269,13 +272,35 @@ def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
-    from datetime import datetime, timedelta
+def _watch_feed(
+    settings: Settings, args: argparse.Namespace, when: Callable[[str | None], datetime | None]
+) -> tuple[TradeFeed, str]:
+    """The feed `sentinance watch` reads and its checkpoint name; ValueError when a live
+    websocket feed cannot open."""
+    from sentinance_assets.lib.detection.watch import LiveFeed, ReplayFeed, SimulatedFeed
 
+    if args.trades:
+        return ReplayFeed.from_files([Path(p) for p in args.trades]), args.name or "replay"
+    if settings.source == "live":
+        transport = args.transport or settings.watch_transport
+        if transport == "poll":
+            return LiveFeed.from_settings(settings), args.name or "live"
+        from sentinance_assets.lib.sources.streams import StreamFeed
+
+        stream = StreamFeed.from_settings(settings, transport=transport)
+        stream.open()
+        return stream, args.name or "live"
+    exchanges = tuple(args.exchanges.split(",")) if args.exchanges else settings.exchanges
+    symbols = tuple(args.symbols.upper().split(",")) if args.symbols else settings.symbols
+    start = when(args.start) or settings.start
+    simulated = SimulatedFeed(
+        exchanges, symbols, settings.seed, settings.sim_trade_rate, start, when(args.until)
+    )
+    return simulated, args.name or "simulated"
+
+
+def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     from sentinance_assets.lib.detection.watch import (
-        LiveFeed,
-        ReplayFeed,
-        SimulatedFeed,
         StopFlag,
         alert_sinks,
         run_watch,
@@ -287,37 +312,17 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
         return parse_time(text, what="time option") if text else None
 
     try:
-        when(args.start)
-        when(args.until)
+        for option, text in (("--start", args.start), ("--until", args.until)):
+            if text:
+                parse_time(text, what=option)
     except TimestampError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-    if args.trades:
-        feed = ReplayFeed.from_files([Path(p) for p in args.trades])
-        name = args.name or "replay"
-    elif settings.source == "live":
-        transport = args.transport or settings.watch_transport
-        if transport == "poll":
-            feed = LiveFeed.from_settings(settings)
-        else:
-            from sentinance_assets.lib.sources.streams import StreamFeed
-
-            feed = StreamFeed.from_settings(settings, transport=transport)
-            try:
-                feed.open()
-            except ValueError as exc:
-                print(f"error: {exc} (use --transport auto or poll)", file=sys.stderr)
-                return 2
-        name = args.name or "live"
-    else:
-        exchanges = tuple(args.exchanges.split(",")) if args.exchanges else settings.exchanges
-        symbols = tuple(args.symbols.upper().split(",")) if args.symbols else settings.symbols
-        start = when(args.start) or settings.start
-        feed = SimulatedFeed(
-            exchanges, symbols, settings.seed, settings.sim_trade_rate, start, when(args.until)
-        )
-        name = args.name or "simulated"
+    try:
+        feed, name = _watch_feed(settings, args, when)
+    except ValueError as exc:
+        print(f"error: {exc} (use --transport auto or poll)", file=sys.stderr)
+        return 2
     sinks = alert_sinks(
         settings,
         name,
@@ -341,11 +346,8 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
             progress=None if args.quiet else stderr_progress,
         )
     finally:
-        status = getattr(feed, "status", None)
-        final = status() if status is not None else None  # before closing ends the sessions
-        close = getattr(feed, "close", None)  # the websocket feed's thread and sockets
-        if close is not None:
-            close()
+        final = feed.status()  # before closing ends the sessions
+        feed.close()  # the websocket feed's thread and sockets
     if final is not None:
         print(f"\ntransport: {final}", file=sys.stderr)
     lat = sorted(stats.latencies_ms)
