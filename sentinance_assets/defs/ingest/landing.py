@@ -83,6 +83,21 @@ def raise_if_nothing_fetched(failures: list[Failure], settings: Settings, kind: 
         raise dg.Failure(message, metadata={"failed": dg.MetadataValue.json(failures)})
 
 
+def outside_window(coverage: Mapping[str, Mapping[str, int]]) -> dict[str, Any]:
+    """Metadata on the rows of a whole-day source's files that no day of the run reads: per
+    file, those before and after the window, in the future beyond the allowed skew and without
+    a time (the last two are quarantined with the run's first day)."""
+    if not coverage:
+        return {}
+    outside = ("before_window", "after_window", "future", "no_time")
+    per_file = {f: dict(c) for f, c in coverage.items() if any(c.get(k, 0) for k in outside)}
+    return {
+        "files_read": len(coverage),
+        "rows_outside_window": sum(c.get(k, 0) for c in coverage.values() for k in outside),
+        "outside_window": dg.MetadataValue.json(per_file),
+    }
+
+
 def land(
     context: dg.AssetExecutionContext,
     settings: Settings,
@@ -112,6 +127,7 @@ def land(
         problems = unreadable_files(source, target.kind)
         checked = land_day(fetched.rows, problems=problems, **landing)
         failures = source_failures(source, target.kind)
+        extra = outside_window(source.coverage(target.kind))
     else:
         existing = stored(settings.lake_dir, target.dataset, day)
         fetched = fetch(source, date.fromisoformat(day), existing)

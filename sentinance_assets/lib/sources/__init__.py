@@ -33,7 +33,7 @@ def build_source(settings: Settings) -> Source:
 
         if settings.replay_dir is None:
             raise SourceUnavailableError("SENTINANCE_SOURCE=replay needs SENTINANCE_REPLAY_DIR")
-        return ReplaySource(settings.replay_dir)
+        return ReplaySource(settings.replay_dir, window=(settings.start, settings.end))
     if settings.source == "live":
         from sentinance_assets.lib.sources.live import LiveSource
 

@@ -101,6 +101,13 @@ class Source(Protocol):
         """Counts from the last news fetch (feeds read, failed, not modified, duplicates)."""
         ...
 
+    def coverage(self, kind: str) -> dict[str, dict[str, int]]:
+        """Per input file of ``kind`` (replay), how many rows it holds and how many fall
+        outside the run's window (``before_window``, ``after_window``, ``future``: beyond the
+        allowed clock skew, ``no_time``), so rows no partition reads are still counted.
+        Sources without files return ``{}``."""
+        ...
+
     def day_window(self, day: date) -> Window | None:
         """The part of ``day`` a fetch covers (epoch ms), None when nothing of it can be."""
         ...
@@ -149,6 +156,9 @@ class WholeDaySource:
 
     def stream(self, start: datetime | None = None) -> TradeFeed | None:
         return None
+
+    def coverage(self, kind: str) -> dict[str, dict[str, int]]:
+        return {}
 
 
 __all__ = [

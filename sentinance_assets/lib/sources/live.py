@@ -197,6 +197,9 @@ class LiveSource:
         if record not in self.failures:
             self.failures.append(record)
 
+    def coverage(self, kind: str) -> dict[str, dict[str, int]]:
+        return {}  # no files: every row fetched is inside the window asked for
+
     def day_window(self, day: date) -> Window | None:
         start, end = day_bounds(day)
         if self.window is not None:

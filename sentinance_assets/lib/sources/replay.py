@@ -19,8 +19,18 @@ Also accepted:
   dumps default to ``binance``; the symbol from the file name (``BTCUSDT``, ``btcusd``).
   ``timeframe`` defaults to a ``1m``-like token of the file name, else ``1m``.
 
+* News tables (CSV or Parquet) such as the exports of news sites and datasets: a title
+  (``title``), a text (``text``, ``summary``, ``description``), a link (``url``, ``link``), a
+  time (``date``, ``date_utc``, ``created_at``, ``published``; any form of
+  ``lib/timestamps.py``, day-first dates included) and optionally a publisher (``source``,
+  ``source_name``, ``publisher``; else the file name).
+
 A row is returned only for the UTC day it falls in; files that cannot be read are reported in
-``problems`` rather than failing the run.
+``problems`` rather than failing the run. Rows no partition of the run reads are counted per
+file (:meth:`ReplaySource.coverage`: before the window, after it, beyond the allowed clock
+skew, without a time); the ones without a time or dated in the future beyond the skew are
+handed to the contracts with the run's first day (they quarantine them with that reason), so
+they are never silently dropped, whichever day of the file a run reads.
 """
 
 from __future__ import annotations
@@ -33,10 +43,12 @@ from pathlib import Path
 
 import polars as pl
 
+from sentinance_assets.lib.contracts import FUTURE_SKEW
 from sentinance_assets.lib.news import ASSET_ALIASES as NEWS_ASSETS
+from sentinance_assets.lib.news import news_id, tag_assets
 from sentinance_assets.lib.schemas import RAW_CANDLES, RAW_MARKET_EVENTS, RAW_NEWS, RAW_TRADES, TS
 from sentinance_assets.lib.sources.base import MarketKey, WholeDaySource, Window, day_bounds
-from sentinance_assets.lib.sources.feeds import parse_feed
+from sentinance_assets.lib.sources.feeds import parse_feed, strip_html
 from sentinance_assets.lib.timestamps import parse_series
 
 DATA_SUFFIXES = (".csv", ".parquet")
@@ -52,7 +64,12 @@ BINANCE_AGG_COLS = [
     "is_buyer_maker", "is_best_match",
 ]  # fmt: skip
 KRAKEN_OHLCVT_COLS = ["timestamp", "open", "high", "low", "close", "volume", "count"]
-TS_CANDIDATES = ("timestamp", "ts", "open_time", "transact_time", "time", "start", "date")
+TS_CANDIDATES = (
+    "timestamp", "ts", "open_time", "transact_time", "unix", "unix_timestamp", "time", "start",
+    "date",
+)  # fmt: skip
+FILE_COLUMN = "_file"  # which replay file a row came from, while the source reads them
+COVERAGE_KEYS = ("rows", "before_window", "after_window", "future", "no_time")
 _TF_RE = re.compile(r"^\d+[smhdwM]$")
 
 
@@ -92,10 +109,16 @@ def read_table(path: Path) -> pl.DataFrame:
     if path.suffix == ".parquet":
         return pl.read_parquet(path)
     with path.open("rb") as fh:
-        first = fh.readline().decode("utf-8-sig", errors="replace").strip()
-    fields = first.split(",")
+        first, second = (fh.readline().decode("utf-8-sig", errors="replace").strip() for _ in "12")
+    # news exports are often ';'-separated; download sites put a banner line above the header
+    # ("Created on ...,https://www.CryptoDataDownload.com")
+    sep = ";" if first.count(";") > first.count(",") else ","
+    skip = 1 if 0 < first.count(sep) + 1 <= 2 < second.count(sep) + 1 else 0
+    if skip:
+        first = second
+    fields = first.split(sep)
     if fields and _is_number(fields[0]):
-        df = pl.read_csv(path, has_header=False, infer_schema_length=1000)
+        df = pl.read_csv(path, has_header=False, infer_schema_length=1000, separator=sep)
         names = {12: BINANCE_KLINE_COLS, 8: BINANCE_AGG_COLS, 7: None}.get(df.width)
         if df.width == 7:
             # aggTrades of older dumps (no is_best_match... ) vs Kraken OHLCVT: aggTrades'
@@ -104,7 +127,11 @@ def read_table(path: Path) -> pl.DataFrame:
         if names is None:
             raise ReplayFormatError(f"{path.name}: headerless CSV with {df.width} columns")
         return df.rename(dict(zip(df.columns, names, strict=True)))
-    return pl.read_csv(path, infer_schema_length=10000, try_parse_dates=False)
+    df = pl.read_csv(
+        path, infer_schema_length=10000, try_parse_dates=False, separator=sep, skip_rows=skip
+    )
+    # "Unix Timestamp", "Volume BTC" (CryptoDataDownload) -> unix_timestamp, volume_btc
+    return df.rename({c: re.sub(r"\s+", "_", c.strip().lower()) for c in df.columns})
 
 
 def _infer_market(path: Path, root: Path, binance_dump: bool) -> tuple[str | None, str | None]:
@@ -165,6 +192,20 @@ def _ts_column(df: pl.DataFrame, path: Path) -> pl.Series:
     raise ReplayFormatError(f"{path.name}: no timestamp column (tried {TS_CANDIDATES})")
 
 
+def _base_volume(df: pl.DataFrame) -> pl.Expr:
+    """Volume in the base asset when a file names it per asset (``volume_btc`` beside
+    ``volume_usdt``): the column of the row's base; null when the file has none."""
+    per_asset = {
+        c.removeprefix("volume_").upper(): c for c in df.columns if c.startswith("volume_")
+    }
+    expr = pl.lit(None, dtype=pl.Float64)
+    for asset, column in per_asset.items():
+        expr = (
+            pl.when(pl.col("base") == asset).then(pl.col(column).cast(pl.Float64)).otherwise(expr)
+        )
+    return expr
+
+
 def normalise_candles(df: pl.DataFrame, path: Path, root: Path) -> pl.DataFrame:
     dump = "close_time" in df.columns and "taker_buy_quote_volume" in df.columns
     df = _market_columns(df, path, root, dump)
@@ -172,7 +213,7 @@ def normalise_candles(df: pl.DataFrame, path: Path, root: Path) -> pl.DataFrame:
     if "timeframe" not in df.columns:
         df = df.with_columns(pl.lit(_timeframe_from_name(path)).alias("timeframe"))
     if "volume" not in df.columns:
-        df = df.with_columns(pl.lit(None, dtype=pl.Float64).alias("volume"))
+        df = df.with_columns(_base_volume(df).alias("volume"))
     return df.with_columns(
         ts.alias("ts"),
         pl.lit("replay").alias("source"),
@@ -212,11 +253,65 @@ def normalise_trades(df: pl.DataFrame, path: Path, root: Path) -> pl.DataFrame:
     ).select([pl.col(c).cast(t, strict=False) for c, t in RAW_TRADES.received_columns.items()])
 
 
+NEWS_TITLE = ("title", "headline")
+NEWS_TEXT = ("text", "summary", "description", "lede", "body")
+NEWS_LINK = ("url", "link")
+NEWS_TIME = ("published", "date_utc", "created_at", "date", "timestamp", "time")
+NEWS_PUBLISHER = ("publisher", "source_name", "source")
+
+
+def _first_column(df: pl.DataFrame, names: Sequence[str]) -> pl.Expr:
+    found = [n for n in names if n in df.columns]
+    return pl.col(found[0]).cast(pl.String) if found else pl.lit(None, dtype=pl.String)
+
+
+def normalise_news(df: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """A news table (CSV or Parquet) in the ``raw.news`` layout: one item per row."""
+    df = df.rename({c: c.strip().lower() for c in df.columns})
+    if not any(n in df.columns for n in NEWS_TITLE + NEWS_TEXT):
+        raise ReplayFormatError(f"{path.name}: no title or text column (tried {NEWS_TITLE})")
+    times = [n for n in NEWS_TIME if n in df.columns]
+    if not times:
+        raise ReplayFormatError(f"{path.name}: no time column (tried {NEWS_TIME})")
+    items = df.select(
+        _first_column(df, NEWS_TITLE).fill_null("").alias("title"),
+        _first_column(df, NEWS_TEXT).fill_null("").alias("summary"),
+        _first_column(df, NEWS_LINK).alias("link"),
+        pl.col(times[0]).alias("_time"),
+        _first_column(df, NEWS_PUBLISHER).fill_null(path.stem).alias("publisher"),
+    )
+    published = parse_series(items["_time"], strict=False)
+    rows = [
+        {
+            "news_id": news_id(None, link, title),
+            "title": strip_html(title),
+            "summary": strip_html(summary),
+            "link": link,
+            "published": when,
+            "published_missing": when is None,
+            "publisher": publisher,
+            "assets": ",".join(tag_assets(f"{title} {summary}")),
+        }
+        for title, summary, link, when, publisher in zip(
+            items["title"],
+            items["summary"],
+            items["link"],
+            published,
+            items["publisher"],
+            strict=True,
+        )
+    ]
+    frame = pl.DataFrame(rows, schema={**RAW_NEWS.received_columns, "published": TS}, strict=False)
+    return frame.with_columns(
+        pl.lit("replay").alias("source"), pl.lit(None, dtype=TS).alias("ingested_at")
+    ).select(list(RAW_NEWS.received_columns))
+
+
 def data_files(root: Path, kind: str) -> list[Path]:
     folder = root / kind
     if not folder.is_dir():
         return []
-    suffixes = (".xml",) if kind == "news" else DATA_SUFFIXES
+    suffixes = (".xml", *DATA_SUFFIXES) if kind == "news" else DATA_SUFFIXES
     return sorted(
         p
         for p in folder.rglob("*")
@@ -230,13 +325,18 @@ class ReplaySource(WholeDaySource):
 
     name = "replay"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, window: tuple[datetime, datetime] | None = None) -> None:
+        """``window``: the run's ``[start, end)``; rows outside it are counted in
+        :meth:`coverage`, and rows no day can take go to its first day (see the module)."""
         super().__init__()
         self.root = Path(root)
+        self.window = window
 
     # Files are parsed once per (path, mtime, size) for the life of the source.
     @lru_cache(maxsize=64)  # noqa: B019
     def _load(self, kind: str, path: Path, stamp: tuple[int, int]) -> pl.DataFrame:
+        if kind == "news" and path.suffix.lower() != ".xml":
+            return normalise_news(read_table(path), path)
         if kind == "news":
             fetched = datetime.fromtimestamp(stamp[0] / 1e9, tz=UTC)
             items = parse_feed(path.read_bytes(), feed_url=path.as_uri(), fetched_at=fetched)
@@ -262,23 +362,59 @@ class ReplaySource(WholeDaySource):
         for path in data_files(self.root, kind):
             st = path.stat()
             try:
-                frames.append(self._load(kind, path, (st.st_mtime_ns, st.st_size)))
+                frame = self._load(kind, path, (st.st_mtime_ns, st.st_size))
+                frames.append(frame.with_columns(pl.lit(str(path)).alias(FILE_COLUMN)))
             except Exception as exc:  # noqa: BLE001 - one bad file never stops the replay
                 problem = {"file": str(path), "error": f"{type(exc).__name__}: {exc}"[:500]}
                 if problem not in self.problems:
                     self.problems.append(problem)
         if not frames:
-            return ds.empty()
+            return ds.empty().with_columns(pl.lit(None, dtype=pl.String).alias(FILE_COLUMN))
         return pl.concat(frames, how="vertical_relaxed")
+
+    def coverage(self, kind: str) -> dict[str, dict[str, int]]:
+        col = "published" if kind == "news" else "ts"
+        rows = self.load(kind)
+        if rows.height == 0:
+            return {}
+        t = pl.col(col)
+        future = t > pl.lit(self._future_after()).cast(TS)
+        if self.window is None:
+            before, after = pl.lit(False), pl.lit(False)
+        else:
+            before = t < pl.lit(self.window[0]).cast(TS)
+            after = (t >= pl.lit(self.window[1]).cast(TS)) & ~future
+        counts = rows.group_by(FILE_COLUMN).agg(
+            pl.len().alias("rows"),
+            before.sum().alias("before_window"),
+            after.sum().alias("after_window"),
+            future.sum().alias("future"),
+            t.is_null().sum().alias("no_time"),
+        )
+        return {
+            str(r[FILE_COLUMN]): {k: int(r[k]) for k in COVERAGE_KEYS}
+            for r in counts.sort(FILE_COLUMN).iter_rows(named=True)
+        }
+
+    @staticmethod
+    def _future_after() -> datetime:
+        return datetime.now(UTC) + FUTURE_SKEW
 
     def _day(self, kind: str, day: date, col: str) -> pl.DataFrame:
         start, end = day_bounds(day)
         rows = self.load(kind)
-        in_day = (pl.col(col) >= start) & (pl.col(col) < end)
+        t = pl.col(col)
+        in_day = (t >= start) & (t < end)
         if day == self._anchor_day(kind, rows, col):
-            # rows whose time does not parse belong to no day: hand them to the contracts
-            # once, with the first day of the replay, so they are quarantined, not dropped
-            in_day = in_day | pl.col(col).is_null()
+            # rows whose time does not parse, or that are dated beyond the allowed skew in the
+            # future (and outside the window), belong to no day of the run: hand them to the
+            # contracts once, with its first day, so they are quarantined with that reason
+            homeless = t.is_null() | (t > pl.lit(self._future_after()).cast(TS))
+            if self.window is not None:
+                homeless = homeless & ~((t >= self.window[0]) & (t < self.window[1])).fill_null(
+                    False
+                )
+            in_day = in_day | homeless
         df = rows.filter(in_day)
         ds = {"trades": RAW_TRADES, "candles": RAW_CANDLES, "news": RAW_NEWS}[kind]
         arrived = df.with_columns(pl.lit(datetime.now(UTC)).cast(TS).alias("ingested_at"))
@@ -287,6 +423,8 @@ class ReplaySource(WholeDaySource):
         return ds.conform(arrived.select(list(ds.received_columns)))
 
     def _anchor_day(self, kind: str, rows: pl.DataFrame, col: str) -> date | None:
+        if self.window is not None:
+            return self.window[0].date()
         first = rows.get_column(col).min()
         if first is not None:
             return first.date()

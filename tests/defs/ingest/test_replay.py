@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -13,7 +14,7 @@ from sentinance_assets.defs.ingest.market import raw_candles, raw_trades
 from sentinance_assets.defs.ingest.news import raw_news
 from sentinance_assets.defs.jobs import replay_files_sensor
 from sentinance_assets.lib import lake
-from sentinance_assets.lib.schemas import RAW_CANDLES, RAW_NEWS, RAW_TRADES
+from sentinance_assets.lib.schemas import QUARANTINE_TRADES, RAW_CANDLES, RAW_NEWS, RAW_TRADES
 from sentinance_assets.settings import Settings
 from tests.lib.sources.test_replay import MS_0301, _write_replay
 
@@ -102,3 +103,59 @@ def test_sensor_skips_outside_replay_mode(tmp_path: Path) -> None:
         ctx = dg.build_sensor_context(instance=instance, resources={"settings": settings})
         assert isinstance(replay_files_sensor(ctx), dg.SkipReason)
     assert replay_files_sensor.default_status == dg.DefaultSensorStatus.STOPPED
+
+
+def test_rows_outside_the_window_are_counted_and_future_rows_quarantined(tmp_path: Path) -> None:
+    """A replay file's rows that no day of the run reads are counted per file; the ones dated
+    beyond the allowed clock skew, or without a time, are quarantined with the run's first day,
+    whichever day of the file that is (here not the file's own first day)."""
+    root = tmp_path / "replay" / "trades"
+    root.mkdir(parents=True)
+    header = "exchange,symbol,trade_id,timestamp,price,amount,side\n"
+    rows = [
+        ("a", "2023-02-28T10:00:00Z"),  # before the window
+        ("b", "2023-03-01T10:00:00Z"),  # the window's day
+        ("c", "2023-03-05T10:00:00Z"),  # after the window
+        ("d", "2100-01-01T00:00:00Z"),  # far in the future
+        ("e", "not a time"),
+    ]
+    (root / "t.csv").write_text(
+        header + "".join(f"binance,BTC/USDT,{i},{ts},100,1,buy\n" for i, ts in rows)
+    )
+    settings = replay_settings(tmp_path).replace(
+        start=datetime(2023, 3, 1, tzinfo=UTC), end=datetime(2023, 3, 2, tzinfo=UTC)
+    )
+    result = dg.materialize(
+        [raw_trades], partition_key="2023-03-01", resources={"settings": settings}
+    )
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    meta = event.step_materialization_data.materialization.metadata
+    assert meta["rows_outside_window"].value == 4
+    (counts,) = meta["outside_window"].value.values()
+    assert counts == {"rows": 5, "before_window": 1, "after_window": 1, "future": 1, "no_time": 1}
+    assert meta["received"].value == 3  # the day's row, the future one, the timeless one
+    quarantine = lake.read_dataset(settings.lake_dir, QUARANTINE_TRADES)
+    assert sorted(quarantine["check"].to_list()) == ["not_in_future", "ts_required"]
+    assert lake.read_dataset(settings.lake_dir, RAW_TRADES)["trade_id"].to_list() == ["b"]
+
+
+def test_news_tables_replay_with_day_first_dates(tmp_path: Path) -> None:
+    news = tmp_path / "replay" / "news"
+    news.mkdir(parents=True)
+    (news / "export.csv").write_text(
+        "date;source;title;text;url\n"
+        "5-3-2023 04:24;CryptoNews;Bitcoin dips;BTC fell 2%.;https://example.com/a\n"
+        "30-3-2023 10:00;CryptoNews;Ether rallies;ETH up.;https://example.com/b\n"
+    )
+    settings = replay_settings(tmp_path).replace(
+        start=datetime(2023, 3, 5, tzinfo=UTC), end=datetime(2023, 3, 6, tzinfo=UTC)
+    )
+    result = dg.materialize(
+        [raw_news], partition_key="2023-03-05", resources={"settings": settings}
+    )
+    assert result.success
+    stored = lake.read_dataset(settings.lake_dir, RAW_NEWS)
+    assert stored["title"].to_list() == ["Bitcoin dips"]
+    assert stored["published"].to_list() == [datetime(2023, 3, 5, 4, 24, tzinfo=UTC)]
+    assert stored["assets"].to_list() == ["BTC"] and stored["publisher"].to_list() == ["CryptoNews"]
