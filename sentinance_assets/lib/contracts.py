@@ -141,6 +141,23 @@ class Checked:
         }
 
 
+def combine(parts: Sequence[Checked]) -> Checked:
+    """Several landed days as one outcome (a run that lands a range of days reports once)."""
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        raise ValueError("nothing to combine")
+    return Checked(
+        clean=pl.concat([p.clean for p in parts], how="vertical_relaxed"),
+        quarantined=pl.concat([p.quarantined for p in parts], how="vertical_relaxed"),
+        received=sum(p.received for p in parts),
+        exact_duplicates=sum(p.exact_duplicates for p in parts),
+        late=sum(p.late for p in parts),
+        missing_columns=sorted({c for p in parts for c in p.missing_columns}),
+        unreadable_files=sum(p.unreadable_files for p in parts),
+    )
+
+
 # --------------------------------------------------------------------------- rule helpers
 
 

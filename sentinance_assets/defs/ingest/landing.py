@@ -21,13 +21,15 @@ import polars as pl
 
 from sentinance_assets.defs.ingest.checks import check_specs, ingest_result
 from sentinance_assets.defs.partitions import daily
-from sentinance_assets.lib.contracts import Contract
+from sentinance_assets.lib.contracts import Checked, Contract, combine
 from sentinance_assets.lib.ingest import land_day
 from sentinance_assets.lib.schemas import Dataset
 from sentinance_assets.lib.sources import build_source
 from sentinance_assets.lib.sources.base import Failure, Source
 from sentinance_assets.lib.sources.incremental import land_merged, stored
 from sentinance_assets.settings import Settings
+
+MAX_DAYS_PER_RUN = 92  # a quarter: a run's metadata still reads as one batch
 
 
 @dataclass(frozen=True)
@@ -105,38 +107,48 @@ def land(
     target: Target,
     fetch: Fetch,
 ) -> dg.MaterializeResult:
-    """Fetch the partition's day and land it: replace the day with what a whole-day source
-    handed over (replay files it could not read become quarantine rows), or merge what an
-    incremental one fetched into the stored day (failing first if nothing could be fetched)."""
-    day = context.partition_key
+    """Fetch and land every day of the run's partitions (one day, or a range: a long replay
+    or backfill lands many days in one run, each day still its own partition) and report them
+    as one batch. Per day: replace it with what a whole-day source handed over, or merge what
+    an incremental one fetched into the stored day (failing first if nothing could be
+    fetched). Replay files that could not be read become quarantine rows of the first day."""
+    days = context.partition_keys
     rules = target.contract(settings, datetime.now(UTC))
-    # what both landings are told: the rows' dataset, contract, key, partition and provenance
-    landing: dict[str, Any] = {
-        "dataset": target.dataset,
-        "quarantine": target.quarantine,
-        "rules": rules,
-        "key": list(target.key),
-        "lake_dir": settings.lake_dir,
-        "day": day,
-        "source": source.name,
-        "run_id": context.run_id,
-    }
+    parts: list[Checked] = []
+    failures: list[Failure] = []
     extra: dict[str, Any] = {}
-    if not source.incremental:
-        fetched = fetch(source, date.fromisoformat(day), target.dataset.empty())
-        problems = unreadable_files(source, target.kind)
-        checked = land_day(fetched.rows, problems=problems, **landing)
-        failures = source_failures(source, target.kind)
-        extra = outside_window(source.coverage(target.kind))
-    else:
-        existing = stored(settings.lake_dir, target.dataset, day)
-        fetched = fetch(source, date.fromisoformat(day), existing)
-        failures = source_failures(source, target.kind)
-        raise_if_nothing_fetched(failures, settings, target.kind)
-        landed = land_merged(fetched.rows, existing=existing, prefer=target.keep, **landing)
-        checked = landed.checked
-        extra = {"stored_rows": landed.frame.height, **fetched.report(landed.frame)}
-    context.log.info(f"{day}: {checked.metadata()} failures={len(failures)}")
+    for i, day in enumerate(days):
+        # what both landings are told: dataset, contract, key, partition and provenance
+        landing: dict[str, Any] = {
+            "dataset": target.dataset,
+            "quarantine": target.quarantine,
+            "rules": rules,
+            "key": list(target.key),
+            "lake_dir": settings.lake_dir,
+            "day": day,
+            "source": source.name,
+            "run_id": context.run_id,
+        }
+        if not source.incremental:
+            fetched = fetch(source, date.fromisoformat(day), target.dataset.empty())
+            problems = unreadable_files(source, target.kind) if i == 0 else []
+            parts.append(land_day(fetched.rows, problems=problems, **landing))
+            failures = source_failures(source, target.kind)
+            extra = outside_window(source.coverage(target.kind))
+        else:
+            existing = stored(settings.lake_dir, target.dataset, day)
+            fetched = fetch(source, date.fromisoformat(day), existing)
+            failures = source_failures(source, target.kind)
+            raise_if_nothing_fetched(failures, settings, target.kind)
+            landed = land_merged(fetched.rows, existing=existing, prefer=target.keep, **landing)
+            parts.append(landed.checked)
+            extra = {"stored_rows": landed.frame.height, **fetched.report(landed.frame)}
+        if len(days) > 1 and (i + 1) % 100 == 0:
+            context.log.info(f"{target.kind}: {i + 1}/{len(days)} days landed")
+    checked = combine(parts)
+    if len(days) > 1:
+        extra = {**extra, "days": len(days), "first_day": days[0], "last_day": days[-1]}
+    context.log.info(f"{days[0]}..{days[-1]}: {checked.metadata()} failures={len(failures)}")
     return ingest_result(target.asset, checked, source=source.name, failures=failures, extra=extra)
 
 
@@ -150,6 +162,8 @@ def ingest_asset(
         key=target.asset,
         group_name=group,
         partitions_def=daily,
+        # a backfill (or a long replay: `sentinance demo`) lands many days in one run
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN),
         check_specs=check_specs(target.asset),
         kinds={"polars", "parquet"},
         description=description,

@@ -5,12 +5,13 @@ an incremental source is asked for: trades after the last stored one per market,
 candle minutes still missing (the tail and any holes).
 """
 
+from collections import Counter
 from datetime import date
 
 import dagster as dg
 import polars as pl
 
-from sentinance_assets.defs.ingest.landing import Fetched, Target, ingest_asset
+from sentinance_assets.defs.ingest.landing import MAX_DAYS_PER_RUN, Fetched, Target, ingest_asset
 from sentinance_assets.defs.partitions import daily
 from sentinance_assets.lib import contracts, lake
 from sentinance_assets.lib.schemas import (
@@ -85,6 +86,7 @@ raw_candles = ingest_asset(
     key=["raw", "market_events"],
     group_name="market",
     partitions_def=daily,
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=MAX_DAYS_PER_RUN),
     kinds={"polars", "parquet"},
     description="Ground truth of the simulated market: the events it injected (volume spikes, "
     "whales, divergences, pump-and-dumps), so detection quality can be measured. Empty for "
@@ -93,8 +95,11 @@ raw_candles = ingest_asset(
 def market_events(
     context: dg.AssetExecutionContext, settings: dg.ResourceParam[Settings]
 ) -> dg.MaterializeResult:
-    day = context.partition_key
-    events = build_source(settings).events(date.fromisoformat(day))
-    lake.write_partition(settings.lake_dir, RAW_MARKET_EVENTS, events, partition=day)
-    by_type = {t: int(n) for t, n in events.group_by("type").len().iter_rows()}
-    return dg.MaterializeResult(metadata={"rows": events.height, "by_type": by_type})
+    source = build_source(settings)
+    rows, by_type = 0, Counter[str]()
+    for day in context.partition_keys:
+        events = source.events(date.fromisoformat(day))
+        lake.write_partition(settings.lake_dir, RAW_MARKET_EVENTS, events, partition=day)
+        rows += events.height
+        by_type.update({t: int(n) for t, n in events.group_by("type").len().iter_rows()})
+    return dg.MaterializeResult(metadata={"rows": rows, "by_type": dict(by_type)})
