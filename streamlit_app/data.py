@@ -41,6 +41,7 @@ COUNTED_TABLES: tuple[str, ...] = (
     "quarantine.news",
     "staging.stg_news",
     "marts.candles",
+    "marts.candle_completeness",
     "marts.indicators",
     "marts.spreads",
     "marts.daily_market",
@@ -238,6 +239,30 @@ def quality_scores() -> pd.DataFrame:
         score = 100.0 * c / (c + q) if c + q else None
         rows.append({"dataset": name, "clean": c, "quarantined": q, "quality_pct": score})
     return pd.DataFrame(rows)
+
+
+# Completeness of the candles per market and timeframe (marts.candle_completeness), finest
+# timeframe first.
+COMPLETENESS_SQL = """
+select exchange, symbol, timeframe, first_bar_ts, last_bar_ts, expected_bars, present_bars,
+       missing_bars, gap_count, longest_gap_bars, trade_bars, filled_bars, maintenance_bars,
+       implausible_bars, duplicate_bars, incomplete_bars, usable_bars, indicator_gap_rows,
+       completeness_pct
+from marts.candle_completeness
+order by exchange, symbol,
+         case timeframe when '1m' then 1 when '5m' then 2 when '15m' then 3 when '1h' then 4
+                        when '4h' then 5 when '1d' then 6 else 7 end,
+         timeframe
+"""
+
+
+def candle_completeness() -> pd.DataFrame | None:
+    """Per (exchange, symbol, timeframe): expected, present, missing, filled and flagged bars;
+    ``None`` when the warehouse predates the completeness mart (or is not built)."""
+    try:
+        return query(COMPLETENESS_SQL)
+    except DataUnavailable:
+        return None
 
 
 def overall_quality() -> float | None:

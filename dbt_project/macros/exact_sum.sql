@@ -20,19 +20,18 @@
     ({{ sentinance.exact_sum(expr) }} / nullif(count({{ expr }}), 0))
 {%- endmacro %}
 
-{#- Pearson correlation from exact sums (NULL for fewer than 2 pairs or a constant series). -#}
+{#- Pearson correlation from exact sums: NULL for fewer than 2 pairs, a constant series, or
+    a variance that rounds to zero or below (never a square root of a negative number, which
+    DuckDB raises as an error), and clamped to [-1, 1] against rounding. -#}
 {% macro exact_corr(x, y) -%}
     {%- set n = 'cast(count(*) as ' ~ sentinance.type_double() ~ ')' -%}
     {%- set sx = sentinance.exact_sum(x) -%}
     {%- set sy = sentinance.exact_sum(y) -%}
-    (
-        ({{ n }} * {{ sentinance.exact_sum(x ~ ' * ' ~ y) }} - {{ sx }} * {{ sy }})
-        / nullif(
-            sqrt(
-                ({{ n }} * {{ sentinance.exact_sum(x ~ ' * ' ~ x) }} - {{ sx }} * {{ sx }})
-                * ({{ n }} * {{ sentinance.exact_sum(y ~ ' * ' ~ y) }} - {{ sy }} * {{ sy }})
-            ),
-            0
-        )
-    )
+    {%- set vx = '(' ~ n ~ ' * ' ~ sentinance.exact_sum(x ~ ' * ' ~ x) ~ ' - ' ~ sx ~ ' * ' ~ sx ~ ')' -%}
+    {%- set vy = '(' ~ n ~ ' * ' ~ sentinance.exact_sum(y ~ ' * ' ~ y) ~ ' - ' ~ sy ~ ' * ' ~ sy ~ ')' -%}
+    {%- set cov = '(' ~ n ~ ' * ' ~ sentinance.exact_sum(x ~ ' * ' ~ y) ~ ' - ' ~ sx ~ ' * ' ~ sy ~ ')' -%}
+    case
+        when count(*) >= 2 and {{ vx }} > 0 and {{ vy }} > 0
+        then greatest(-1.0, least(1.0, {{ cov }} / sqrt({{ vx }} * {{ vy }})))
+    end
 {%- endmacro %}

@@ -23,8 +23,21 @@ numbers can be checked against it:
   ``sqrt(bars per 365-day year)`` of the bar's timeframe (NULL for an unknown timeframe).
 
 Warm-up rows are NULL. Every expression assumes rows sorted by time within a series and no
-interior NULLs in the inputs (candles never have NULL prices); :func:`compute_indicators` applies
-them per ``(exchange, symbol, timeframe)`` with ``.over``.
+interior NULLs in the inputs; :func:`compute_indicators` applies them per contiguous *segment*
+of usable bars of a ``(exchange, symbol, timeframe)`` series with ``.over``:
+
+* a bar flagged ``implausible`` or ``maintenance`` in the candles' ``quality`` (or with a
+  non-positive or non-finite price) is *excluded*: its indicators are NULL, and it is never a
+  value inside anyone's window;
+* a segment ends where the next usable bar is more than ``max_gap_bars + 1`` bar lengths later
+  (default 0: any missing or excluded bar ends it). Every indicator restarts, warm-up included,
+  in the next segment, so no window and no recursion ever spans a gap: the values are exactly
+  TA-Lib's on each segment's bars.
+
+``bars_in_segment`` and ``null_reason`` say why a row's indicators are NULL: ``warm_up`` (the
+series' first segment is still shorter than the longest window, 200 bars), ``gap`` (the same
+after a gap), ``implausible`` / ``maintenance`` (the bar itself is excluded). A short series
+simply stays in warm-up. No output is ever NaN or infinite: a non-finite result becomes NULL.
 """
 
 from __future__ import annotations
@@ -32,6 +45,8 @@ from __future__ import annotations
 import math
 
 import polars as pl
+
+from sentinance_assets.lib.schemas import bar_length
 
 SERIES_KEYS: tuple[str, ...] = ("exchange", "symbol", "timeframe")
 
@@ -67,7 +82,21 @@ INDICATOR_COLUMNS: tuple[str, ...] = (
     "sma_200",
     "ema_200",
 )
-OUTPUT_COLUMNS: tuple[str, ...] = ("exchange", "symbol", "timeframe", "ts", *INDICATOR_COLUMNS)
+OUTPUT_COLUMNS: tuple[str, ...] = (
+    "exchange",
+    "symbol",
+    "timeframe",
+    "ts",
+    *INDICATOR_COLUMNS,
+    "bars_in_segment",
+    "null_reason",
+)
+# quality flags (marts.candles) that keep a bar out of every indicator window
+EXCLUDED_FLAGS: tuple[str, ...] = ("implausible", "maintenance")
+# the longest warm-up: SMA/EMA-200 are defined from a segment's 200th bar
+LONGEST_WARM_UP = 200
+NULL_REASONS: tuple[str, ...] = ("warm_up", "gap", *EXCLUDED_FLAGS)
+YEAR_MS = 365 * 86_400_000
 
 
 def _col(x: str | pl.Expr) -> pl.Expr:
@@ -168,7 +197,8 @@ def realized_vol(
     n: int = 20,
     timeframe: str | pl.Expr = "timeframe",
 ) -> pl.Expr:
-    bars = _col(timeframe).replace_strict(BARS_PER_YEAR, default=None, return_dtype=pl.Float64)
+    bar_ms = bar_length(_col(timeframe).cast(pl.String)).dt.total_milliseconds()
+    bars = YEAR_MS / bar_ms.cast(pl.Float64)
     return log_return(close).rolling_std(n, ddof=1) * bars.sqrt()
 
 
@@ -196,31 +226,75 @@ def indicator_exprs() -> dict[str, pl.Expr]:
     }
 
 
-def compute_indicators(candles: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
-    """Indicators per ``(exchange, symbol, timeframe)``, ordered by ``ts``.
+def compute_indicators(candles: pl.DataFrame | pl.LazyFrame, max_gap_bars: int = 0) -> pl.DataFrame:
+    """Indicators per contiguous segment of usable bars of each ``(exchange, symbol,
+    timeframe)`` series, ordered by ``ts`` (see the module docstring).
 
-    ``candles`` needs ``exchange, symbol, timeframe, ts, high, low, close`` (extra columns are
-    ignored). Returns :data:`OUTPUT_COLUMNS`, sorted by series and time, indicator columns as
-    Float64 even for an empty input. Duplicate ``(series, ts)`` rows are an error upstream
+    ``candles`` needs ``exchange, symbol, timeframe, ts, high, low, close``; an optional
+    ``quality`` column (marts.candles) marks excluded bars; extra columns are ignored.
+    ``max_gap_bars``: missing bars a segment may bridge (0: none). Returns
+    :data:`OUTPUT_COLUMNS`, one row per input row, sorted by series and time, indicator columns
+    as Float64 even for an empty input. Duplicate ``(series, ts)`` rows are an error upstream
     (``marts.candles`` is unique on that key) and are not repaired here.
     """
+    if max_gap_bars < 0:
+        raise ValueError("max_gap_bars must be >= 0")
     lf = candles.lazy() if isinstance(candles, pl.DataFrame) else candles
     keys = list(SERIES_KEYS)
+    has_quality = "quality" in lf.collect_schema().names()
+    quality = pl.col("quality").cast(pl.String) if has_quality else pl.lit(None, pl.String)
+    prices = [pl.col(c) for c in ("high", "low", "close")]
+    broken = ~pl.all_horizontal([(p.is_finite() & (p > 0)).fill_null(False) for p in prices])
+    excluded = (
+        pl.when(broken | quality.str.contains("implausible").fill_null(False))
+        .then(pl.lit("implausible"))
+        .when(quality.str.contains("maintenance").fill_null(False))
+        .then(pl.lit("maintenance"))
+        .otherwise(pl.lit(None, pl.String))
+    )
     lf = (
         lf.select(
             *[pl.col(k).cast(pl.String) for k in keys],
             pl.col("ts"),
             *[pl.col(c).cast(pl.Float64) for c in ("high", "low", "close")],
+            quality.alias("quality"),
         )
+        .with_columns(excluded.alias("excluded"))
         .sort([*keys, "ts"])
+    )
+
+    step = pl.col("ts").diff().over(keys)
+    limit = bar_length(pl.col("timeframe")) * (max_gap_bars + 1)
+    new_segment = step.is_null() | (step > limit).fill_null(False)
+    segment = [*keys, "segment"]
+    usable = (
+        lf.filter(pl.col("excluded").is_null())
+        .with_columns(segment=new_segment.cum_sum().over(keys))
         .with_columns(
-            [
-                expr.over(keys).cast(pl.Float64).alias(name)
+            bars_in_segment=pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over(segment),
+            **{
+                name: expr.over(segment).cast(pl.Float64)
                 for name, expr in indicator_exprs().items()
-            ]
+            },
+        )
+        .with_columns(
+            null_reason=pl.when(pl.col("bars_in_segment") < LONGEST_WARM_UP)
+            .then(pl.when(pl.col("segment") == 1).then(pl.lit("warm_up")).otherwise(pl.lit("gap")))
+            .otherwise(pl.lit(None, pl.String))
         )
     )
-    return lf.select(OUTPUT_COLUMNS).collect()
+    dropped = lf.filter(pl.col("excluded").is_not_null()).with_columns(
+        bars_in_segment=pl.lit(None, pl.Int64),
+        null_reason=pl.col("excluded"),
+        **{c: pl.lit(None, pl.Float64) for c in INDICATOR_COLUMNS if c != "close"},
+    )
+    columns = list(OUTPUT_COLUMNS)
+    out = pl.concat([usable.select(columns), dropped.select(columns)]).sort([*keys, "ts"])
+    # never NaN or inf: a non-finite value (a price too large for a square, say) becomes NULL
+    out = out.with_columns(
+        [pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c) for c in INDICATOR_COLUMNS]
+    )
+    return out.collect()
 
 
 def annualisation_factor(timeframe: str) -> float:

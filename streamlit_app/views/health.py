@@ -1,4 +1,5 @@
-"""Data health: row counts, freshness per source, quality scores, quarantine, materializations."""
+"""Data health: row counts, quality scores, candle completeness per market and timeframe,
+freshness per source, quarantine, materializations."""
 
 from __future__ import annotations
 
@@ -73,6 +74,8 @@ def render() -> None:
         else:
             st.dataframe(mats, hide_index=True, width="stretch", height=260)
 
+    render_completeness()
+
     st.subheader("Freshness per source")
     st.dataframe(data.query(FRESHNESS_SQL), hide_index=True, width="stretch")
 
@@ -93,3 +96,50 @@ def render() -> None:
         st.caption("No quarantined samples for this selection.")
     else:
         st.dataframe(samples, hide_index=True, width="stretch")
+
+
+COMPLETENESS_HELP = (
+    "Bars expected between each series' first and last bar, and what became of them: "
+    "**missing** (no trades, no exchange candle: never filled with made-up prices), "
+    "**filled** (a minute without clean trades took the exchange's candle), **maintenance** "
+    "(a run of flat zero-volume bars), **implausible** (broken prices), **duplicates** "
+    "(exchange candles delivered twice with different values). Maintenance and implausible "
+    "bars are left out of roll-ups, indicators and returns; indicators restart after a gap "
+    "(**indicator gap rows**: rows still warming up after one)."
+)
+
+
+def render_completeness() -> None:
+    st.subheader("Completeness per market and timeframe")
+    table = data.candle_completeness()
+    if table is None:
+        st.caption(
+            "The candle completeness table is not in this warehouse yet: run `make demo` "
+            "(or `sentinance demo --full-refresh` for a warehouse built by an older version)."
+        )
+        return
+    if table.empty:
+        st.caption("No candles yet: nothing to measure.")
+        return
+    flagged = table["maintenance_bars"] + table["implausible_bars"]
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Series (market x timeframe)", len(table))
+    c2.metric("Missing bars", int(table["missing_bars"].sum()))
+    c3.metric("Flagged bars", int(flagged.sum()), help="maintenance + implausible")
+    c4.metric("Filled from exchange", int(table["filled_bars"].sum()))
+    timeframes = ["All", *dict.fromkeys(table["timeframe"])]
+    choice = st.selectbox("Timeframe", timeframes, key="health_completeness_timeframe")
+    shown = table if choice == "All" else table[table["timeframe"] == choice]
+    st.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "completeness_pct": st.column_config.ProgressColumn(
+                "Complete %", min_value=0.0, max_value=100.0, format="%.2f"
+            ),
+            "first_bar_ts": st.column_config.DatetimeColumn("First bar"),
+            "last_bar_ts": st.column_config.DatetimeColumn("Last bar"),
+        },
+    )
+    st.caption(COMPLETENESS_HELP)

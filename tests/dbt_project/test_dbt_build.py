@@ -89,7 +89,7 @@ def test_candles_1m_equal_polars_resampling_of_trades(built: DbtRun):
     trades = built.data["trades"]
     ref = reference_1m(trades)
     got = built.query(
-        "select * from marts.candles where timeframe = '1m' and trade_count is not null"
+        "select * from marts.candles where timeframe = '1m' and source = 'trades'"
     ).drop("timeframe")
     assert_close(
         got.select(ref.columns),
@@ -191,7 +191,15 @@ def test_higher_timeframes_consistent_with_1m(built: DbtRun):
 def test_candles_column_layout(built: DbtRun):
     cols = built.query("select * from marts.candles limit 0").columns
     assert cols[: len(CANDLE_COLUMNS)] == CANDLE_COLUMNS
-    assert cols[len(CANDLE_COLUMNS) :] == ["base", "quote", "ingested_at"]
+    assert cols[len(CANDLE_COLUMNS) :] == [
+        "base",
+        "quote",
+        "ingested_at",
+        "source",
+        "source_bars",
+        "covered_minutes",
+        "quality",
+    ]
 
 
 def test_spreads_hand_made_case(built: DbtRun):

@@ -8,8 +8,15 @@ Every model table of A must equal B's exactly (EXCEPT ALL both ways). The second
 * late trades: trades with event times hours back that arrive only now;
 * a skewed arrival: a trade stamped ingested 30 min *before* A's watermark (inside the
   60-minute lookback) that lands only now;
-* a market that was known through exchange candles only (kraken SOL/USD) gaining trades, so
-  its candle-sourced bars must disappear;
+* a market that was known through exchange candles only (kraken SOL/USD) gaining trades for
+  its first two hours, so those minutes must switch to the trades while the later minutes keep
+  the exchange's candles;
+* an exchange 1m candle arriving late for a minute without trades (binance BTC/USDT's gap), so
+  that minute is filled from the exchange, and one for a minute with trades (the trades keep
+  it);
+* a maintenance run growing across batches (kraken MNT/USD, candles only): 40 flat zero-volume
+  minutes in batch 1 (too short to be maintenance), 30 more in batch 2, so the first 40 become
+  maintenance too and the coarser bars that held only them must disappear;
 * re-ingested copies of already-kept trades with different prices (the first copy must win);
 * a replaced lake partition: batch 1's file re-written with one market's rows stamped anew
   (a re-run ingest), so the kept copies' ingested_at must follow the lake.
@@ -50,6 +57,7 @@ MODELS = [
     "intermediate.int_candles_1m",
     "intermediate.int_venue_vwap_usd",
     "marts.candles",
+    "marts.candle_completeness",
     "marts.candles_consolidated",
     "marts.indicators",
     "marts.spreads",
@@ -94,6 +102,52 @@ def _sol_trades(n: int = 120) -> pl.DataFrame:
         cost=pl.col("price") * pl.col("amount"),
         source=pl.lit("test"),
     )
+
+
+MNT_SPLIT = START + timedelta(minutes=70)  # MNT/USD candles from here arrive in batch 2
+
+
+def _maintenance_market() -> pl.DataFrame:
+    """kraken MNT/USD 1m candles 21:00-22:59: minutes 30-99 flat at 10.0 with no volume."""
+    rows = []
+    for m in range(120):
+        if 30 <= m < 100:
+            rows.append((10.0, 10.0, 10.0, 10.0, 0.0))
+        else:
+            rows.append((10.0, 10.2, 9.9, 10.1, 3.0))
+    return pl.DataFrame(
+        rows, schema=["open", "high", "low", "close", "volume"], orient="row"
+    ).with_columns(
+        exchange=pl.lit("kraken"),
+        symbol=pl.lit("MNT/USD"),
+        base=pl.lit("MNT"),
+        quote=pl.lit("USD"),
+        timeframe=pl.lit("1m"),
+        ts=pl.Series([START + timedelta(minutes=m) for m in range(120)]).cast(TS),
+        source=pl.lit("test"),
+        ingested_at=pl.lit(INGESTED).cast(TS),
+    )
+
+
+def _late_candles() -> pl.DataFrame:
+    """binance BTC/USDT 1m candles for 22:30 (in its 3-minute gap without trades) and 22:40 (a
+    minute with trades), delivered with batch 2."""
+    return pl.DataFrame(
+        {
+            "exchange": "binance",
+            "symbol": "BTC/USDT",
+            "base": "BTC",
+            "quote": "USDT",
+            "timeframe": "1m",
+            "ts": [START + timedelta(minutes=90), START + timedelta(minutes=100)],
+            "open": [60_100.0, 60_400.0],
+            "high": [60_150.0, 60_500.0],
+            "low": [60_050.0, 60_350.0],
+            "close": [60_123.0, 60_456.0],
+            "volume": [1.5, 2.5],
+            "source": "test",
+        }
+    ).with_columns(pl.col("ts").cast(TS), ingested_at=pl.lit(LATER).cast(TS))
 
 
 def _write(lake_dir: Path, df: pl.DataFrame, part: str) -> None:
@@ -161,6 +215,10 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict:
     # batch 1: everything before SPLIT except the late trades, plus exchange candles
     _write(lake_dir, _ingested(first, INGESTED), "batch1")
     lake.write_partition(lake_dir, RAW_CANDLES, make_exchange_candles(), partition="2026-11-14")
+    mnt = _maintenance_market()
+    lake.write_partition(
+        lake_dir, RAW_CANDLES, mnt.filter(pl.col("ts") < MNT_SPLIT), partition="mnt", part="b1"
+    )
     a_dir, b_dir = work / "a", work / "b"
     _ok(run_dbt_build(lake_dir, a_dir, {}, *NO_TESTS))
 
@@ -173,6 +231,16 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict:
     _write(lake_dir, _ingested(skewed, INGESTED - timedelta(minutes=30)), "skewed")
     _write(lake_dir, _ingested(_sol_trades(), LATER), "sol")
     _write(lake_dir, _ingested(conflicting, LATER), "conflicting")
+    lake.write_partition(
+        lake_dir, RAW_CANDLES, _late_candles(), partition="2026-11-14", part="late"
+    )
+    lake.write_partition(
+        lake_dir,
+        RAW_CANDLES,
+        _ingested(mnt.filter(pl.col("ts") >= MNT_SPLIT), LATER),
+        partition="mnt",
+        part="b2",
+    )
     lake.write_partition(lake_dir, RAW_TRADES, _too_early(), partition="2026-11-14", part="early")
     # a re-ingested day: batch 1's 2026-11-14 file replaced, binance ETH/USDT stamped anew
     reingested = first.with_columns(
@@ -192,8 +260,21 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "too_early_low": a.query(TOO_EARLY_MINUTE)["low"].to_list(),
         "stg": a.query("select exchange, symbol, trade_id, price from staging.stg_trades"),
         "sol": a.query(
-            "select distinct trade_count is null as from_candles from marts.candles "
-            "where exchange = 'kraken' and symbol = 'SOL/USD'"
+            "select ts >= timestamptz '2026-11-14 23:00:00+00' as later, source, count(*) as n "
+            "from marts.candles where exchange = 'kraken' and symbol = 'SOL/USD' "
+            "and timeframe = '1m' group by all order by all"
+        ),
+        "gap": a.query(
+            "select ts, source, quality, close from marts.candles where exchange = 'binance' "
+            "and symbol = 'BTC/USDT' and timeframe = '1m' "
+            "and ts in (timestamptz '2026-11-14 22:30:00+00', "
+            "timestamptz '2026-11-14 22:40:00+00') "
+            "order by ts"
+        ),
+        "mnt": a.query(
+            "select timeframe, count(*) as bars, "
+            "count(*) filter (where quality like '%maintenance%') as maintenance "
+            "from marts.candles where symbol = 'MNT/USD' group by timeframe order by timeframe"
         ),
         "compiled": (
             a.target / "compiled" / "sentinance" / "models" / "intermediate" / "int_candles_1m.sql"
@@ -223,7 +304,20 @@ def test_incremental_run_picks_up_late_skewed_and_conflicting_rows(scenario):
     kept = scenario["conflicting"].join(got["stg"], on=key, suffix="_kept")
     assert kept.height == scenario["conflicting"].height
     assert (kept["price_kept"] * 3 == kept["price"]).all()  # the first ingested copy won
-    assert got["sol"]["from_candles"].to_list() == [False]  # candle-only bars are gone
+    # minutes with trades switched to them; the later minutes keep the exchange's candles
+    assert got["sol"].rows() == [(False, "trades", 120), (True, "exchange_1m", 120)]
+    # a late exchange candle fills the minute without trades, not the one with trades
+    gap = got["gap"].rows(named=True)
+    assert [(r["source"], r["quality"]) for r in gap] == [
+        ("exchange_1m", "filled"),
+        ("trades", "ok"),
+    ]
+    assert gap[0]["close"] == 60_123.0 and gap[1]["close"] != 60_456.0
+    # the grown run: all 70 flat minutes are maintenance; the 5m, 15m buckets holding only
+    # them are gone, the hours keep their usable minutes
+    mnt = {r["timeframe"]: (r["bars"], r["maintenance"]) for r in got["mnt"].iter_rows(named=True)}
+    assert mnt["1m"] == (120, 70)
+    assert mnt["5m"] == (10, 0) and mnt["15m"] == (4, 0) and mnt["1h"] == (2, 0)
     # an arrival stamped before watermark - lookback is missed by a plain incremental run ...
     assert got["too_early_low"] == []
 

@@ -16,15 +16,20 @@ from sentinance_assets.lib.schemas import TS
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
+STEP = {"1m": 1, "5m": 5, "15m": 15, "1h": 60, "4h": 240, "1d": 1440, "3d": 3 * 1440}
+
+
 def series(close, high=None, low=None, timeframe="1h", exchange="x", symbol="A/USD"):
+    """One series of consecutive bars of ``timeframe`` (hourly spacing for an unknown one)."""
     close = np.asarray(close, dtype=float)
     n = len(close)
+    step = timedelta(minutes=STEP.get(timeframe, 60))
     return pl.DataFrame(
         {
             "exchange": [exchange] * n,
             "symbol": [symbol] * n,
             "timeframe": [timeframe] * n,
-            "ts": [T0 + timedelta(hours=i) for i in range(n)],
+            "ts": [T0 + i * step for i in range(n)],
             "high": close if high is None else np.asarray(high, dtype=float),
             "low": close if low is None else np.asarray(low, dtype=float),
             "close": close,
@@ -106,14 +111,14 @@ def test_bollinger_population_std():
 
 def test_realized_vol_annualised_by_timeframe():
     close, _, _ = random_walk(60, seed=4)
-    for tf, bars in (("1m", 525_600), ("1h", 8_760), ("4h", 2_190), ("1d", 365)):
+    for tf, bars in (("1m", 525_600), ("1h", 8_760), ("4h", 2_190), ("1d", 365), ("3d", 365 / 3)):
         out = compute_indicators(series(close, timeframe=tf))
         r = np.diff(np.log(close))
         expected = np.std(r[-20:], ddof=1) * math.sqrt(bars)
         assert out["realized_vol"][-1] == pytest.approx(expected, rel=1e-9)
         assert out["realized_vol"].head(20).null_count() == 20
         assert out["realized_vol"][20] is not None
-    unknown = compute_indicators(series(close, timeframe="3d"))
+    unknown = compute_indicators(series(close, timeframe="1M"))  # a month has no fixed length
     assert unknown["realized_vol"].null_count() == len(close)
 
 
@@ -236,3 +241,82 @@ def test_matches_ta_after_burn_in():
     for col, ref in refs.items():
         got = out[col].to_numpy(dtype=float)
         assert max_rel_diff(got, ref.to_numpy(dtype=float), start=burn_in) <= 1e-6, col
+
+
+# --- gaps, excluded bars, thin data --------------------------------------------------------
+
+
+def with_quality(df: pl.DataFrame, flags: dict[int, str]) -> pl.DataFrame:
+    return (
+        df.with_row_index("i")
+        .with_columns(
+            quality=pl.col("i").replace_strict(flags, default="ok", return_dtype=pl.String)
+        )
+        .drop("i")
+    )
+
+
+def test_every_indicator_restarts_after_a_gap():
+    close, high, low = random_walk(300, seed=5)
+    full = series(close, high, low)
+    gapped = full.filter(pl.int_range(pl.len()) != 100)  # hour 100 missing
+    out = compute_indicators(gapped)
+    before, after = out.head(100), out.slice(100)
+    assert before["bars_in_segment"].to_list() == list(range(1, 101))
+    assert after["bars_in_segment"].to_list() == list(range(1, 200))
+    assert after["null_reason"].to_list() == ["gap"] * 199  # still warming up: EMA-200
+    assert set(before["null_reason"]) == {"warm_up"}
+    # each segment equals the indicators of its bars alone: no window spans the gap
+    alone = compute_indicators(full.slice(101))
+    cols = list(ind.INDICATOR_COLUMNS)
+    assert after.select(cols).equals(alone.select(cols))
+    assert after["log_return"][0] is None and after["rsi_14"][13] is None
+    assert after["rsi_14"][14] is not None
+
+
+def test_excluded_bars_are_null_and_break_the_window():
+    close, high, low = random_walk(80, seed=6)
+    df = with_quality(series(close, high, low), {30: "implausible", 50: "maintenance,filled"})
+    out = compute_indicators(df)
+    for i, reason in ((30, "implausible"), (50, "maintenance")):
+        row = out.row(i, named=True)
+        assert row["null_reason"] == reason and row["bars_in_segment"] is None
+        assert all(row[c] is None for c in ind.INDICATOR_COLUMNS if c != "close")
+        assert row["close"] == close[i]
+    assert out["bars_in_segment"][31] == 1 and out["null_reason"][31] == "gap"
+    # a bar with a broken price is excluded even without a quality column
+    broken = compute_indicators(series([100.0, 0.0, 101.0, 102.0]))
+    assert broken["null_reason"].to_list() == ["warm_up", "implausible", "gap", "gap"]
+    assert broken["log_return"].to_list()[1:3] == [None, None]
+
+
+def test_gap_tolerance_bridges_short_gaps():
+    close, high, low = random_walk(120, seed=7)
+    gapped = series(close, high, low).filter(~pl.int_range(pl.len()).is_in([40, 80, 81]))
+    strict = compute_indicators(gapped)
+    assert (strict["bars_in_segment"] == 1).sum() == 3
+    bridged = compute_indicators(gapped, max_gap_bars=1)
+    assert (bridged["bars_in_segment"] == 1).sum() == 2  # 40 bridged, 80-81 (two bars) not
+    # a bridged segment is computed over the bars present, as TA-Lib would on them
+    present = [np.delete(x, 40)[:79] for x in (close, high, low)]
+    ref = compute_indicators(series(*present))
+    cols = list(ind.INDICATOR_COLUMNS)
+    assert bridged.head(79).select(cols).equals(ref.select(cols))
+    with pytest.raises(ValueError):
+        compute_indicators(gapped, max_gap_bars=-1)
+
+
+def test_short_series_and_extreme_values_never_give_nan_or_inf():
+    for n in (0, 1, 2, 5, 13):
+        out = compute_indicators(series(np.linspace(100, 101, n)))
+        assert out.height == n
+        assert out["sma_20"].null_count() == n
+        assert set(out["null_reason"].to_list()) <= {"warm_up"}
+    # flat prices: RSI undefined (NULL), std 0, nothing NaN
+    flat = compute_indicators(series([5.0] * 60))
+    huge = compute_indicators(series(np.full(40, 1e200) * np.linspace(1, 2, 40)))
+    for out in (flat, huge):
+        for col in ind.INDICATOR_COLUMNS:
+            assert out[col].drop_nulls().is_finite().all(), col
+            assert out[col].is_nan().sum() == 0, col
+    assert flat["rsi_14"].null_count() == 60

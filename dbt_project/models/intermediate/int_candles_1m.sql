@@ -2,30 +2,29 @@
     materialized='incremental',
     incremental_strategy='delete+insert',
     unique_key=['exchange', 'symbol', 'ts'],
-    on_schema_change='fail',
-    post_hook=[
-        "{% if is_incremental() %}delete from {{ this }} where bar_source = 'exchange_candles' and {{ sentinance.market_key() }} in (select distinct {{ sentinance.market_key() }} from {{ source('raw', 'trades') }}){% endif %}"
-    ]
+    on_schema_change='fail'
 ) }}
 {#
-  1-minute bars per (exchange, symbol).
+  1-minute bars per (exchange, symbol, ts): the finest source wins, minute by minute.
 
-  * From trades wherever the market has trades: open/close = first/last trade of the minute by
-    (ts, trade_id), volume = sum(amount), quote_volume = sum(price * amount),
-    vwap = quote_volume / volume, trade_count = number of trades.
-  * From the exchange's own 1m candles for (exchange, symbol) pairs with no trades at all (for
-    example a venue ingested through candles only): trade_count is NULL, vwap is approximated
-    by the typical price (high + low + close) / 3 and quote_volume by volume * vwap.
+  * source 'trades': every minute with at least one clean trade (raw.trades holds only rows that
+    passed the trade contract). open/close = first/last trade of the minute by (ts, trade_id),
+    volume = sum(amount), quote_volume = sum(price * amount), vwap = quote_volume / volume,
+    trade_count = number of trades.
+  * source 'exchange_1m': every other minute for which the exchange served a 1m candle (a
+    candle-only market, or a minute whose trades all failed their contract or never came), so
+    the 1m grid matches the exchange's. trade_count is NULL, vwap is approximated by the typical
+    price (high + low + close) / 3 and quote_volume by volume * vwap. `conflicting` tells that
+    the candle's raw copies disagreed (stg_candles).
 
-  A minute without trades has no row (no forward-filled bars). ingested_at = latest arrival of
+  A minute with neither has no row: nothing is forward-filled. ingested_at = latest arrival of
   the rows behind the bar.
 
   Incremental (macros/incremental.sql): recomputes every market-minute holding a raw trade copy
-  that arrived since the watermark minus the lookback (or inside the run window), from the
-  deduplicated trades of those minutes (macros/trades.sql over every raw copy of their keys: the
-  same winners as stg_trades, without deduplicating the whole lake), and the candle-only minutes
-  whose exchange candle arrived since then. When a candle-only market gains trades, the post-hook
-  drops its candle-sourced minutes, as a full refresh would.
+  or a raw 1m candle copy that arrived since the watermark minus the lookback (or inside the run
+  window), from the deduplicated trades of those minutes (macros/trades.sql over every raw copy
+  of their keys: the same winners as stg_trades, without deduplicating the whole lake) and their
+  exchange candles. A minute that gains trades is rebuilt from them, replacing its candle bar.
 #}
 {%- set cutoff = sentinance.incremental_cutoff() %}
 with
@@ -33,12 +32,22 @@ with
 
 changed_minutes as (
 
-    {#- read from the raw lake, not the deduplicating staging view: the arrival filter prunes
+    {#- read from the raw lake, not the deduplicating staging views: the arrival filter prunes
         Parquet row groups there, and any raw copy that arrived marks its minute (a superset
-        of the kept copies' minutes; recomputing a minute from all its trades is exact) #}
-    select distinct exchange, symbol, {{ sentinance.bucket_start('ts', '1m') }} as ts
+        of the kept copies' minutes; recomputing a minute from all its inputs is exact) #}
+    select exchange, symbol, {{ sentinance.bucket_start('ts', '1m') }} as ts
     from {{ source('raw', 'trades') }}
     where {{ sentinance.changed_rows_predicate(cutoff) }}
+
+    union
+
+    select
+        cast(exchange as {{ dbt.type_string() }}) as exchange,
+        cast(symbol as {{ dbt.type_string() }}) as symbol,
+        cast(ts as {{ sentinance.type_timestamp_utc() }}) as ts
+    from {{ source('raw', 'candles') }}
+    where timeframe = '1m'
+      and {{ sentinance.changed_rows_predicate(cutoff) }}
 
 ),
 
@@ -113,44 +122,43 @@ from_trades as (
 
 ),
 
-markets_with_trades as (
+exchange_minutes as (
 
-    select distinct exchange, symbol
-    from {{ source('raw', 'trades') }}
+    select c.*
+    from {{ ref('stg_candles') }} as c
+    {%- if cutoff %}
+    inner join changed_minutes as m
+        on c.exchange = m.exchange
+        and c.symbol = m.symbol
+        and c.ts = m.ts
+    {%- endif %}
+    where c.timeframe = '1m'
 
 ),
 
 from_exchange_candles as (
 
     select
-        exchange,
-        symbol,
-        base,
-        quote,
-        ts,
-        open,
-        high,
-        low,
-        close,
-        volume,
-        volume * typical_price as quote_volume,
-        typical_price as vwap,
-        cast(null as bigint) as trade_count,
-        ingested_at
-    from (
-        select
-            c.*,
-            (c.high + c.low + c.close) / 3 as typical_price
-        from {{ ref('stg_candles') }} as c
-        left join markets_with_trades as m
-            on c.exchange = m.exchange
-            and c.symbol = m.symbol
-        where c.timeframe = '1m'
-          and m.exchange is null
-          {%- if cutoff %}
-          and {{ sentinance.changed_rows_predicate(cutoff, 'c.ingested_at', 'c.ts') }}
-          {%- endif %}
-    ) as candle_only
+        c.exchange,
+        c.symbol,
+        c.base,
+        c.quote,
+        c.ts,
+        c.open,
+        c.high,
+        c.low,
+        c.close,
+        c.volume,
+        c.volume * (c.high + c.low + c.close) / 3 as quote_volume,
+        (c.high + c.low + c.close) / 3 as vwap,
+        c.conflicting,
+        c.ingested_at
+    from exchange_minutes as c
+    left join from_trades as t
+        on c.exchange = t.exchange
+        and c.symbol = t.symbol
+        and c.ts = t.ts
+    where t.exchange is null
 
 )
 
@@ -168,7 +176,8 @@ select
     quote_volume,
     quote_volume / nullif(volume, 0) as vwap,
     trade_count,
-    'trades' as bar_source,
+    'trades' as source,
+    false as conflicting,
     ingested_at
 from from_trades
 
@@ -187,7 +196,8 @@ select
     volume,
     quote_volume,
     vwap,
-    trade_count,
-    'exchange_candles' as bar_source,
+    cast(null as bigint) as trade_count,
+    'exchange_1m' as source,
+    conflicting,
     ingested_at
 from from_exchange_candles

@@ -7,7 +7,8 @@
   sum(quote volume in USD) / sum(volume); volume, quote_volume_usd and trade_count are sums
   (trade_count NULL when any venue's bar came from exchange candles; sums are
   order-independent, macros/exact_sum.sql); venue_count = number of
-  venue bars combined. symbol is '<base>/USD'.
+  venue bars combined. symbol is '<base>/USD'. Venue bars flagged implausible or maintenance
+  (marts.candles quality) are left out.
 #}
 with bars as (
 
@@ -25,6 +26,7 @@ with bars as (
     from {{ ref('candles') }} as c
     inner join {{ ref('quote_usd_rates') }} as r
         on c.quote = r.quote
+    where {{ sentinance.usable_candle('c.quality') }}
 
 )
 

@@ -2,10 +2,13 @@
   Per UTC day, the Pearson correlation of 1-minute log returns between each pair of the
   var correlation_bases (default BTC, ETH, SOL), from the consolidated USD 1m candles. A return
   is ln(close / previous close) over exactly one minute (a return across a gap is dropped);
-  pairs are matched on the minute; n_obs = matched returns. correlation is NULL with fewer than
-  2 matched returns or a constant series.
+  pairs are matched on the minute; n_obs = matched returns. A day with fewer than
+  var correlation_min_obs (30) matched returns has no row (too little data for a correlation:
+  a thin or one-day history yields an empty table, not an error); correlation is NULL for a
+  constant series. The consolidated candles already leave out implausible and maintenance bars.
 #}
 {%- set bases = var('correlation_bases', ['BTC', 'ETH', 'SOL']) -%}
+{%- set min_obs = var('correlation_min_obs', 30) | int -%}
 with bars as (
 
     select
@@ -42,3 +45,4 @@ inner join returns as b
     on a.ts = b.ts
     and a.base < b.base
 group by cast(a.ts as date), a.base, b.base
+having count(*) >= {{ [min_obs, 2] | max }}

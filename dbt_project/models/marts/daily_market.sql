@@ -1,11 +1,14 @@
 {#
   One row per (exchange, symbol, day): the UTC day's 1d candle with its open-to-close return
-  and high-low range. The current day is included while it is still forming.
+  and high-low range. The current day is included while it is still forming. Days whose bar
+  is flagged implausible or maintenance (marts.candles quality) have no row; marts.
+  candle_completeness counts them.
 #}
 with daily as (
 
     select * from {{ ref('candles') }}
     where timeframe = '1d'
+      and {{ sentinance.usable_candle('quality') }}
 
 )
 

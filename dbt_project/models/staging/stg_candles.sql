@@ -1,6 +1,12 @@
 {#
   Exchange-served candles, typed and deduplicated on (exchange, symbol, timeframe, ts). A bar
-  fetched while still open is later re-fetched complete, so the last ingested copy wins.
+  fetched while still open is later re-fetched complete, so the last ingested copy wins (ties:
+  the larger volume, then the lower close, then source).
+
+  Duplicates are kept as information, not silently dropped: `copies` counts the raw rows of the
+  key and `conflicting` is true when those copies disagree on any of open, high, low, close or
+  volume (same key, different values: a provisional fetch, or a source file holding the same bar
+  twice). marts.candles flags such bars and marts.candle_completeness counts them.
 #}
 with source as (
 
@@ -26,11 +32,46 @@ typed as (
         cast(ingested_at as {{ sentinance.type_timestamp_utc() }}) as ingested_at
     from source
 
+),
+
+ranked as (
+
+    select
+        typed.*,
+        row_number() over (
+            partition by exchange, symbol, timeframe, ts
+            order by ingested_at desc, volume desc, close, source
+        ) as copy_rank,
+        count(*) over bar_key as copies,
+        case
+            when min(open) over bar_key <> max(open) over bar_key
+              or min(high) over bar_key <> max(high) over bar_key
+              or min(low) over bar_key <> max(low) over bar_key
+              or min(close) over bar_key <> max(close) over bar_key
+              or min(volume) over bar_key <> max(volume) over bar_key
+            then true
+            else false
+        end as conflicting
+    from typed
+    window bar_key as (partition by exchange, symbol, timeframe, ts)
+
 )
 
-select *
-from typed
-qualify row_number() over (
-    partition by exchange, symbol, timeframe, ts
-    order by ingested_at desc, volume desc, close, source
-) = 1
+select
+    exchange,
+    symbol,
+    base,
+    quote,
+    timeframe,
+    ts,
+    open,
+    high,
+    low,
+    close,
+    volume,
+    source,
+    ingested_at,
+    copies,
+    conflicting
+from ranked
+where copy_rank = 1
