@@ -65,8 +65,8 @@ qualify row_number() over (partition by horizon order by evaluated_at desc) = 1
 
 ORIGIN_CLOSE_SQL = """
 select close from marts.candles
-where exchange = ? and symbol = ? and timeframe = '1m' and ts <= ?
-order by ts desc limit 1
+where exchange = ? and symbol = ? and timeframe in ('1m', '1h') and ts <= ?
+order by ts desc, timeframe = '1m' desc limit 1  -- 1m where the market has it, else hourly
 """
 
 SENTIMENT_SQL = """

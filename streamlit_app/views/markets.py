@@ -43,7 +43,7 @@ order by symbol, exchange
 
 FRESHNESS_SQL = """
 select
-    (select max(ts) from marts.candles where timeframe = '1m') as last_candle,
+    (select max(ts) from marts.candles) as last_candle,  -- any timeframe: hourly-only too
     (select max(ingested_at) from raw.trades) as last_trade_ingest,
     (select max(ingested_at) from raw.news) as last_news_ingest,
     (select max(detected_at) from alerts.alert_feed) as last_alert
