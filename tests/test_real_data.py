@@ -65,7 +65,9 @@ KINDS = [
             "candles/binanceus/BTCUSD_1m_20230301_20230321.csv": (
                 f"{SVB}/binanceus_csv/BTCUSD_1m_20230301_20230321.csv"
             ),
-            "candles/kraken/BTCUSDC_1m_2023Q1.csv": f"{SVB}/kraken_ohlcvt_csv/BTCUSDC_1m_2023Q1.csv",
+            "candles/kraken/BTCUSDC_1m_2023Q1.csv": (
+                f"{SVB}/kraken_ohlcvt_csv/BTCUSDC_1m_2023Q1.csv"
+            ),
             "candles/coinbase_btcusd.parquet": (
                 f"{SVB}/binanceus_coinbase_kraken_parquet/coinbase_btcusd.parquet"
             ),
