@@ -2,7 +2,8 @@
 
 Data: ``../shared/data/crypto_prices_hourly_cdd`` (Binance BTC/USDT and ETH/USDT hourly candles
 from CryptoDataDownload; mixed ms/s epochs, descending order, duplicates: see its
-PROVENANCE.md). Nothing is copied into the repository. The default window is the second half
+PROVENANCE.md), read by ``sentinance_assets.lib.forecast_io.read_candles_files``. Nothing is
+copied into the repository. The default window is the second half
 of 2020 (about 4,400 bars per symbol) so a run takes a few minutes on 2 cores.
 
     .venv/bin/python benchmarks/forecasting.py [--start 2020-07-01] [--end 2021-01-01]
@@ -30,28 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ml import forecast_lifecycle  # noqa: E402
+from sentinance_assets.lib.forecast_io import read_candles_files  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "crypto_prices_hourly_cdd"
 FILES = {"BTC/USDT": "Binance_BTCUSDT_1h.csv", "ETH/USDT": "Binance_ETHUSDT_1h.csv"}
-
-
-def load_cdd(path: Path, symbol: str) -> pl.DataFrame:
-    """One CDD Binance file as ``symbol, ts, open, high, low, close, volume`` (base volume),
-    ascending, de-duplicated on the bar time (``unix`` in s or ms)."""
-    df = pl.read_csv(path, infer_schema_length=0)  # all text: the unix column mixes formats
-    vol_col = next(c for c in df.columns if c.startswith("Volume ") and "USDT" not in c)
-    unix = pl.col("unix").cast(pl.Float64)
-    ms = pl.when(unix < 1e11).then(unix * 1000).otherwise(unix).round(0).cast(pl.Int64)
-    return (
-        df.select(
-            pl.lit(symbol).alias("symbol"),
-            pl.from_epoch(ms, time_unit="ms").dt.replace_time_zone("UTC").alias("ts"),
-            *[pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close")],
-            pl.col(vol_col).cast(pl.Float64).alias("volume"),
-        )
-        .unique(["symbol", "ts"], keep="first")
-        .sort("ts")
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     start = datetime.fromisoformat(args.start).replace(tzinfo=UTC)
     end = datetime.fromisoformat(args.end).replace(tzinfo=UTC)
-    candles = pl.concat([load_cdd(DATA / f, s) for s, f in FILES.items()]).filter(
+    # read as downloaded (lib/forecast_io); duplicated and broken bars are the features' job
+    candles = read_candles_files([DATA / f for f in FILES.values()]).filter(
         pl.col("ts").is_between(start, end, closed="left")
     )
     bars = candles.group_by("symbol").len().sort("symbol")

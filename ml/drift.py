@@ -28,12 +28,12 @@ from typing import Any
 import pandas as pd
 import polars as pl
 
+from ml.errors import InsufficientDataError
+
 #: Fewer rows than this (per column, after dropping nulls) make any two-sample test noise.
 MIN_ROWS = 30
 
-
-class InsufficientDataError(ValueError):
-    """Too few rows in the reference or current sample for a meaningful drift test."""
+__all__ = ["MIN_ROWS", "DriftResult", "InsufficientDataError", "data_drift"]
 
 
 @dataclass
@@ -76,9 +76,13 @@ def _check_rows(df: pd.DataFrame, which: str, min_rows: int) -> None:
     counts = df.notna().sum()
     short = {c: int(n) for c, n in counts.items() if n < min_rows}
     if short:
+        has = min(short.values())
+        detail = f"; short columns: {short}" if len(set(short.values())) > 1 else ""
         raise InsufficientDataError(
-            f"{which} sample has fewer than {min_rows} non-null rows in {short}; "
-            f"a drift test needs at least {min_rows} rows on each side"
+            f"the {which} sample has {has} rows, fewer than the {min_rows} a drift test needs "
+            f"on each side{detail}",
+            needs=f"{min_rows} rows on each side",
+            has=f"{has} {which} rows",
         )
 
 

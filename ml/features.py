@@ -14,18 +14,38 @@ volume``; ``ts`` is the bar's open time, UTC). Two rules keep the forecaster hon
 first squared return of the segment. ``sqrt(k * ewma_var)`` is the EWMA baseline for
 ``rv_target_<h>``; ``ewma_vol = sqrt(ewma_var)`` is also a model feature.
 
-Missing bars are never filled silently (see DESIGN.md, freqtrade issue 7407): a jump in ``ts``
-larger than one bar starts a new *segment*, and every window (rolling features, targets and the
-forecaster's lookback sequences) stays inside one ``(symbol, segment)`` run of consecutive bars.
-Rows at the start of each segment that lack enough history for every feature are dropped;
-rows at the end keep null targets (they are the rows a live forecast is made from).
+Real candles are not clean (:func:`inspect_candles` finds and counts every defect):
+
+* **missing bars**: the series lives on the regular grid of ``bar`` (hourly), but some slots
+  have no bar. Nothing is filled: no price is ever invented;
+* **duplicated bars** (the same ``symbol, ts`` twice): the first row in input order is kept;
+  when the copies disagree by more than :data:`DUPLICATE_TOLERANCE` (relative) on any of
+  open/high/low/close/volume, nobody can say which is right and the bar is flagged;
+* **maintenance** (exchange down): bars with ``open = high = low = close`` and volume 0,
+  alone or in runs. Such a bar records no trade, only the last price carried forward, so it is
+  flagged: its zero return and zero range would teach the model a calm that never happened;
+* **implausible bars**: a price that is missing, not finite or not positive, a volume that is
+  missing, not finite or negative, ``high < low``, or a high more than
+  :data:`IMPLAUSIBLE_RATIO` times the close or a low below the close divided by it (a 75 %
+  move inside one bar of a liquid market is a broken print, not a price);
+* **off-grid bars**: a ``ts`` that is not a whole number of bars from the epoch.
+
+A flagged bar is treated like a missing one. Every window (rolling features, targets and the
+forecaster's look-back sequences) stays inside one ``(symbol, segment)`` run of consecutive
+usable bars: a gap or a flagged bar starts a new segment. Rows at the start of each segment that
+lack enough history for every feature are dropped (counted: ``warmup_rows`` for the first
+segment, ``masked_feature_rows`` after a gap or flag); targets whose horizon would cross a gap
+or a flag are null (counted per horizon); rows at the very end keep null targets (they are the
+rows a live forecast is made from). No feature of a returned row is null, NaN or infinite.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import polars as pl
 
@@ -42,7 +62,35 @@ EWMA_VAR = "ewma_var"
 #: Window (bars) of the RSI-like momentum oscillator (simple averages, Cutler's RSI).
 RSI_WINDOW = 14
 
+#: A bar whose high exceeds this many times its close, or whose low is below the close divided
+#: by it, is implausible: a move of 75 % and more inside one hourly bar of a major market.
+#: Chosen from what a bar can be, not from any data set: the largest hourly moves of BTC and ETH
+#: (March 2020, May 2021) stayed well inside a factor of 2.
+IMPLAUSIBLE_RATIO = 4.0
+#: Duplicated bars whose values differ by at most this (relative) are one bar written twice
+#: (e.g. once rounded to cents); beyond it they conflict and the bar is flagged.
+DUPLICATE_TOLERANCE = 1e-3
+
 CANDLE_COLUMNS = ("symbol", "ts", "open", "high", "low", "close", "volume")
+PRICE_COLUMNS = ("open", "high", "low", "close")
+
+#: The counts of :class:`CandleQuality`, in order (see :func:`inspect_candles`).
+QUALITY_COUNTS = (
+    "rows",
+    "duplicate_rows",
+    "conflicting_duplicates",
+    "off_grid_bars",
+    "expected_bars",
+    "present_bars",
+    "missing_bars",
+    "gaps",
+    "maintenance_runs",
+    "maintenance_bars",
+    "implausible_bars",
+    "flagged_bars",
+    "usable_bars",
+    "segments",
+)
 
 
 def target_col(label: str) -> str:
@@ -64,28 +112,204 @@ def past_return_col(label: str) -> str:
     return f"ret_past_{label}"
 
 
+def masked_target_count(label: str) -> str:
+    """Count of rows whose ``label`` target is masked because its horizon crosses a gap."""
+    return f"masked_target_{label}"
+
+
+@dataclass
+class CandleQuality:
+    """What was found in the candles and what it cost, one row per symbol.
+
+    ``table`` has ``symbol`` and an integer column per count: :data:`QUALITY_COUNTS`, then the
+    feature counts :func:`build_feature_set` adds (``warmup_rows``, ``masked_feature_rows``,
+    ``non_finite_rows``, ``feature_rows``, ``masked_target_<h>``) and any count added with
+    :meth:`with_counts` (the forecaster's ``masked_lookback_rows``).
+    """
+
+    table: pl.DataFrame
+
+    def with_counts(self, name: str, per_symbol: Mapping[str, int]) -> CandleQuality:
+        """A copy with one more count (0 for symbols not in ``per_symbol``)."""
+        col = pl.col("symbol").replace_strict(dict(per_symbol), default=0, return_dtype=pl.Int64)
+        return CandleQuality(self.table.with_columns(col.alias(name)))
+
+    def totals(self) -> dict[str, int]:
+        """Every count summed over symbols."""
+        if self.table.is_empty():
+            return {c: 0 for c in self.table.columns if c != "symbol"}
+        sums = self.table.drop("symbol").sum().row(0, named=True)
+        return {k: int(v or 0) for k, v in sums.items()}
+
+    def per_symbol(self) -> dict[str, dict[str, int]]:
+        return {
+            r.pop("symbol"): {k: int(v) for k, v in r.items()}
+            for r in self.table.sort("symbol").iter_rows(named=True)
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"total": {...}, "per_symbol": {symbol: {...}}}``, ready for JSON."""
+        return {"total": self.totals(), "per_symbol": self.per_symbol()}
+
+
+@dataclass
+class FeatureSet:
+    """Outcome of :func:`build_feature_set`."""
+
+    frame: pl.DataFrame
+    feature_cols: list[str]
+    quality: CandleQuality
+
+
+def _normalise(candles: pl.DataFrame) -> pl.DataFrame:
+    missing = [c for c in CANDLE_COLUMNS if c not in candles.columns]
+    if missing:
+        raise ValueError(f"candles lack columns {missing}")
+    ts_type = candles.schema["ts"]
+    if not isinstance(ts_type, pl.Datetime):
+        raise ValueError(f"ts must be a Datetime column, got {ts_type}")
+    return candles.select(CANDLE_COLUMNS).with_columns(
+        # naive timestamps are taken as UTC (the project convention), aware ones converted
+        pl.col("ts").dt.convert_time_zone("UTC")
+        if ts_type.time_zone
+        else pl.col("ts").dt.replace_time_zone("UTC"),
+        pl.col("symbol").cast(pl.String),
+        *[pl.col(c).cast(pl.Float64) for c in (*PRICE_COLUMNS, "volume")],
+    )
+
+
+def _implausible() -> pl.Expr:
+    h, lo, c, v = (pl.col(x) for x in ("high", "low", "close", "volume"))
+    prices_ok = pl.all_horizontal(
+        [(pl.col(x).is_finite() & (pl.col(x) > 0)).fill_null(False) for x in PRICE_COLUMNS]
+    )
+    volume_ok = (v.is_finite() & (v >= 0)).fill_null(False)
+    shape_ok = (h >= lo) & (h <= IMPLAUSIBLE_RATIO * c) & (lo >= c / IMPLAUSIBLE_RATIO)
+    return ~(prices_ok & volume_ok & shape_ok.fill_null(False))
+
+
+def inspect_candles(
+    candles: pl.DataFrame, bar: timedelta = timedelta(hours=1)
+) -> tuple[pl.DataFrame, CandleQuality]:
+    """Find the defects of the module docstring; returns ``(bars, quality)``.
+
+    ``bars`` are the usable bars, one per ``(symbol, ts)``, sorted, with a ``segment`` column
+    (runs of consecutive usable bars per symbol, numbered from 0); ``quality`` counts, per
+    symbol, :data:`QUALITY_COUNTS`.
+    """
+    df = _normalise(candles).with_row_index("_i")
+    bar_ms = int(bar.total_seconds() * 1000)
+    values = [*PRICE_COLUMNS, "volume"]
+    key = ["symbol", "ts"]
+    # duplicates: the first row in input order is the bar; copies that disagree flag it
+    firsts = {c: pl.col(c).first().over(key) for c in values}
+    differs = [
+        ((pl.col(c) - first).abs() > DUPLICATE_TOLERANCE * first.abs()).fill_null(
+            pl.col(c).is_null() != first.is_null()
+        )
+        for c, first in firsts.items()
+    ]
+    df = df.with_columns(
+        pl.len().over(key).alias("_copies"),
+        pl.any_horizontal(differs).any().over(key).alias("_conflict"),
+    )
+    bars = df.sort("_i").unique(key, keep="first", maintain_order=True).sort(key)
+    flat = pl.all_horizontal([pl.col(c) == pl.col("close") for c in PRICE_COLUMNS])
+    maint = (flat & (pl.col("volume") == 0)).fill_null(False)
+    off_grid = pl.col("ts").dt.epoch("ms") % bar_ms != 0
+    bars = bars.with_columns(
+        off_grid.alias("_off_grid"),
+        maint.alias("_maint"),
+        _implausible().alias("_implausible"),
+    ).with_columns(
+        (
+            pl.col("_off_grid") | pl.col("_maint") | pl.col("_implausible") | pl.col("_conflict")
+        ).alias("_flagged")
+    )
+    # a maintenance run starts at a maintenance bar whose previous grid slot is not one
+    prev_maint = pl.col("_maint").shift(1).over("symbol").fill_null(False) & (
+        pl.col("ts").diff().over("symbol") == bar
+    )
+    on_grid = bars.filter(~pl.col("_off_grid"))
+    step = pl.col("ts").diff().over("symbol")
+    grid = on_grid.group_by("symbol").agg(
+        ((pl.col("ts").max() - pl.col("ts").min()).dt.total_milliseconds() // bar_ms + 1).alias(
+            "expected_bars"
+        ),
+        pl.len().alias("present_bars"),
+        (step > bar).sum().alias("gaps"),
+    )
+    usable = bars.filter(~pl.col("_flagged")).drop(
+        "_i", "_copies", "_conflict", "_off_grid", "_maint", "_implausible", "_flagged"
+    )
+    usable = usable.with_columns(
+        (pl.col("ts").diff().over("symbol").fill_null(bar) != bar)
+        .cum_sum()
+        .over("symbol")
+        .cast(pl.Int32)
+        .alias("segment")
+    )
+    counts = df.group_by("symbol").agg(
+        pl.len().alias("rows"), (pl.len() - pl.col("ts").n_unique()).alias("duplicate_rows")
+    )
+    flags = (
+        bars.with_columns(prev_maint.alias("_prev_maint"))
+        .group_by("symbol")
+        .agg(
+            (pl.col("_conflict") & (pl.col("_copies") > 1)).sum().alias("conflicting_duplicates"),
+            pl.col("_off_grid").sum().alias("off_grid_bars"),
+            (pl.col("_maint") & ~pl.col("_prev_maint")).sum().alias("maintenance_runs"),
+            pl.col("_maint").sum().alias("maintenance_bars"),
+            pl.col("_implausible").sum().alias("implausible_bars"),
+            pl.col("_flagged").sum().alias("flagged_bars"),
+        )
+    )
+    segs = usable.group_by("symbol").agg(
+        pl.len().alias("usable_bars"), pl.col("segment").n_unique().alias("segments")
+    )
+    table = (
+        counts.join(flags, on="symbol", how="left")
+        .join(grid, on="symbol", how="left")
+        .join(segs, on="symbol", how="left")
+        .with_columns((pl.col("expected_bars") - pl.col("present_bars")).alias("missing_bars"))
+        .select("symbol", *[pl.col(c).fill_null(0).cast(pl.Int64) for c in QUALITY_COUNTS])
+        .sort("symbol")
+    )
+    return usable, CandleQuality(table)
+
+
 def build_features(
+    candles: pl.DataFrame, horizons: Mapping[str, int] = HORIZONS
+) -> tuple[pl.DataFrame, list[str]]:
+    """``(frame, feature_cols)`` of :func:`build_feature_set` with the default windows
+    (without the quality counts)."""
+    fs = build_feature_set(candles, horizons)
+    return fs.frame, fs.feature_cols
+
+
+def build_feature_set(
     candles: pl.DataFrame,
     horizons: Mapping[str, int] = HORIZONS,
     bar: timedelta = timedelta(hours=1),
     vol_window: int = VOL_WINDOW,
     rsi_window: int = RSI_WINDOW,
-) -> tuple[pl.DataFrame, list[str]]:
+) -> FeatureSet:
     """Build model features and forward-return targets, per symbol, ordered by ``symbol, ts``.
 
     Args:
-        candles: one row per ``(symbol, ts)``; several symbols allowed. Pass candles of a single
-            exchange (the caller picks it): duplicate ``(symbol, ts)`` raise.
+        candles: one row per ``(symbol, ts)`` of one exchange; several symbols allowed.
+            Duplicated, missing, maintenance and implausible bars are handled as the module
+            docstring says (:func:`inspect_candles`) and counted in ``quality``.
         horizons: label -> bars ahead; one ``target_<label>`` and ``ret_past_<label>`` each.
-        bar: bar length; a larger step between consecutive ``ts`` starts a new segment.
+        bar: bar length; a larger step between consecutive usable bars starts a new segment.
         vol_window: bars in the realized-volatility and volume z-score windows.
         rsi_window: bars in the RSI-like oscillator.
 
     Returns:
-        ``(frame, feature_cols)``. ``frame`` has ``symbol, ts, segment``, the candle ``close``,
+        :class:`FeatureSet`. Its ``frame`` has ``symbol, ts, segment``, the candle ``close``,
         the feature columns, ``ret_past_<h>`` and ``target_<h>`` (null where the future is not
         observed inside the segment), ``rv_target_<h>`` likewise, and ``ewma_var``. Features
-        are never null; warm-up rows are dropped.
+        are never null, NaN or infinite; warm-up rows are dropped.
 
     Features (all scale-free, so one model can serve several symbols):
         ``log_ret`` 1-bar log return; ``ret_past_<h>`` trailing k-bar log return for horizons
@@ -95,39 +319,10 @@ def build_features(
         mapped to [-1, 1]; ``hl_range`` ``ln(high/low)`` of the bar; ``hour_sin``/``hour_cos``
         hour of day of the bar; ``ewma_vol`` RiskMetrics EWMA volatility (lambda 0.94).
     """
-    missing = [c for c in CANDLE_COLUMNS if c not in candles.columns]
-    if missing:
-        raise ValueError(f"candles lack columns {missing}")
     if not horizons or any(int(k) < 1 for k in horizons.values()):
         raise ValueError(f"horizons must map labels to positive bar counts, got {horizons}")
-    ts_type = candles.schema["ts"]
-    if not isinstance(ts_type, pl.Datetime):
-        raise ValueError(f"ts must be a Datetime column, got {ts_type}")
-    df = candles.select(CANDLE_COLUMNS).with_columns(
-        # naive timestamps are taken as UTC (the project convention), aware ones converted
-        pl.col("ts").dt.convert_time_zone("UTC")
-        if ts_type.time_zone
-        else pl.col("ts").dt.replace_time_zone("UTC"),
-        *[pl.col(c).cast(pl.Float64) for c in ("open", "high", "low", "close", "volume")],
-    )
-    dup = df.group_by("symbol", "ts").len().filter(pl.col("len") > 1)
-    if dup.height:
-        raise ValueError(
-            f"{dup.height} duplicate (symbol, ts) rows, e.g. {dup.row(0)[:2]}; "
-            "pass candles of one exchange and deduplicate first"
-        )
-    if df.select((pl.col("close") <= 0).any() | (pl.col("low") <= 0).any()).item():
-        raise ValueError("non-positive prices: log returns are undefined")
-
-    df = df.sort("symbol", "ts")
+    df, quality = inspect_candles(candles, bar)
     seg = ["symbol", "segment"]
-    df = df.with_columns(
-        (pl.col("ts").diff().over("symbol").fill_null(bar) != bar)
-        .cum_sum()
-        .over("symbol")
-        .cast(pl.Int32)
-        .alias("segment")
-    )
 
     ret = pl.col("log_ret")
     lv = pl.col("close").log()
@@ -179,12 +374,34 @@ def build_features(
         + ["hl_range", "hour_sin", "hour_cos", "ewma_vol"]
     )
     past_cols = [past_return_col(h) for h in horizons]
+    target_cols = [target_col(h) for h in horizons] + [vol_target_col(h) for h in horizons]
     keep = ["symbol", "ts", "segment", "close", *feature_cols]
     keep += [c for c in past_cols if c not in keep]
-    keep += [EWMA_VAR]
-    keep += [target_col(h) for h in horizons]
-    keep += [vol_target_col(h) for h in horizons]
-    out = df.select(keep).drop_nulls(
-        subset=list(dict.fromkeys([*feature_cols, *past_cols, EWMA_VAR]))
+    keep += [EWMA_VAR, *target_cols]
+    inputs = list(dict.fromkeys([*feature_cols, *past_cols, EWMA_VAR]))
+    df = df.select(keep).with_columns(
+        # a target that is not finite is unknown, never a number to learn or score on
+        pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c)
+        for c in target_cols
     )
-    return out, feature_cols
+    complete = pl.all_horizontal(pl.col(inputs).is_not_null())
+    finite = pl.all_horizontal(pl.col(inputs).is_finite())
+    last_segment = pl.col("segment") == pl.col("segment").max().over("symbol")
+    first_segment = pl.col("segment") == 0
+    counts = df.group_by("symbol").agg(
+        (~complete & first_segment).sum().alias("warmup_rows"),
+        (~complete & ~first_segment).sum().alias("masked_feature_rows"),
+        (complete & ~finite).sum().alias("non_finite_rows"),
+        (complete & finite).sum().alias("feature_rows"),
+        *[
+            (complete & finite & pl.col(target_col(h)).is_null() & ~last_segment)
+            .sum()
+            .alias(masked_target_count(h))
+            for h in horizons
+        ],
+    )
+    out = df.filter(complete & finite)
+    table = quality.table.join(counts, on="symbol", how="left").with_columns(
+        pl.exclude("symbol").fill_null(0).cast(pl.Int64)
+    )
+    return FeatureSet(out, feature_cols, CandleQuality(table))

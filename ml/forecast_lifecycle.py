@@ -24,6 +24,16 @@ the baselines (zero return, persistence, RiskMetrics EWMA volatility) are scored
 rows. The model of the last fold (trained on the most data; its own hold-out is the last fold)
 is the challenger that gets registered.
 
+Input (:func:`walk_forward`): hourly candles of one exchange. Features come from
+:func:`ml.features.build_feature_set`, which finds and counts missing, duplicated, maintenance
+and implausible bars and never lets a window cross one (``WalkForward.quality``; the look-back
+windows masked for the same reason are added as ``masked_lookback_rows``). A symbol with fewer
+than :data:`MIN_HISTORY_DAYS` days of usable hourly bars is left out; when no symbol has them,
+or the rows left cannot hold a training window and a hold-out, it raises
+:class:`~ml.errors.InsufficientDataError` saying what it needs and what it has (the Dagster
+assets skip on it). Long histories train each epoch on a sample of the windows
+(:func:`config_for`), so four years cost about as much per epoch as eight months.
+
 Promotion (:func:`decide`): the challenger becomes ``champion`` only if, pooled over symbols,
 for every horizon it beats every baseline (return RMSE vs zero return and persistence,
 volatility QLIKE vs EWMA) *and* the current champion on the same hold-out. The champion's
@@ -48,7 +58,8 @@ from typing import Any
 import polars as pl
 
 from ml import tracking
-from ml.drift import DriftResult, InsufficientDataError, data_drift
+from ml.drift import DriftResult, data_drift
+from ml.errors import InsufficientDataError
 from ml.evaluation import (
     ALL_SYMBOLS,
     BASELINES,
@@ -59,7 +70,16 @@ from ml.evaluation import (
     evaluation_metrics,
     walk_forward_splits,
 )
-from ml.features import HORIZONS, build_features, target_col, vol_target_col
+from ml.features import (
+    HORIZONS,
+    VOL_WINDOW,
+    CandleQuality,
+    FeatureSet,
+    build_feature_set,
+    build_features,
+    target_col,
+    vol_target_col,
+)
 from ml.forecaster import (
     ForecasterConfig,
     TrainedForecaster,
@@ -81,6 +101,16 @@ MAX_FOLDS = 3
 MIN_FOLD_BARS = 24  # a fold's test window holds at least a day of hourly origins
 BAR = timedelta(hours=1)
 RECENT = timedelta(days=2)  # the "current" window of the drift checks
+#: The least history the forecaster trains on, per symbol: the 24-bar feature warm-up, then two
+#: days of rows (about 38 training origins and 10 hold-out origins for the 1h horizon; the 4h
+#: horizon joins from about 3.5 days and the 24h one from about 12, see :func:`config_for`).
+#: With less, the walk-forward evaluation would judge the model on a handful of origins.
+MIN_HISTORY_DAYS = 3
+MIN_HISTORY_BARS = MIN_HISTORY_DAYS * 24
+#: Above this many training windows (all symbols), an epoch trains on a random sample of this
+#: many (:func:`config_for`), with batches of :data:`LONG_HISTORY_BATCH`.
+LONG_HISTORY_WINDOWS = 16_384
+LONG_HISTORY_BATCH = 128
 #: What the drift checks watch (:func:`model_drift`): the model's inputs and its residuals.
 DRIFT_SUBJECTS = ("inputs", "residuals")
 
@@ -97,6 +127,8 @@ class WalkForward:
     predictions: list[pl.DataFrame]
     evaluation: pl.DataFrame  # all folds' rows scored together
     fold_evaluation: pl.DataFrame  # per fold, with a ``fold`` column
+    quality: CandleQuality | None = None  # what the candles held and what it cost
+    short_symbols: list[str] = field(default_factory=list)  # left out: too little history
     seconds: float = 0.0
 
     @property
@@ -150,6 +182,30 @@ def split_time(frame: pl.DataFrame, test_share: float = TEST_SHARE) -> datetime:
     return start + (end - start) * (1 - test_share)
 
 
+def _days(bars: int) -> str:
+    days = bars / 24
+    return f"{days:.0f}" if days == int(days) else f"{days:.1f}"
+
+
+def history_check(fs: FeatureSet) -> list[str]:
+    """The symbols with fewer than :data:`MIN_HISTORY_BARS` usable hourly bars (left out of
+    training); raises :class:`~ml.errors.InsufficientDataError` when no symbol has enough."""
+    table = fs.quality.table
+    usable = dict(zip(table["symbol"], table["usable_bars"], strict=True))
+    short = sorted(s for s, n in usable.items() if n < MIN_HISTORY_BARS)
+    if len(short) == len(usable):
+        most = max(usable.values(), default=0)
+        flagged = fs.quality.totals().get("flagged_bars", 0)
+        note = f"; {flagged} flagged bars left out" if flagged else ""
+        raise InsufficientDataError(
+            f"too little history: the forecaster needs {MIN_HISTORY_DAYS} days of hourly "
+            f"history per symbol, has {_days(most)} ({most} usable hourly bars{note})",
+            needs=f"{MIN_HISTORY_DAYS} days of hourly history",
+            has=_days(most),
+        )
+    return short
+
+
 def config_for(
     frame: pl.DataFrame,
     train_end_ts: datetime,
@@ -157,13 +213,17 @@ def config_for(
     test_start: datetime | None = None,
     **overrides: Any,
 ) -> ForecasterConfig:
-    """Default hyper-parameters, shrunk to fit short histories.
+    """Default hyper-parameters, shrunk to fit short histories and bounded for long ones.
 
     A horizon ``k`` is kept only if the training window has room for a fit/validation gap of
     its own length (``4 k`` rows per symbol) and the hold-out has room for the ``k``-bar gap,
     ``k`` bars of realized target and a few test origins (``2 k + 4`` bars after
-    ``train_end_ts``; ``k + 4`` bars from ``test_start`` when it is given). The look-back is at
-    most a third of the training rows. ``overrides`` replace any other field.
+    ``train_end_ts``; ``k + 4`` bars from ``test_start`` when it is given); none fits:
+    :class:`~ml.errors.InsufficientDataError`. The look-back is at most a third of the
+    training rows. Long histories (more than :data:`LONG_HISTORY_WINDOWS` training windows in
+    all) train each epoch on a fresh random sample of that many windows
+    (``epoch_windows``), with a larger batch, so that an epoch costs the same on four years
+    as on eight months. ``overrides`` replace any other field.
     """
     counts = frame.group_by("symbol").agg(
         (pl.col("ts") <= train_end_ts).sum().alias("train"),
@@ -177,9 +237,12 @@ def config_for(
         if 4 * k <= rows and (k + 4 if test_start else 2 * k + 4) <= test_rows
     }
     if not horizons:
-        raise ValueError(
-            f"too little history to train and evaluate: {rows} training and {test_rows} "
-            "hold-out hourly rows per symbol"
+        need_test = 5 if test_start else 6
+        raise InsufficientDataError(
+            f"too little history to train and evaluate: needs 4 training and {need_test} "
+            f"hold-out hourly rows per symbol with every feature, has {rows} and {test_rows}",
+            needs=f"4 training and {need_test} hold-out hourly rows per symbol",
+            has=f"{rows} and {test_rows}",
         )
     lookback = max(4, min(48, rows // 3))
     kwargs: dict[str, Any] = {
@@ -187,8 +250,24 @@ def config_for(
         "seeds": (seed, seed + 1, seed + 2),
         "horizons": horizons,
     }
+    windows = int(counts["train"].sum() or 0)
+    if windows > LONG_HISTORY_WINDOWS:
+        kwargs.update(epoch_windows=LONG_HISTORY_WINDOWS, batch_size=LONG_HISTORY_BATCH)
     kwargs.update(overrides)
     return ForecasterConfig(**kwargs)
+
+
+def masked_lookbacks(frame: pl.DataFrame, lookback: int) -> dict[str, int]:
+    """Per symbol, feature rows that close no full look-back window because it would span a
+    gap or a flagged bar (the model neither trains on nor predicts them); the first
+    ``lookback - 1`` rows of a symbol's history are its warm-up, not counted."""
+    run = (pl.col("ts").diff().over("symbol").fill_null(BAR) != BAR).cum_sum().over("symbol")
+    pos = pl.int_range(pl.len()).over("symbol", run)
+    masked = frame.sort("symbol", "ts").select(
+        "symbol", ((pos < lookback - 1) & (run > 0)).alias("masked")
+    )
+    counts = masked.group_by("symbol").agg(pl.col("masked").sum())
+    return {str(s): int(n) for s, n in counts.iter_rows()}
 
 
 def plan_folds(
@@ -200,7 +279,7 @@ def plan_folds(
     last_origin = frame["ts"].max() - max_horizon * BAR
     origins = int((last_origin - test_start) / BAR) + 1
     if origins < 1:
-        raise ValueError(
+        raise InsufficientDataError(
             f"no test origin between {test_start} and the last origin with a realized "
             f"{max_horizon}-bar target ({last_origin})"
         )
@@ -231,10 +310,21 @@ def walk_forward(
     """
     t0 = time.perf_counter()
     if candles.is_empty():
-        raise ValueError("no 1-hour candles to train on: build the marts first")
-    frame, feature_cols = build_features(candles, HORIZONS)
+        raise InsufficientDataError(
+            f"no 1-hour candles to train on (the forecaster needs {MIN_HISTORY_DAYS} days of "
+            "hourly history per symbol): build the marts first",
+            needs=f"{MIN_HISTORY_DAYS} days of hourly history",
+            has="0",
+        )
+    fs = build_feature_set(candles, HORIZONS)
+    short = history_check(fs)
+    frame, feature_cols = fs.frame.filter(~pl.col("symbol").is_in(short)), fs.feature_cols
     if frame.is_empty():
-        raise ValueError("too little history: no row has every feature")
+        raise InsufficientDataError(
+            "too little history: no row has every feature",
+            needs=f"{MIN_HISTORY_DAYS} days of gap-free hourly history",
+            has="0 rows with every feature",
+        )
     if test_start is None:
         train_end = split_time(frame)
         config = config or config_for(frame, train_end, seed, **overrides)
@@ -245,6 +335,9 @@ def walk_forward(
         config = config or config_for(
             frame, test_start - 24 * BAR, seed, test_start=test_start, **overrides
         )
+    quality = fs.quality.with_counts(
+        "masked_lookback_rows", masked_lookbacks(frame, config.lookback)
+    )
     folds = plan_folds(frame, test_start, config.max_horizon, n_folds)
     models, predictions, windows, per_fold = [], [], [], []
     for i, (train_end, test_end) in enumerate(folds):
@@ -267,6 +360,8 @@ def walk_forward(
         predictions=predictions,
         evaluation=evaluation,
         fold_evaluation=pl.concat(per_fold),
+        quality=quality,
+        short_symbols=short,
         seconds=time.perf_counter() - t0,
     )
 
@@ -564,6 +659,22 @@ def forecast_latest(model: TrainedForecaster, candles: pl.DataFrame) -> pl.DataF
     )
 
 
+def too_short_for(model: TrainedForecaster, candles: pl.DataFrame) -> InsufficientDataError:
+    """Why :func:`forecast_latest` has no row: no symbol has ``lookback`` consecutive rows with
+    every feature (the error says how many the longest run has)."""
+    frame, _ = build_features(candles, HORIZONS)
+    run = (pl.col("ts").diff().over("symbol").fill_null(BAR) != BAR).cum_sum().over("symbol")
+    longest = frame.group_by("symbol", run.alias("run")).len()["len"].max() if frame.height else 0
+    lookback = model.config.lookback
+    return InsufficientDataError(
+        f"too little history to forecast: the champion needs {lookback} consecutive hourly "
+        f"rows with every feature (about {lookback + VOL_WINDOW} hours without a gap), the "
+        f"longest run has {longest}",
+        needs=f"{lookback} consecutive hourly rows with every feature",
+        has=str(longest),
+    )
+
+
 # ---- watch -----------------------------------------------------------------------------------
 
 
@@ -633,7 +744,11 @@ def model_drift(
     elif subject == "residuals":
         data, columns = residuals(model, frame), residual_columns(model)
         if data.is_empty():
-            raise InsufficientDataError("no origin with realized targets to compute residuals")
+            raise InsufficientDataError(
+                "no origin with realized targets to compute residuals",
+                needs="origins with realized targets",
+                has="0",
+            )
     else:
         raise ValueError(f"unknown drift subject {subject!r}: one of {DRIFT_SUBJECTS}")
     reference, current = _windows(model, data, recent)

@@ -58,6 +58,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ml.errors import InsufficientDataError
 from ml.features import HORIZONS, target_col, vol_target_col
 from ml.tracking import MlflowStore
 
@@ -99,6 +100,9 @@ class ForecasterConfig:
     num_threads: int = 1
     bar_seconds: int = 3600
     vol_targets: bool = True
+    #: windows per epoch: a fresh seeded sample of the fit windows when there are more (long
+    #: histories, see :func:`ml.forecast_lifecycle.config_for`); ``None``: all of them
+    epoch_windows: int | None = None
 
     def __post_init__(self) -> None:
         self.seeds = tuple(int(s) for s in self.seeds)
@@ -109,6 +113,8 @@ class ForecasterConfig:
             raise ValueError("val_fraction must be in (0, 1)")
         if not self.horizons or min(self.horizons.values()) < 1:
             raise ValueError("horizons must map labels to positive bar counts")
+        if self.epoch_windows is not None and self.epoch_windows < 1:
+            raise ValueError("epoch_windows must be >= 1 (or None: every window)")
 
     @property
     def bar(self) -> timedelta:
@@ -271,8 +277,8 @@ class TrainedForecaster:
         lb = self.config.lookback
         df, feats, end_idx = _windows(frame, self.feature_cols, lb, self.config.bar)
         x = _gather(self._scale(feats), end_idx, lb)
-        if np.isnan(x).any():
-            raise ValueError("features contain nulls/NaN; build them with build_features")
+        if not np.isfinite(x).all():
+            raise ValueError("features contain nulls/NaN/inf; build them with build_features")
         preds = self._predict_windows(x)
         mask = np.zeros(df.height, dtype=bool)
         mask[end_idx] = True
@@ -390,7 +396,9 @@ def _train_one(
         t_epoch = time.perf_counter()
         net.train()
         perm = torch.randperm(n, generator=gen)
-        for i in range(0, n, config.batch_size):
+        if config.epoch_windows is not None:
+            perm = perm[: config.epoch_windows]
+        for i in range(0, perm.shape[0], config.batch_size):
             idx = perm[i : i + config.batch_size]
             opt.zero_grad()
             loss = loss_fn(net(x_fit[idx]), y_fit[idx])
@@ -462,8 +470,8 @@ def train_forecaster(
     train_feats = feats[in_train]
     if train_feats.shape[0] == 0:
         raise ValueError(f"no rows at or before train_end_ts={train_end_ts}")
-    if np.isnan(train_feats).any():
-        raise ValueError("training features contain nulls/NaN")
+    if not np.isfinite(train_feats).all():
+        raise ValueError("training features contain nulls/NaN/inf; build them with build_features")
     f_mean = train_feats.mean(axis=0)
     f_std = train_feats.std(axis=0)
     f_std = np.where(f_std > 1e-12, f_std, 1.0)
@@ -482,9 +490,11 @@ def train_forecaster(
     sample_ts = ts_all.to_numpy()[sample_idx]
     uniq = np.unique(sample_ts)
     if uniq.size < 2:
-        raise ValueError(
+        raise InsufficientDataError(
             f"only {sample_idx.size} training windows (lookback {config.lookback}) with known "
-            f"targets before {train_end_ts}; need more history"
+            f"targets before {train_end_ts}; need more history",
+            needs="2 training origins with a full look-back window",
+            has=f"{uniq.size}",
         )
     cut = min(int(math.floor((1.0 - config.val_fraction) * uniq.size)), uniq.size - 1)
     val_start = uniq[cut]
@@ -492,10 +502,12 @@ def train_forecaster(
     is_val = sample_ts >= val_start
     is_fit = sample_ts <= fit_end
     if is_fit.sum() == 0 or is_val.sum() == 0:
-        raise ValueError(
+        raise InsufficientDataError(
             f"not enough training windows for a fit/validation split with a "
             f"{config.max_horizon}-bar gap: {int(is_fit.sum())} fit, {int(is_val.sum())} "
-            f"validation of {sample_idx.size}"
+            f"validation of {sample_idx.size}",
+            needs=f"fit and validation windows {config.max_horizon} bars apart",
+            has=f"{int(is_fit.sum())} fit, {int(is_val.sum())} validation",
         )
 
     scaled = (feats - f_mean) / f_std
@@ -570,9 +582,9 @@ mlflow.models.set_model(forecaster_pyfunc())
 @cache
 def _pyfunc_class() -> type:
     # Built on first use so importing ml.forecaster does not import mlflow (~4 s).
-    import mlflow.pyfunc
+    from mlflow.pyfunc import PythonModel
 
-    class ForecasterPyfunc(mlflow.pyfunc.PythonModel):
+    class ForecasterPyfunc(PythonModel):
         """MLflow pyfunc wrapper: input is a features frame (pandas) with ``symbol, ts`` and the
         model's feature columns; output is ``symbol, ts, pred_<h>...`` (pandas).
 
@@ -657,11 +669,13 @@ def model_signature(model: TrainedForecaster) -> Any:
     + ``pred_<h>``). Explicit because MLflow cannot infer one from a DataFrame type hint and
     would warn on every log; it also documents the model's contract in the registry UI."""
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, Schema, TensorSpec
 
-    keys = [ColSpec("string", "symbol"), ColSpec("datetime", "ts")]
-    inputs = Schema(keys + [ColSpec("double", c) for c in model.feature_cols])
-    outputs = Schema(keys + [ColSpec("double", c) for c in model.config.output_cols()])
+    def spec(*cols: ColSpec) -> list[ColSpec | TensorSpec]:
+        return [ColSpec("string", "symbol"), ColSpec("datetime", "ts"), *cols]
+
+    inputs = Schema(spec(*[ColSpec("double", c) for c in model.feature_cols]))
+    outputs = Schema(spec(*[ColSpec("double", c) for c in model.config.output_cols()]))
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 

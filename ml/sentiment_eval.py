@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from ml.errors import InsufficientDataError
 from ml.sentiment import LABELS
 
 AGREEMENT_COL = "max_agreement"
@@ -82,6 +83,28 @@ def dedupe(df: pl.DataFrame) -> pl.DataFrame:
         .sort(["_n", "_i"], descending=[True, False])
     )
     return counted.unique("text", keep="first", maintain_order=True).sort("_i").drop("_n", "_i")
+
+
+#: The least labelled sentences per label (distinct texts) to fine-tune and evaluate on: with a
+#: 20 % test and 10 % validation share per label, every label then has 2 test sentences and 1
+#: validation sentence. A classifier that never saw a label cannot be judged on it.
+MIN_PER_LABEL = 10
+
+
+def enough_labelled(df: pl.DataFrame, min_per_label: int = MIN_PER_LABEL) -> None:
+    """Raise :class:`~ml.errors.InsufficientDataError` unless every label of :data:`LABELS` has
+    ``min_per_label`` distinct labelled sentences."""
+    counts = dict(dedupe(df).group_by("label").len().iter_rows())
+    has = {label: int(counts.get(label, 0)) for label in LABELS}
+    short = {label: n for label, n in has.items() if n < min_per_label}
+    if short:
+        have = ", ".join(f"{n} {label}" for label, n in has.items())
+        raise InsufficientDataError(
+            f"too few labelled sentences to fine-tune and evaluate: needs {min_per_label} "
+            f"distinct sentences per label ({', '.join(LABELS)}), has {have}",
+            needs=f"{min_per_label} labelled sentences per label",
+            has=have,
+        )
 
 
 def split_labelled(

@@ -49,6 +49,7 @@ from ml.sentiment_eval import (
     Split,
     classification_metrics,
     confusion_frame,
+    enough_labelled,
     heldout_digest,
     mcnemar,
     numeric_metrics,
@@ -224,8 +225,12 @@ def train_and_register(
     split_seed: int = 7,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run steps 1-6 of the module docstring; returns a JSON-able summary."""
+    """Run steps 1-6 of the module docstring; returns a JSON-able summary.
+
+    Raises :class:`~ml.errors.InsufficientDataError` when a label has fewer than
+    :data:`~ml.sentiment_eval.MIN_PER_LABEL` distinct sentences (nothing is trained)."""
     cfg = config or TrainConfig()
+    enough_labelled(data)
     split = split_labelled(data, test_frac=test_frac, val_frac=val_frac, seed=split_seed)
     test_texts, test_labels = split.test["text"].to_list(), split.test["label"].to_list()
     log(f"split: train {split.train.height}, val {split.val.height}, test {split.test.height}")

@@ -145,3 +145,76 @@ def test_demo_full_refresh_is_valid_config_of_the_analytics_job():
     assert config["ops"]["sentinance_dbt"]["config"] == {"full_refresh": True}
     assert dg.validate_run_config(job, config)["ops"]["sentinance_dbt"]["config"]["full_refresh"]
     assert "ops" not in analytics_run_config()
+
+
+# ---- thin history: a one- or two-day window skips what it cannot do, and says why ----------
+
+SKIPS_HEADER = "skipped (input too thin; the rest of the graph ran)"
+THIN_ML = {
+    "ml/forecaster": "too little history: the forecaster needs 3 days of hourly history per "
+    "symbol, has {days} ({bars} usable hourly bars)",
+    "ml/forecasts": "no champion yet (ml/forecaster skipped: ",
+    "ml/forecast_drift": "no trained forecaster yet (ml/forecaster skipped: ",
+    "ml/sentiment_drift": "the reference sample has ",
+}
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["1-day", "2-day"])
+def short_demo(request, tmp_path_factory) -> tuple[int, dict[str, str], str]:
+    """`sentinance demo` on a one- or two-day simulated window (the README's "Going live"
+    recipe starts two days ago): two demo runs in all."""
+    from datetime import date, timedelta
+
+    from tests.conftest import TINY_ENV
+
+    days = request.param
+    env = {
+        **TINY_ENV,
+        "SENTINANCE_START": "2026-11-10",
+        "SENTINANCE_END": (date(2026, 11, 10) + timedelta(days=days)).isoformat(),
+        "SENTINANCE_HOME": str(tmp_path_factory.mktemp(f"demo{days}") / "home"),
+    }
+    proc = run(["demo"], env, check=False)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return days, env, proc.stdout
+
+
+def test_short_window_demo_exits_0_and_lists_the_ml_skips(short_demo) -> None:
+    days, _, out = short_demo
+    assert SKIPS_HEADER in out
+    listed: dict[str, str] = {}
+    for line in out.split(SKIPS_HEADER, 1)[1].splitlines()[1:]:
+        if not line.startswith("  "):
+            break
+        asset, reason = line.split(maxsplit=1)
+        listed[asset] = reason
+    for asset, start in THIN_ML.items():
+        assert listed[asset].startswith(start.format(days=days, bars=24 * days)), (asset, listed)
+
+
+def test_short_window_skips_are_failed_warn_checks(short_demo) -> None:
+    import dagster as dg
+
+    days, env, _ = short_demo
+    instance = dg.DagsterInstance.from_config(str(Path(env["SENTINANCE_HOME"]) / "dagster"))
+    for asset, check in [
+        ("ml/forecaster", "enough_input"),
+        ("ml/forecasts", "enough_input"),
+        ("ml/forecast_drift", "enough_input"),
+        ("ml/forecast_drift", "input_drift_below_limit"),
+        ("ml/forecast_drift", "residual_drift_below_limit"),
+        ("ml/sentiment_drift", "enough_input"),
+        ("ml/sentiment_drift", "sentiment_drift_below_limit"),
+    ]:
+        key = dg.AssetCheckKey(dg.AssetKey.from_user_string(asset), check)
+        (record,) = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+        evaluation = record.event.dagster_event.event_specific_data
+        assert not evaluation.passed, (asset, check)
+        assert evaluation.severity == dg.AssetCheckSeverity.WARN, (asset, check)
+        assert evaluation.metadata["skipped"].value, (asset, check)
+    needs = instance.get_latest_materialization_event(dg.AssetKey(["ml", "forecaster"]))
+    metadata = needs.asset_materialization.metadata
+    assert (metadata["needs"].value, metadata["has"].value) == (
+        "3 days of hourly history",
+        str(days),
+    )

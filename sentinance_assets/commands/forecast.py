@@ -1,9 +1,12 @@
-"""``sentinance forecast evaluate``: walk-forward evaluation of the forecaster on a candles file.
+"""``sentinance forecast evaluate``: walk-forward evaluation of the forecaster on candle files.
 
-Trains on the data before ``--test-start`` (default: the last 20 % of the span is the test
-period), evaluates walk-forward from there (expanding window, gap = the longest horizon) and
-prints JSON: per symbol (and ``ALL`` pooled) and horizon, the model and every baseline side by
-side. Nothing is written to the warehouse or MLflow.
+Reads one or more files (or folders) of hourly candles (``--candles`` repeated; the project's
+layout or CryptoDataDownload's as downloaded), trains on the data before ``--test-start``
+(default: the last 20 % of the span is the test period), evaluates walk-forward from there
+(expanding window, gap = the longest horizon) and prints JSON: what the candles held (missing,
+duplicated, maintenance and implausible bars, and the rows they cost), then per symbol (and
+``ALL`` pooled) and horizon, the model and every baseline side by side. Nothing is written to
+the warehouse or MLflow. Too little history exits 2 with what is needed and what there is.
 """
 
 from __future__ import annotations
@@ -28,8 +31,11 @@ def register(subparsers: Any) -> None:
     ev.add_argument(
         "--candles",
         required=True,
-        help="CSV or Parquet of 1h candles: timestamp (epoch ms/s or ISO), symbol, open, high, "
-        "low, close, volume",
+        action="append",
+        metavar="FILE_OR_FOLDER",
+        help="CSV or Parquet of 1h candles: timestamp (epoch ms/s or ISO; or unix), symbol, "
+        "open, high, low, close, volume (CryptoDataDownload files as downloaded); repeat it "
+        "for several files, or name a folder of them",
     )
     ev.add_argument(
         "--test-start",
@@ -55,10 +61,11 @@ def _date(text: str) -> datetime:
 
 def cmd_forecast_evaluate(settings: Any, args: argparse.Namespace) -> int:
     from ml import forecast_lifecycle
-    from sentinance_assets.lib.forecast_io import read_candles_file
+    from sentinance_assets.lib.forecast_io import candle_files, read_candles_files
 
     try:
-        candles = read_candles_file(args.candles)
+        files = [str(f) for f in candle_files(args.candles)]
+        candles = read_candles_files(files)
     except (OSError, ValueError) as exc:
         print(f"cannot read candles: {exc}", file=sys.stderr)
         return 2
@@ -72,10 +79,21 @@ def cmd_forecast_evaluate(settings: Any, args: argparse.Namespace) -> int:
         print(f"cannot evaluate: {exc}", file=sys.stderr)
         return 2
     out = {
-        "candles": str(args.candles),
+        "candles": files,
         "symbols": sorted(candles["symbol"].unique().to_list()),
+        "left_out_symbols": walk.short_symbols,
+        "data_quality": walk.quality.to_dict() if walk.quality else None,
         "test_start": walk.test_start_ts.isoformat(),
-        "folds": [{"train_end": a.isoformat(), "test_end": b.isoformat()} for a, b in walk.folds],
+        "folds": [
+            {
+                "train_end": a.isoformat(),
+                "test_end": b.isoformat(),
+                "fit_windows": m.info["n_fit_windows"],
+                "epochs_run": sum(s["epochs_run"] for s in m.info["per_seed"]),
+                "train_seconds": m.info["train_seconds"],
+            }
+            for (a, b), m in zip(walk.folds, walk.models, strict=True)
+        ],
         "horizons": walk.config.horizons,
         "config": walk.config.to_dict(),
         "seconds": round(walk.seconds, 2),

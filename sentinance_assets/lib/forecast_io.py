@@ -7,6 +7,7 @@ here, so that ``ml/`` never imports ``sentinance_assets``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,32 +31,97 @@ def load_hourly_candles(read_path: Path, exchange: str) -> pl.DataFrame:
     return df.with_columns(pl.col("ts").cast(TS))
 
 
+#: Accepted names of the time column, in order of preference (after lower-casing): the
+#: project's own ``timestamp``, then CryptoDataDownload's ``unix`` / ``Unix Timestamp`` (epoch
+#: s or ms; CDD's ``date`` column mixes ``2020-12-31 23:00:00`` with ``2017-08-17 05-AM``).
+TIME_COLUMNS = ("timestamp", "unix", "unix timestamp", "ts", "time", "datetime", "date")
+PRICE_COLUMNS = ("open", "high", "low", "close")
+CANDLE_FILE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+
+def _read_table(path: Path) -> pl.DataFrame:
+    """A CSV (every value as text; a banner line before the header is skipped, as in
+    CryptoDataDownload's Gemini files) or a Parquet file."""
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pl.read_parquet(path)
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        first = fh.readline().strip().lower().split(",")
+    banner = not ({c.strip() for c in first} & {*TIME_COLUMNS, "close"})
+    return pl.read_csv(path, infer_schema=False, skip_rows=1 if banner else 0)
+
+
+def _volume_column(columns: list[str], symbols: pl.Series) -> str | None:
+    """``volume``, else the base-asset volume of CDD's ``Volume BTC, Volume USDT`` pair."""
+    if "volume" in columns:
+        return "volume"
+    named = [c for c in columns if c.startswith("volume ")]
+    first = symbols.drop_nulls().head(1).to_list()
+    base = str(first[0]).replace("-", "/").split("/")[0].lower() if first else ""
+    for c in named:
+        if c.removeprefix("volume ").strip() == base:
+            return c
+    return named[0] if named else None
+
+
 def read_candles_file(path: str | Path) -> pl.DataFrame:
-    """1-hour candles from CSV or Parquet: ``timestamp, symbol, open, high, low, close, volume``.
-    ``timestamp`` is any form :mod:`~sentinance_assets.lib.timestamps` reads. Rows are
-    sorted; exact duplicate ``(symbol, timestamp)`` rows keep the first occurrence. Returns
-    the ``symbol, ts, ...`` layout of :func:`ml.features.build_features`.
+    """1-hour candles from a CSV or Parquet file, in the ``symbol, ts, open, high, low, close,
+    volume`` layout of :func:`ml.features.build_features`.
+
+    Columns are matched case-insensitively: a time column (:data:`TIME_COLUMNS`; any form
+    :mod:`~sentinance_assets.lib.timestamps` reads, epoch units by magnitude per value),
+    ``symbol``, ``open, high, low, close`` and ``volume`` (or CryptoDataDownload's ``Volume
+    <base>``). CryptoDataDownload exports read as downloaded (banner line, newest first, mixed
+    s/ms epochs). Values that are not numbers become null (the features then flag the bar).
+    Rows are sorted by ``symbol, ts``; duplicated bars stay, in file order (the features keep
+    the first and count the others).
     """
     path = Path(path)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        df = pl.read_parquet(path)
-    else:
-        df = pl.read_csv(path, infer_schema_length=10000, try_parse_dates=False)
+    df = _read_table(path)
     df = df.rename({c: c.strip().lower() for c in df.columns})
-    need = ["timestamp", "symbol", "open", "high", "low", "close", "volume"]
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing} (need {', '.join(need)})")
-    df = df.with_columns(parse_series(df["timestamp"], strict=True).alias("timestamp"))
-    return (
-        df.select(
-            pl.col("symbol").cast(pl.String),
-            pl.col("timestamp").alias("ts"),
-            *[pl.col(c).cast(pl.Float64) for c in need[2:]],
+    time_col = next((c for c in TIME_COLUMNS if c in df.columns), None)
+    volume = _volume_column(df.columns, df["symbol"]) if "symbol" in df.columns else None
+    missing = [
+        name
+        for name, ok in (
+            ("timestamp", time_col),
+            ("symbol", "symbol" in df.columns),
+            *[(c, c in df.columns) for c in PRICE_COLUMNS],
+            ("volume", volume),
         )
-        .unique(["symbol", "ts"], keep="first", maintain_order=True)
-        .sort("symbol", "ts")
-    )
+        if not ok
+    ]
+    if missing or time_col is None or volume is None:
+        need = "timestamp (or unix), symbol, open, high, low, close, volume"
+        raise ValueError(f"{path}: missing columns {missing} (need {need})")
+    if df["symbol"].null_count():
+        raise ValueError(f"{path}: {df['symbol'].null_count()} rows without a symbol")
+    return df.select(
+        pl.col("symbol").cast(pl.String),
+        parse_series(df[time_col], strict=True).alias("ts"),
+        *[pl.col(c).cast(pl.Float64, strict=False) for c in PRICE_COLUMNS],
+        pl.col(volume).cast(pl.Float64, strict=False).alias("volume"),
+    ).sort("symbol", "ts", maintain_order=True)
+
+
+def candle_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The files behind ``paths``: a file as is, a folder's CSV and Parquet files by name."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            inside = sorted(f for f in p.iterdir() if f.suffix.lower() in CANDLE_FILE_SUFFIXES)
+            if not inside:
+                raise ValueError(f"{p}: no CSV or Parquet file in the folder")
+            files += inside
+        else:
+            files.append(p)
+    return files
+
+
+def read_candles_files(paths: Sequence[str | Path]) -> pl.DataFrame:
+    """:func:`read_candles_file` of every file behind ``paths`` (:func:`candle_files`), in
+    order, as one frame (duplicated bars across files stay, in argument order)."""
+    frames = [read_candles_file(f) for f in candle_files(paths)]
+    return pl.concat(frames).sort("symbol", "ts", maintain_order=True)
 
 
 def evaluation_rows(run: ForecastRun, now: datetime | None = None) -> pl.DataFrame:

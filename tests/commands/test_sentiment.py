@@ -65,6 +65,14 @@ def test_bad_data_is_a_clear_error(tiny_settings, tmp_path, capsys):
     missing = tmp_path / "absent.csv"
     assert _run(tiny_settings, ["sentiment", "train", "--data", str(missing)]) == 2
     assert "not found" in capsys.readouterr().err
+    thin = tmp_path / "thin.csv"
+    thin.write_text("text,label\nprofit rose,positive\nsales fell,negative\nit is listed,neutral\n")
+    assert _run(tiny_settings, ["sentiment", "train", "--data", str(thin)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "cannot train: too few labelled sentences" in err
+        and "has 1 negative, 1 neutral, 1 positive" in err
+    )
 
 
 def test_train_registers_then_evaluate_uses_the_champion(tiny_settings, tmp_path, capsys):

@@ -16,9 +16,11 @@ import pytest
 
 from ml import forecast_lifecycle
 from ml.drift import DriftResult
+from ml.errors import InsufficientDataError
 from sentinance_assets.defs.ml.forecasting import forecast_drift
 from sentinance_assets.defs.ml.sentiment import news_sentiment, sentiment_drift
 from sentinance_assets.defs.resources import mlflow_store
+from sentinance_assets.defs.skips import skips_in
 from sentinance_assets.lib import forecast_io, lake
 from sentinance_assets.lib.schemas import DRIFT
 from sentinance_assets.settings import Settings
@@ -53,9 +55,13 @@ def test_sentiment_drift_check_follows_the_drift_share(tiny_settings: Settings) 
         resources={"settings": tiny_settings, "mlflow_store": mlflow_store(tiny_settings)},
     )
     assert tiny_settings.drift_share == 0.5
-    assert _checks(sentiment_drift, tiny_settings) == {"sentiment_drift_below_limit": True}
+    enough = {"enough_input": True}
+    assert _checks(sentiment_drift, tiny_settings) == {
+        "sentiment_drift_below_limit": True,
+        **enough,
+    }
     strict = tiny_settings.replace(drift_share=0.2)
-    assert _checks(sentiment_drift, strict) == {"sentiment_drift_below_limit": False}
+    assert _checks(sentiment_drift, strict) == {"sentiment_drift_below_limit": False, **enough}
     rows = lake.read_dataset(tiny_settings.lake_dir, DRIFT)
     assert rows["share_drifted"].to_list() == [0.25, 0.25]
     # the row's dataset_drift flag is judged by the same limit as the check
@@ -86,12 +92,46 @@ def stub_forecaster(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("stub_forecaster")
 def test_forecast_drift_checks_follow_the_drift_share(tiny_settings: Settings) -> None:
     both = ("input_drift_below_limit", "residual_drift_below_limit")
-    assert _checks(forecast_drift, tiny_settings) == dict.fromkeys(both, True)
+    enough = {"enough_input": True}
+    assert _checks(forecast_drift, tiny_settings) == {**dict.fromkeys(both, True), **enough}
     strict = tiny_settings.replace(drift_share=0.2)
-    assert _checks(forecast_drift, strict) == dict.fromkeys(both, False)
+    assert _checks(forecast_drift, strict) == {**dict.fromkeys(both, False), **enough}
     rows = lake.read_dataset(tiny_settings.lake_dir, DRIFT)
     assert rows.height == 4  # a row per subject and run
     assert set(rows["model"]) == {
         "sentinance-forecaster:3:inputs",
         "sentinance-forecaster:3:residuals",
     }
+
+
+def test_a_subject_with_too_little_data_is_skipped_and_the_other_measured(
+    tiny_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One shape for thin input: the residuals cannot be measured yet, the inputs can. The
+    inputs' check is evaluated, the residuals' check and ``enough_input`` warn with the reason,
+    and the materialization says what was skipped."""
+    model = SimpleNamespace(info={"registered_version": "3"})
+    monkeypatch.setattr(forecast_lifecycle, "monitored_model", lambda store: (model, "champion"))
+    monkeypatch.setattr(forecast_io, "load_hourly_candles", lambda path, exchange: None)
+
+    def measured(model, candles, subject: str, drift_share: float) -> DriftResult:
+        if subject == "residuals":
+            raise InsufficientDataError("the current sample has 4 rows, fewer than 30")
+        return DriftResult(4, 0, 0.0, False, drift_share=drift_share)
+
+    monkeypatch.setattr(forecast_lifecycle, "model_drift", measured)
+    resources = {"settings": tiny_settings, "mlflow_store": mlflow_store(tiny_settings)}
+    res = dg.materialize([forecast_drift], resources=resources)
+    checks = {c.check_name: c for c in res.get_asset_check_evaluations()}
+    assert checks["input_drift_below_limit"].passed
+    thin = "the current sample has 4 rows, fewer than 30"
+    reason = f"residuals: {thin}"
+    for name, why in (("residual_drift_below_limit", thin), ("enough_input", reason)):
+        assert not checks[name].passed and checks[name].severity == dg.AssetCheckSeverity.WARN
+        assert checks[name].metadata["skipped"].value == why
+    assert skips_in(res.all_events) == [("ml/forecast_drift", reason)]
+    meta = res.asset_materializations_for_node("ml__forecast_drift")[0].metadata
+    assert meta["share_drifted"].value == 0.0 and "residual_share_drifted" not in meta
+    assert lake.read_dataset(tiny_settings.lake_dir, DRIFT)["model"].to_list() == [
+        "sentinance-forecaster:3:inputs"
+    ]

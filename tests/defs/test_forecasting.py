@@ -1,15 +1,30 @@
-"""Forecasting wiring: retraining job, weekly schedule, drift sensor, drift checks."""
+"""Forecasting wiring: retraining job, weekly schedule, drift sensor, drift checks, and thin
+history: the forecaster and everything downstream skip with the reason, never fail."""
+
+from datetime import timedelta
 
 import dagster as dg
+import polars as pl
+import pytest
 
-from sentinance_assets.defs.ml.forecasting import DRIFT_KEY, FORECASTER
+from sentinance_assets.defs.ml.forecasting import (
+    DRIFT_KEY,
+    FORECASTER,
+    forecast_drift,
+    forecaster,
+    forecasts,
+)
 from sentinance_assets.defs.ml.retraining import (
     drift_exceeds,
     forecast_drift_sensor,
     forecast_retraining_job,
     weekly_forecast_retraining,
 )
+from sentinance_assets.defs.resources import mlflow_store
+from sentinance_assets.defs.skips import skips_in
+from sentinance_assets.lib import forecast_io
 from sentinance_assets.settings import Settings
+from tests.ml.test_features import T0, make_candles
 
 
 def test_job_schedule_and_sensor_are_in_the_code_location():
@@ -26,7 +41,9 @@ def test_job_schedule_and_sensor_are_in_the_code_location():
     keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
     assert keys == {"ml/forecaster", "ml/forecasts", "ml/forecast_drift"}
     checks = {c.name for c in d.resolve_asset_graph().get(DRIFT_KEY).check_keys}
-    assert checks == {"input_drift_below_limit", "residual_drift_below_limit"}
+    assert checks == {"input_drift_below_limit", "residual_drift_below_limit", "enough_input"}
+    for key in (FORECASTER, dg.AssetKey(["ml", "forecasts"])):
+        assert {c.name for c in d.resolve_asset_graph().get(key).check_keys} == {"enough_input"}
     assert FORECASTER in d.resolve_asset_graph().get(DRIFT_KEY).parent_keys
 
 
@@ -59,3 +76,96 @@ def test_sensor_launches_retraining_once_per_drifted_result(tmp_path):
         assert result.run_requests[0].tags["sentinance/trigger"] == "drift"
         assert forecast_retraining_job.name == "forecast_retraining_job"
         assert weekly_forecast_retraining.job_name == "forecast_retraining_job"
+
+
+def _run(settings: Settings, candles: pl.DataFrame, monkeypatch) -> dg.ExecuteInProcessResult:
+    """The three forecasting assets on ``candles`` (standing in for ``marts.candles``)."""
+    monkeypatch.setattr(forecast_io, "load_hourly_candles", lambda path, exchange: candles)
+    resources = {"settings": settings, "mlflow_store": mlflow_store(settings)}
+    return dg.materialize([forecaster, forecasts, forecast_drift], resources=resources)
+
+
+@pytest.mark.parametrize("days", [1, 2])
+def test_thin_history_skips_the_forecaster_and_its_downstream(tiny_settings, monkeypatch, days):
+    res = _run(tiny_settings, make_candles(24 * days), monkeypatch)
+    assert res.success
+    thin = (
+        f"too little history: the forecaster needs 3 days of hourly history per symbol, has "
+        f"{days} ({24 * days} usable hourly bars)"
+    )
+    upstream = f"ml/forecaster skipped: {thin}"
+    assert dict(skips_in(res.all_events)) == {
+        "ml/forecaster": thin,
+        "ml/forecasts": f"no champion yet ({upstream})",
+        "ml/forecast_drift": f"no trained forecaster yet ({upstream})",
+    }
+    meta = res.asset_materializations_for_node("ml__forecaster")[0].metadata
+    assert (meta["needs"].value, meta["has"].value) == ("3 days of hourly history", str(days))
+    checks = res.get_asset_check_evaluations()
+    assert {(c.asset_key.to_user_string(), c.check_name) for c in checks} == {
+        ("ml/forecaster", "enough_input"),
+        ("ml/forecasts", "enough_input"),
+        ("ml/forecast_drift", "enough_input"),
+        ("ml/forecast_drift", "input_drift_below_limit"),
+        ("ml/forecast_drift", "residual_drift_below_limit"),
+    }
+    assert all(not c.passed and c.severity == dg.AssetCheckSeverity.WARN for c in checks)
+    assert not mlflow_store(tiny_settings).exists()  # nothing trained, nothing registered
+
+
+def test_enough_history_trains_and_reports_what_the_candles_held(tiny_settings, monkeypatch):
+    candles = make_candles(84, symbols=("BTC/USDT",))
+    price = candles["close"][59]
+    maintenance = pl.col("ts").is_between(T0 + timedelta(hours=60), T0 + timedelta(hours=62))
+    candles = candles.with_columns(
+        pl.when(maintenance).then(pl.lit(v)).otherwise(pl.col(c)).alias(c)
+        for c, v in {
+            "open": price,
+            "high": price,
+            "low": price,
+            "close": price,
+            "volume": 0.0,
+        }.items()
+    ).filter(pl.col("ts") != T0 + timedelta(hours=70))  # and one missing bar
+    res = _run(tiny_settings, candles, monkeypatch)
+    checks = {
+        (c.asset_key.to_user_string(), c.check_name): c.passed
+        for c in res.get_asset_check_evaluations()
+    }
+    assert checks[("ml/forecaster", "enough_input")]
+    meta = res.asset_materializations_for_node("ml__forecaster")[0].metadata
+    assert "skipped" not in meta and meta["model_version"].value == "1"
+    assert (meta["maintenance_bars"].value, meta["missing_bars"].value) == (3, 1)
+    assert meta["flagged_bars"].value == 3 and meta["masked_feature_rows"].value > 0
+    quality = meta["data_quality"].value
+    assert quality["per_symbol"]["BTC/USDT"]["maintenance_runs"] == 1
+    # downstream: no champion yet (or too little data for drift), so they skip, never fail
+    skipped = dict(skips_in(res.all_events))
+    assert "ml/forecaster" not in skipped
+    assert res.success
+
+
+def test_a_champion_with_too_short_candles_skips_the_forecasts(tiny_settings, monkeypatch):
+    from ml import forecast_lifecycle
+    from ml.features import build_features
+    from ml.forecaster import ForecasterConfig, train_forecaster
+
+    frame, cols = build_features(make_candles(120))
+    config = ForecasterConfig(lookback=8, hidden=4, epochs=1, seeds=(0,))
+    champion = train_forecaster(frame, cols, config)
+    monkeypatch.setattr(forecast_lifecycle, "load_champion", lambda store: champion)
+    monkeypatch.setattr(forecast_io, "load_hourly_candles", lambda path, exchange: make_candles(30))
+    resources = {"settings": tiny_settings, "mlflow_store": mlflow_store(tiny_settings)}
+    res = dg.materialize([forecasts], resources=resources)
+    ((asset, reason),) = skips_in(res.all_events)
+    assert asset == "ml/forecasts"
+    assert reason == (
+        "too little history to forecast: the champion needs 8 consecutive hourly rows with "
+        "every feature (about 32 hours without a gap), the longest run has 6"
+    )
+    # with enough bars it forecasts: every symbol, and the check passes
+    monkeypatch.setattr(forecast_io, "load_hourly_candles", lambda path, exchange: make_candles(40))
+    res = dg.materialize([forecasts], resources=resources)
+    meta = res.asset_materializations_for_node("ml__forecasts")[0].metadata
+    assert meta["symbols_without_forecast"].value == "none" and meta["rows"].value > 0
+    assert res.get_asset_check_evaluations()[0].passed

@@ -16,6 +16,7 @@ from sentinance_assets.defs.ml.sentiment_training import (
     sentiment_classifier,
 )
 from sentinance_assets.defs.resources import mlflow_store
+from sentinance_assets.defs.skips import skips_in
 from sentinance_assets.lib import lake
 from sentinance_assets.lib.schemas import DRIFT, NEWS_SENTIMENT, RAW_NEWS
 from tests.ml.test_sentiment_transformer import make_tiny_model, tiny_dataset
@@ -104,28 +105,44 @@ def test_drift_check_flags_a_shift_in_scores_and_text(tiny_settings):
     write_news(tiny_settings, _news_days(60, 40, long_bad))
     _materialize(news_sentiment, tiny_settings)
     res = _materialize(sentiment_drift, tiny_settings)
-    check = res.get_asset_check_evaluations()[0]
-    assert check.check_name == "sentiment_drift_below_limit" and not check.passed
+    check = _check_results(res)["sentiment_drift_below_limit"]
+    assert not check.passed and _check_results(res)["enough_input"].passed
     row = lake.read_dataset(tiny_settings.lake_dir, DRIFT).row(0, named=True)
     assert row["model"].startswith("sentiment/vader:") and row["dataset_drift"]
     assert (row["reference_rows"], row["current_rows"]) == (60, 40) and row["n_features"] == 4
 
 
-def test_drift_check_passes_without_shift_and_warns_on_too_little_data(tiny_settings):
+def _check_results(res: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {c.check_name: c for c in res.get_asset_check_evaluations()}
+
+
+def test_drift_check_passes_without_shift_and_skips_on_too_little_data(tiny_settings):
+    res = _materialize(sentiment_drift, tiny_settings)  # nothing scored yet
+    assert skips_in(res.all_events) == [("ml/sentiment_drift", "no sentiment scores yet")]
     write_news(tiny_settings, _news_days(5, 3))
     _materialize(news_sentiment, tiny_settings)
     res = _materialize(sentiment_drift, tiny_settings)
-    check = res.get_asset_check_evaluations()[0]
-    assert not check.passed and "fewer than 30" in check.metadata["reason"].value
+    ((asset, reason),) = skips_in(res.all_events)
+    assert asset == "ml/sentiment_drift" and "reference sample has 5 rows, fewer than the 30" in reason
+    checks = _check_results(res)
+    assert set(checks) == {"enough_input", "sentiment_drift_below_limit"}
+    for check in checks.values():
+        assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+        assert check.metadata["skipped"].value == reason
+    assert lake.read_dataset(tiny_settings.lake_dir, DRIFT).is_empty()  # nothing measured
     write_news(tiny_settings, _news_days(60, 40), part="more")  # more of the same: no shift
     _materialize(news_sentiment, tiny_settings)
     res = _materialize(sentiment_drift, tiny_settings)
-    assert res.get_asset_check_evaluations()[0].passed
+    assert all(c.passed for c in res.get_asset_check_evaluations())
+    assert skips_in(res.all_events) == []
 
 
 def test_training_asset_skips_without_data_and_is_scheduled(tiny_settings):
     res = _materialize(sentiment_classifier, tiny_settings)
     assert res.success and not res.asset_materializations_for_node("ml__sentiment_classifier")
+    (check,) = res.get_asset_check_evaluations()
+    assert check.check_name == "enough_input" and not check.passed
+    assert "SENTINANCE_SENTIMENT_DATA is not set" in check.metadata["skipped"].value
     d = defs()
     assert d.resolve_job_def("sentiment_training_job").asset_layer.executable_asset_keys == {
         SENTIMENT_CLASSIFIER_KEY
@@ -133,6 +150,21 @@ def test_training_asset_skips_without_data_and_is_scheduled(tiny_settings):
     sched = d.resolve_schedule_def("sentiment_weekly_schedule")
     assert sched.default_status == dg.DefaultScheduleStatus.STOPPED
     assert sched.cron_schedule == "0 3 * * 0"
+
+
+def test_training_asset_skips_on_too_few_sentences_per_label(tiny_settings, tmp_path):
+    data = tmp_path / "labelled.csv"
+    tiny_dataset(6).filter(pl.col("label") != "neutral").vstack(
+        tiny_dataset(6).filter(pl.col("label") == "neutral").head(4)
+    ).write_csv(data)
+    res = _materialize(sentiment_classifier, tiny_settings.replace(sentiment_data=Path(data)))
+    ((asset, reason),) = skips_in(res.all_events)
+    assert asset == "ml/sentiment_classifier"
+    assert "needs 10 distinct sentences per label" in reason and "4 neutral" in reason
+    meta = res.asset_materializations_for_node("ml__sentiment_classifier")[0].metadata
+    assert meta["needs"].value == "10 labelled sentences per label"
+    assert not res.get_asset_check_evaluations()[0].passed
+    assert not mlflow_store(tiny_settings).exists()  # nothing was trained or logged
 
 
 def test_training_asset_trains_registers_and_news_switches_to_the_champion(
@@ -157,6 +189,7 @@ def test_training_asset_trains_registers_and_news_switches_to_the_champion(
     res = _materialize(sentiment_classifier, settings)
     meta = res.asset_materializations_for_node("ml__sentiment_classifier")[0].metadata
     assert meta["registered_version"].value == "1" and meta["promoted"].value is True
+    assert res.get_asset_check_evaluations()[0].passed
     assert 0 <= meta["test_macro_f1"].value <= 1 and "transformer_vs_vader" in meta["mcnemar"].value
     write_news(settings, [("profit rose", None, T0), ("sales fell", None, T0)])
     res = _materialize(news_sentiment, settings)

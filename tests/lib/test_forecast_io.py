@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import polars as pl
 import pytest
 
-from ml.features import build_features
+from ml.features import build_feature_set, build_features
 from ml.forecaster import ForecasterConfig, train_forecaster
-from sentinance_assets.lib.forecast_io import evaluation_rows, forecast_rows, read_candles_file
+from sentinance_assets.lib.forecast_io import (
+    candle_files,
+    evaluation_rows,
+    forecast_rows,
+    read_candles_file,
+    read_candles_files,
+)
 from sentinance_assets.lib.schemas import FORECAST_EVALUATION, FORECASTS
+from tests.conftest import shared_data
 from tests.ml.test_features import make_candles
 
 NOW = datetime(2026, 11, 12, 8, 30, 15, 123456, tzinfo=UTC)
@@ -33,8 +42,11 @@ def test_read_candles_file_handles_ms_seconds_iso_and_duplicates(tmp_path) -> No
     )
     got = read_candles_file(csv)
     assert got.columns == ["symbol", "ts", "open", "high", "low", "close", "volume"]
-    assert got["close"].to_list() == [1.0, 2.0, 3.0]  # sorted, first duplicate kept
-    assert got["ts"].dt.epoch("s").to_list() == [base, base + 3600, base + 7200]
+    # sorted; the duplicate stays, in file order, for the features to keep the first and count
+    assert got["close"].to_list() == [1.0, 9.0, 2.0, 3.0]
+    assert got["ts"].dt.epoch("s").to_list() == [base, base, base + 3600, base + 7200]
+    fs = build_feature_set(got)
+    assert fs.quality.totals()["duplicate_rows"] == 1
     iso = tmp_path / "c.parquet"
     pl.DataFrame(
         {
@@ -47,6 +59,61 @@ def test_read_candles_file_handles_ms_seconds_iso_and_duplicates(tmp_path) -> No
     (tmp_path / "bad.csv").write_text("ts,symbol\n1,X\n")
     with pytest.raises(ValueError, match="missing columns"):
         read_candles_file(tmp_path / "bad.csv")
+
+
+CDD_BINANCE = (
+    "unix,date,symbol,open,high,low,close,Volume BTC,Volume USDT,tradecount\n"
+    "1609455600000,2020-12-31 23:00:00,BTC/USDT,29100.83,29110.35,28780.0,28923.63,1976.4,"
+    "57243040.0,46165\n"
+    "1609452000000,2020-12-31 22:00:00,BTC/USDT,28966.36,29143.73,28910.19,29100.84,1438.5,"
+    "41807122.8,36413\n"
+    "1609448400.0,2020-12-31 09-PM,BTC/USDT,29126.71,29169.55,28900.79,28966.36,2524.4,"
+    "73351462.9,NULL\n"
+)
+CDD_GEMINI = (
+    "Created on 12-30-2020,https://www.CryptoDataDownload.com\n"
+    "Unix Timestamp,Date,Symbol,Open,High,Low,Close,Volume\n"
+    "1609286400000,2020-12-30 00:00:00,BTCUSD,27368.9,27600.0,27368.9,27524.93,21.92\n"
+    "1609282800,2020-12-29 23:00:00,BTCUSD,27040.74,27400.0,26944.17,27368.9,99.46\n"
+)
+
+
+def test_cryptodatadownload_files_read_as_downloaded(tmp_path: Path) -> None:
+    (tmp_path / "Binance_BTCUSDT_1h.csv").write_text(CDD_BINANCE)
+    (tmp_path / "Gemini_BTCUSD_1h.csv").write_text(CDD_GEMINI)
+    binance = read_candles_file(tmp_path / "Binance_BTCUSDT_1h.csv")
+    assert binance["volume"].to_list() == [2524.4, 1438.5, 1976.4]  # the base (BTC) volume
+    assert binance["ts"].dt.epoch("s").to_list() == [1609448400, 1609452000, 1609455600]
+    gemini = read_candles_file(tmp_path / "Gemini_BTCUSD_1h.csv")  # banner line skipped
+    assert gemini["symbol"].to_list() == ["BTCUSD"] * 2 and gemini["volume"][0] == 99.46
+    # several files, or their folder: one frame, the same either way
+    both = read_candles_files(
+        [tmp_path / "Binance_BTCUSDT_1h.csv", tmp_path / "Gemini_BTCUSD_1h.csv"]
+    )
+    assert both.equals(read_candles_files([tmp_path]))
+    assert both.group_by("symbol").len().sort("symbol").rows() == [("BTC/USDT", 3), ("BTCUSD", 2)]
+    assert candle_files([tmp_path]) == sorted(tmp_path.glob("*.csv"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no CSV or Parquet"):
+        candle_files([tmp_path / "empty"])
+
+
+@pytest.mark.parametrize(
+    "name", ["Binance_BTCUSDT_1h.csv", "Binance_ETHUSDT_1h.csv", "Gemini_BTCUSD_1h.csv"]
+)
+def test_real_cdd_history_gives_finite_features_for_the_whole_file(name: str) -> None:
+    """Years of real hourly candles (duplicates, gaps, maintenance runs, broken first bars):
+    every feature of every row is finite, and what was left out is counted."""
+    path = shared_data("crypto_prices_hourly_cdd", name)
+    fs = build_feature_set(read_candles_file(path))
+    q = fs.quality.totals()
+    assert q["rows"] > 30_000 and q["feature_rows"] > 25_000
+    assert np.isfinite(fs.frame.select(fs.feature_cols).to_numpy()).all()
+    targets = fs.frame.select(pl.col("^target_.*$", "^rv_target_.*$")).to_numpy()
+    assert not np.isinf(targets).any()
+    assert q["maintenance_bars"] > 0 and q["missing_bars"] > 0  # the documented defects
+    assert q["usable_bars"] == q["present_bars"] - q["flagged_bars"]
+    assert q["rows"] == q["present_bars"] + q["duplicate_rows"]
 
 
 def test_evaluation_rows_carry_the_run_and_the_schema() -> None:

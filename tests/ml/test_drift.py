@@ -50,7 +50,9 @@ def test_same_distribution_does_not_drift_and_pandas_works() -> None:
 
 
 def test_too_few_rows_and_missing_columns_are_clear_errors() -> None:
-    with pytest.raises(InsufficientDataError, match="fewer than 30"):
+    with pytest.raises(
+        InsufficientDataError, match="current sample has 10 rows, fewer than the 30"
+    ):
         data_drift(_sample(400), _sample(10), ["log_ret"])
     with pytest.raises(ValueError, match="lacks columns"):
         data_drift(_sample(400), _sample(400), ["nope"])

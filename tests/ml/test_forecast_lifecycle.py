@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from ml import forecast_lifecycle as fc
+from ml.errors import InsufficientDataError
 from ml.evaluation import EVALUATION_SCHEMA
 from ml.tracking import MlflowStore
 from tests.ml.test_features import T0, make_candles
@@ -35,6 +36,55 @@ def test_config_shrinks_horizons_to_the_history() -> None:
     assert cfg.lookback == 16 and cfg.seeds == (3, 4, 5)
     with pytest.raises(ValueError, match="too little history"):
         fc.config_for(frame, T0 + timedelta(hours=2), seed=0)
+
+
+def test_long_histories_sample_each_epoch() -> None:
+    n = fc.LONG_HISTORY_WINDOWS // 2 + 100  # per symbol: two symbols exceed the bound
+    ts = [T0 + timedelta(hours=h) for h in range(n)]
+    frame = pl.DataFrame({"symbol": ["A"] * n + ["B"] * n, "ts": ts + ts})
+    cfg = fc.config_for(frame, ts[-100], seed=0)
+    assert cfg.epoch_windows == fc.LONG_HISTORY_WINDOWS
+    assert cfg.batch_size == fc.LONG_HISTORY_BATCH
+    short = fc.config_for(frame.filter(pl.col("symbol") == "A"), ts[-100], seed=0)
+    assert short.epoch_windows is None and short.batch_size == 64
+
+
+@pytest.mark.parametrize(("bars", "has"), [(24, "1"), (48, "2"), (0, "0")])
+def test_thin_history_raises_what_it_needs_and_has(bars: int, has: str) -> None:
+    candles = make_candles(bars) if bars else make_candles(1).clear()
+    with pytest.raises(InsufficientDataError) as err:
+        fc.walk_forward(candles, seed=0)
+    assert err.value.needs == "3 days of hourly history" and err.value.has == has
+    assert "needs 3 days of hourly history" in str(err.value)
+
+
+def test_flagged_bars_do_not_count_as_history() -> None:
+    candles = make_candles(80, symbols=("BTC/USDT",))
+    flat = candles["close"][9]
+    broken = candles.with_columns(  # 10 hours of maintenance: 70 usable bars < 72
+        pl.when(pl.col("ts").is_between(T0 + timedelta(hours=10), T0 + timedelta(hours=19)))
+        .then(pl.lit(v))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c, v in {"open": flat, "high": flat, "low": flat, "close": flat, "volume": 0.0}.items()
+    )
+    with pytest.raises(InsufficientDataError, match="10 flagged bars left out"):
+        fc.walk_forward(broken, seed=0)
+
+
+def test_a_symbol_too_short_is_left_out_and_the_rest_trains() -> None:
+    candles = pl.concat(
+        [
+            make_candles(120, symbols=("BTC/USDT",), seed=1),
+            make_candles(40, symbols=("NEW/USDT",), seed=2),
+        ]
+    )
+    walk = fc.walk_forward(candles, seed=0, n_folds=1, **FAST)
+    assert walk.short_symbols == ["NEW/USDT"]
+    assert set(walk.frame["symbol"]) == {"BTC/USDT"}
+    assert walk.quality is not None
+    q = walk.quality.per_symbol()
+    assert q["NEW/USDT"]["usable_bars"] == 40 and "masked_lookback_rows" in q["BTC/USDT"]
 
 
 def test_walk_forward_folds_expand_with_a_gap_and_share_rows(walk) -> None:

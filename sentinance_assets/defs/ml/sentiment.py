@@ -20,9 +20,11 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import polars as pl
 
-from ml.drift import DriftResult, InsufficientDataError, data_drift
+from ml.drift import DriftResult, data_drift
+from ml.errors import InsufficientDataError
 from ml.sentiment import SentimentModel, VaderModel
 from ml.tracking import MlflowStore
+from sentinance_assets.defs import skips
 from sentinance_assets.defs.ml import drift
 from sentinance_assets.lib import lake
 from sentinance_assets.lib.schemas import NEWS_SENTIMENT, RAW_NEWS
@@ -113,7 +115,9 @@ def drift_frames(settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame, str]:
     """
     scores = lake.read_dataset(settings.lake_dir, NEWS_SENTIMENT)
     if scores.is_empty():
-        raise InsufficientDataError("no sentiment scores yet")
+        raise InsufficientDataError(
+            "no sentiment scores yet", needs=drift.NEEDS, has="0 scored news items"
+        )
     last = scores.sort("scored_at").row(-1, named=True)
     model = f"{last['model']}:{last['model_version']}"
     scores = scores.filter(
@@ -127,7 +131,11 @@ def drift_frames(settings: Settings) -> tuple[pl.DataFrame, pl.DataFrame, str]:
     )
     rows = rows.filter(pl.col("published").is_not_null())
     if rows.is_empty():
-        raise InsufficientDataError("no scored news with a publication time")
+        raise InsufficientDataError(
+            "no scored news with a publication time",
+            needs=drift.NEEDS,
+            has="0 scored items with a publication time",
+        )
     cut = rows["published"].max() - CURRENT_WINDOW
     cols = list(DRIFT_COLUMNS)
     reference = rows.filter(pl.col("published") <= cut).select(cols)
@@ -149,13 +157,14 @@ def measure_drift(settings: Settings, drift_share: float) -> tuple[str, DriftRes
     deps=[NEWS_SENTIMENT_KEY],
     kinds={"evidently"},
     check_specs=[
+        skips.enough_input_spec(SENTIMENT_DRIFT_KEY, f"scored news; {drift.NEEDS}"),
         drift.check_spec(
             DRIFT_CHECK, SENTIMENT_DRIFT_KEY, "sentiment columns (score, label, text length)"
-        )
+        ),
     ],
     description="evidently drift of the news sentiment scores, labels and input text statistics "
     "(characters, words): the last day of news against the earlier days, for the model that "
-    "scored last.",
+    "scored last. Skips with the reason while either side has too few items.",
 )
 def sentiment_drift(
     context: dg.AssetExecutionContext, settings: dg.ResourceParam[Settings]
