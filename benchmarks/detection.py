@@ -119,7 +119,7 @@ def throughput(target: int, seed: int, repeat: int = 3) -> dict[str, float]:
         "pandas_tps": trades.height / pd_s,
         "ratio": pd_s / pl_s,
         "cpu_ratio": pd_cpu / pl_cpu,
-        "alerts": found.height,
+        "alerts": found.height if found is not None else 0,
     }
 
 

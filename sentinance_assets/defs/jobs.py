@@ -143,7 +143,7 @@ def replay_files_sensor(context: dg.SensorEvaluationContext, settings: dg.Resour
     last = daily.get_last_partition_key()
     requests = []
     for day in sorted(changed):
-        if not (first <= day <= last):
+        if first is None or last is None or not (first <= day <= last):
             context.log.info(f"{day}: outside the daily partitions, skipped")
             continue
         digest = hashlib.sha1("|".join(sorted(changed[day])).encode()).hexdigest()[:12]

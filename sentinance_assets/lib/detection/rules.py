@@ -194,6 +194,7 @@ def _maybe_busy(amount: np.ndarray, bucket: np.ndarray, need: int) -> np.ndarray
             slot = (((k ^ np.uint64(seed)) * _K2) >> np.uint64(64 - nbits)).astype(np.intp)
             keep = np.bincount(slot, minlength=1 << nbits)[slot] >= need
             idx = np.flatnonzero(keep) if idx is None else idx[keep]
+    assert idx is not None  # the loop above always runs
     return idx
 
 
