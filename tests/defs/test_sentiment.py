@@ -123,7 +123,8 @@ def test_drift_check_passes_without_shift_and_skips_on_too_little_data(tiny_sett
     _materialize(news_sentiment, tiny_settings)
     res = _materialize(sentiment_drift, tiny_settings)
     ((asset, reason),) = skips_in(res.all_events)
-    assert asset == "ml/sentiment_drift" and "reference sample has 5 rows, fewer than the 30" in reason
+    assert asset == "ml/sentiment_drift"
+    assert "reference sample has 5 rows, fewer than the 30" in reason
     checks = _check_results(res)
     assert set(checks) == {"enough_input", "sentiment_drift_below_limit"}
     for check in checks.values():
