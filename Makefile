@@ -4,7 +4,7 @@ BIN     := $(CURDIR)/$(VENV)/bin
 PYTHON  ?= python3
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test dev app lint clean
+.PHONY: setup demo test dev app serve status lint clean
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,13 @@ dev: setup
 
 app: setup
 	$(BIN)/sentinance app
+
+# the service: Dagster daemon + UI, watch loop and app, supervised (docs/operations.md)
+serve: setup
+	$(BIN)/sentinance serve
+
+status: setup
+	$(BIN)/sentinance status
 
 # what CI checks before the tests (also a pre-commit hook set: .pre-commit-config.yaml)
 lint: setup

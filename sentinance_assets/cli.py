@@ -272,17 +272,32 @@ def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
     return _exec(streamlit_argv(args.host, args.port), dict(os.environ))
 
 
+def _rules(settings: Settings, path: str | None):
+    """The alert rules (``--rules``, else SENTINANCE_ALERT_RULES, else built in); None after
+    printing why they are invalid."""
+    from sentinance_assets.lib.detection.rules_file import RulesError, rules_for
+
+    try:
+        return rules_for(settings, path)
+    except RulesError as exc:
+        print(f"error: invalid alert rules:\n{exc}", file=sys.stderr)
+        return None
+
+
 def cmd_detect(settings: Settings, args: argparse.Namespace) -> int:
     from sentinance_assets.lib.detection.engine import detect_all
     from sentinance_assets.lib.detection.sinks import write_jsonl
     from sentinance_assets.lib.detection.watch import read_trades_file
 
+    rules = _rules(settings, args.rules)
+    if rules is None:
+        return 2
     try:
         trades = read_trades_file(Path(args.trades))
     except (OSError, ValueError) as exc:
         print(f"error: cannot read {args.trades}: {exc}", file=sys.stderr)
         return 2
-    alerts = detect_all(trades)
+    alerts = detect_all(trades, rules.detector)
     if args.out:
         with open(args.out, "w") as fh:
             n = write_jsonl(alerts, fh)
@@ -338,6 +353,9 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
     except TimestampError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    rules = _rules(settings, args.rules)
+    if rules is None:
+        return 2
     try:
         feed, name = _watch_feed(settings, args, when)
     except ValueError as exc:
@@ -350,6 +368,7 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
         webhook=args.webhook,
         webhook_timeout=args.webhook_timeout,
         dead_letter=args.dead_letter,
+        rules=rules,
     )
     stop = StopFlag()
     stop.install()
@@ -362,6 +381,7 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
             duration=args.duration,
             until=when(args.until),
             max_batch=timedelta(seconds=args.max_batch),
+            cfg=rules.detector,
             stop=stop,
             progress=None if args.quiet else stderr_progress,
         )
@@ -381,6 +401,7 @@ def cmd_watch(settings: Settings, args: argparse.Namespace) -> int:
 
 
 REPLAY_LAYOUT = "exchange,symbol,trade_id,timestamp,price,amount,side"
+RULES_HELP = "alert rules file, TOML or YAML (default: SENTINANCE_ALERT_RULES, else built in)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -415,6 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect = sub.add_parser("detect", help="run the detectors over a trades file (JSON lines)")
     detect.add_argument("--trades", required=True, help="CSV or Parquet: " + REPLAY_LAYOUT)
     detect.add_argument("--out", help="write JSON lines here instead of stdout")
+    detect.add_argument("--rules", help=RULES_HELP)
     detect.set_defaults(func=cmd_detect)
     watch = sub.add_parser("watch", help="run the detectors continuously over new trades")
     watch.add_argument("--speed", type=float, default=1.0, help="x real time; 0 = flat out")
@@ -441,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="live exchanges: auto = ccxt.pro websockets where available, else REST polling; "
         "ws = websockets required; poll = REST only (default: SENTINANCE_WATCH_TRANSPORT, auto)",
     )
+    watch.add_argument("--rules", help=RULES_HELP)
     watch.add_argument("--quiet", action="store_true", help="no progress line")
     watch.set_defaults(func=cmd_watch)
     for command in _command_modules():
@@ -450,9 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_modules() -> list:
     """Command groups that live in ``sentinance_assets.commands`` (one module each)."""
-    from sentinance_assets.commands import forecast, sentiment
+    from sentinance_assets.commands import backtest, forecast, sentiment, serve, status
 
-    return [forecast, sentiment]
+    return [backtest, forecast, sentiment, serve, status]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -192,6 +192,13 @@ def _a_file(path: Path) -> Path:
     return path
 
 
+def _divides_an_hour(minutes: int) -> int:
+    """Cron ``*/N`` ticks evenly only when N divides 60."""
+    if 60 % minutes:
+        raise ValueError("must divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30 or 60)")
+    return minutes
+
+
 def _exchange_urls(urls: Mapping[str, str]) -> dict[str, str]:
     """``SENTINANCE_EXCHANGE_URL_<ID>`` values by lower-case exchange id, each http(s)."""
     checked: dict[str, str] = {}
@@ -363,6 +370,22 @@ class Settings(BaseSettings):
     alert_webhook_timeout: float = Field(
         2.0, gt=0, le=600, description="timeout of each webhook call, seconds"
     )
+    alert_rules: Annotated[
+        Path | None,
+        _BLANK_IS_UNSET,
+        AfterValidator(_absolute),
+        AfterValidator(_existing),
+        AfterValidator(lambda path: None if path is None else _a_file(path)),
+    ] = Field(
+        None,
+        description="alert rules file (TOML or YAML: detector parameters, per-market overrides, "
+        "delivery channels; docs/alerts.md); unset: the built-in defaults",
+    )
+    alert_channels: Annotated[str | None, _BLANK_IS_UNSET, AfterValidator(_stripped)] = Field(
+        None,
+        description="Apprise URLs (space-separated: `slack://...`, `mailto://...`, `json://...`) "
+        "that receive every alert, besides the rules file's channels",
+    )
     alert_dead_letter: Annotated[
         Path,
         _BLANK_IS_UNSET,
@@ -380,6 +403,58 @@ class Settings(BaseSettings):
             "where available, REST backfill and fallback), `ws` (websockets required) or `poll` "
             "(REST only); option `--transport`",
         )
+    )
+    refresh_minutes: Annotated[int, AfterValidator(_divides_an_hour)] = Field(
+        15,
+        ge=1,
+        le=60,
+        description="live mode: minutes between refreshes of today's partition "
+        "(`live_refresh_schedule`); everything downstream follows each refresh, and the "
+        "freshness limits of the marts and the alert feed derive from it",
+    )
+    automation_interval_seconds: int = Field(
+        30,
+        ge=5,
+        le=600,
+        description="how often Dagster evaluates the automation conditions that keep the graph "
+        "fresh (sensor `sentinance_automation`), seconds",
+    )
+    retain_trades_days: int = Field(
+        14,
+        ge=1,
+        le=3650,
+        description="days of raw trades (`lake/raw/trades`) the daily cleanup keeps; marts "
+        "built from older days stay",
+    )
+    retain_quarantine_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="days of quarantined records (`lake/quarantine`) the daily cleanup keeps",
+    )
+    retain_alerts_days: int = Field(
+        90,
+        ge=1,
+        le=3650,
+        description="days of alert files (`lake/alerts`, batch and watch loop) the daily "
+        "cleanup keeps",
+    )
+    serve_host: str = Field(
+        "127.0.0.1",
+        description="`sentinance serve`: the address the Dagster UI and the app listen on",
+    )
+    dagster_port: int = Field(
+        3000, ge=1, le=65535, description="`sentinance serve`: port of the Dagster UI"
+    )
+    app_port: int = Field(
+        8501, ge=1, le=65535, description="`sentinance serve`: port of the Streamlit app"
+    )
+    code_server_port: int = Field(
+        4266,
+        ge=1,
+        le=65535,
+        description="`sentinance serve`: port of the Dagster code server (on 127.0.0.1) that "
+        "the daemon and the UI share",
     )
 
     def __init__(self, **values: Any) -> None:

@@ -19,7 +19,16 @@ if str(_ROOT) not in sys.path:
 import streamlit as st  # noqa: E402
 
 from streamlit_app import data  # noqa: E402
-from streamlit_app.views import alerts, asset, health, markets, models, news  # noqa: E402
+from streamlit_app.views import (  # noqa: E402
+    alerts,
+    asset,
+    backtests,
+    health,
+    markets,
+    models,
+    news,
+    service,
+)
 
 st.set_page_config(page_title="Sentinance", page_icon=":chart_with_upwards_trend:", layout="wide")
 
@@ -68,6 +77,7 @@ def main() -> None:
                     icon=":material/notifications:",
                     url_path="alerts",
                 ),
+                st.Page(backtests.render, title="Backtests", url_path="backtests"),
                 st.Page(
                     news.render,
                     title="News & sentiment",
@@ -88,6 +98,7 @@ def main() -> None:
                 ),
             ]
         )
+    service.render_indicator()  # every page: "live" / "stale since ..." / offline
     try:
         page.run()
     except data.DataUnavailable as exc:

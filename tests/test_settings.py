@@ -73,6 +73,13 @@ def test_values_are_parsed_and_normalised(tmp_path):
 # field -> (environment, expected value); each value differs from the field's default, so the
 # test fails if the variable is validated and then dropped (SENTINANCE_DRIFT_SHARE was).
 Case = Callable[[Path], tuple[dict[str, str], Any]]
+
+
+def _file(path: Path) -> Path:
+    path.write_text("")
+    return path
+
+
 EVERY_VARIABLE: dict[str, Case] = {
     "home": lambda t: ({"SENTINANCE_HOME": str(t / "h")}, t / "h"),
     "source": lambda t: ({"SENTINANCE_SOURCE": " Live "}, "live"),
@@ -108,11 +115,25 @@ EVERY_VARIABLE: dict[str, Case] = {
         "https://hooks.test/x",
     ),
     "alert_webhook_timeout": lambda t: ({"SENTINANCE_ALERT_WEBHOOK_TIMEOUT": "7"}, 7.0),
+    "alert_rules": lambda t: ({"SENTINANCE_ALERT_RULES": str(_file(t / "r.toml"))}, t / "r.toml"),
+    "alert_channels": lambda t: ({"SENTINANCE_ALERT_CHANNELS": " json://h/x "}, "json://h/x"),
     "alert_dead_letter": lambda t: (
         {"SENTINANCE_ALERT_DEAD_LETTER": str(t / "d.jsonl")},
         t / "d.jsonl",
     ),
     "watch_transport": lambda t: ({"SENTINANCE_WATCH_TRANSPORT": "POLL"}, "poll"),
+    "refresh_minutes": lambda t: ({"SENTINANCE_REFRESH_MINUTES": "2"}, 2),
+    "automation_interval_seconds": lambda t: (
+        {"SENTINANCE_AUTOMATION_INTERVAL_SECONDS": "10"},
+        10,
+    ),
+    "retain_trades_days": lambda t: ({"SENTINANCE_RETAIN_TRADES_DAYS": "3"}, 3),
+    "retain_quarantine_days": lambda t: ({"SENTINANCE_RETAIN_QUARANTINE_DAYS": "4"}, 4),
+    "retain_alerts_days": lambda t: ({"SENTINANCE_RETAIN_ALERTS_DAYS": "5"}, 5),
+    "serve_host": lambda t: ({"SENTINANCE_SERVE_HOST": "0.0.0.0"}, "0.0.0.0"),
+    "dagster_port": lambda t: ({"SENTINANCE_DAGSTER_PORT": "3100"}, 3100),
+    "app_port": lambda t: ({"SENTINANCE_APP_PORT": "8600"}, 8600),
+    "code_server_port": lambda t: ({"SENTINANCE_CODE_SERVER_PORT": "4300"}, 4300),
 }
 
 

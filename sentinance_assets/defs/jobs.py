@@ -1,12 +1,16 @@
 """Jobs, schedules and sensors: ingest per day, then everything downstream.
 
 * ``daily_ingest_schedule`` - yesterday's partition once a day (any source).
-* ``live_refresh_schedule`` - today's partition every 15 minutes (live mode; stopped by
-  default). The first tick after midnight also closes yesterday. A tick is skipped while a run
-  of the same partition is still in flight, so two refreshes never merge into one partition
-  at once.
+* ``live_refresh_schedule`` - today's partition every ``SENTINANCE_REFRESH_MINUTES`` (15 by
+  default). RUNNING by default in live mode, STOPPED in the offline modes. The first tick after
+  midnight also closes yesterday. A tick is skipped while a run of the same partition is still
+  in flight, so two refreshes never merge into one partition at once. Everything downstream
+  follows each refresh through the automation conditions of ``automation.py``.
 * ``replay_files_sensor`` - watches ``SENTINANCE_REPLAY_DIR`` and asks for the days that new or
   changed files cover (replay mode; stopped by default).
+
+Why a schedule for ingest (and conditions downstream): ingest asks the outside world for what
+is new, so it needs a clock; everything after it only needs to know that something landed.
 """
 
 import hashlib
@@ -15,22 +19,32 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from sentinance_assets.defs.automation import deployment_settings, schedule_status
 from sentinance_assets.defs.partitions import daily
-from sentinance_assets.defs.transform.assets import sentinance_dbt
+from sentinance_assets.defs.transform import assets as transform
+from sentinance_assets.lib.operations.supervision import LAKE_TAG
 from sentinance_assets.lib.sources.replay import data_files, file_days
 from sentinance_assets.settings import Settings
 
 # Training the sentiment classifier takes minutes: it has its own job and schedule, and the
 # everyday analytics run only scores news with the current champion.
 SENTIMENT_TRAINING = dg.AssetSelection.assets(dg.AssetKey(["ml", "sentiment_classifier"]))
+# (``transform`` is imported as a module, not the asset object: an asset object exported by two
+# modules of defs/ would get its automation attached twice, one duplicate key each.)
 # dbt's tests on its sources (raw.trades' value tests) are checks on the ingest assets, but the
 # dbt step runs them. They belong to the analytics run (which keeps them, as INGEST excludes
 # them): selecting them with the ingest assets would pull the whole dbt step into every ingest.
 DBT_SOURCE_CHECKS = dg.AssetSelection.checks(
-    *(key for key in sentinance_dbt.check_keys if key.asset_key not in sentinance_dbt.keys)
+    *(
+        key
+        for key in transform.sentinance_dbt.check_keys
+        if key.asset_key not in transform.sentinance_dbt.keys
+    )
 )
 INGEST = dg.AssetSelection.groups("market", "news") - DBT_SOURCE_CHECKS
-ANALYTICS = dg.AssetSelection.all() - INGEST - SENTIMENT_TRAINING
+# The retention cleanup (group "operations") runs daily on its own, never in an analytics run.
+OPERATIONS = dg.AssetSelection.groups("operations")
+ANALYTICS = dg.AssetSelection.all() - INGEST - SENTIMENT_TRAINING - OPERATIONS
 REPLAY_KINDS = ("trades", "candles", "news")
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -44,12 +58,14 @@ ingest_job = dg.define_asset_job(
     selection=INGEST,
     partitions_def=daily,
     description="Land one UTC day of trades, candles, events and news in the lake.",
+    tags=LAKE_TAG,
 )
 analytics_job = dg.define_asset_job(
     "analytics_job",
     selection=ANALYTICS,
     description="Everything downstream of ingest: dbt marts, sentiment, forecasting, drift, "
     "detection.",
+    tags=LAKE_TAG,
 )
 daily_ingest_schedule = dg.build_schedule_from_partitioned_job(
     ingest_job, hour_of_day=0, minute_of_hour=10, default_status=dg.DefaultScheduleStatus.STOPPED
@@ -67,12 +83,12 @@ def _in_flight(instance: dg.DagsterInstance, day: str) -> bool:
 
 
 def live_refresh_requests(
-    when: datetime, instance: dg.DagsterInstance | None = None
+    when: datetime, instance: dg.DagsterInstance | None = None, every_minutes: int = 15
 ) -> list[dg.RunRequest] | dg.SkipReason:
     """Today's partition (and yesterday's on the first tick of a day) unless already running."""
     when = when.astimezone(UTC)
     days = [when.date()]
-    if when.hour == 0 and when.minute < 15:
+    if when.hour == 0 and when.minute < every_minutes:
         days.insert(0, when.date() - timedelta(days=1))
     requests = []
     for d in days:
@@ -89,21 +105,37 @@ def live_refresh_requests(
     return requests or dg.SkipReason("a refresh of today's partition is still running")
 
 
-@dg.schedule(
-    job=ingest_job,
-    cron_schedule="*/15 * * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Live mode: refresh today's partition every 15 minutes (incremental: only "
-    "new trades and missing candle minutes are fetched).",
-)
-def live_refresh_schedule(context: dg.ScheduleEvaluationContext):
-    when = context.scheduled_execution_time or datetime.now(UTC)
-    try:
-        instance = context.instance
-    except dg.DagsterInvariantViolationError:  # evaluated without an instance (tests)
-        instance = None
-    return live_refresh_requests(when, instance)
+def refresh_cron(every_minutes: int) -> str:
+    """``*/N * * * *`` (``0 * * * *`` for an hourly refresh)."""
+    return "0 * * * *" if every_minutes == 60 else f"*/{every_minutes} * * * *"
+
+
+def build_live_refresh_schedule(settings: Settings) -> dg.ScheduleDefinition:
+    """The live refresh at ``settings.refresh_minutes``, RUNNING by default in live mode."""
+    every = settings.refresh_minutes
+
+    @dg.schedule(
+        name="live_refresh_schedule",
+        job=ingest_job,
+        cron_schedule=refresh_cron(every),
+        execution_timezone="UTC",
+        default_status=schedule_status(settings),
+        description=f"Live mode: refresh today's partition every {every} minutes "
+        "(SENTINANCE_REFRESH_MINUTES; incremental: only new trades and missing candle minutes "
+        "are fetched). Marts, scores and batch alerts follow through automation conditions.",
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        when = context.scheduled_execution_time or datetime.now(UTC)
+        try:
+            instance = context.instance
+        except dg.DagsterInvariantViolationError:  # evaluated without an instance (tests)
+            instance = None
+        return live_refresh_requests(when, instance, every)
+
+    return _schedule
+
+
+live_refresh_schedule = build_live_refresh_schedule(deployment_settings())
 
 
 def replay_changes(root, cursor: dict[str, str]) -> tuple[dict[str, str], dict[str, list[str]]]:

@@ -273,7 +273,9 @@ ALERTS = Dataset(
         "threshold": pl.Float64,
         "message": pl.String,
         "details": pl.String,  # JSON with the numbers behind the alert
+        "rules_version": pl.String,  # content hash of the detection rules (null: before them)
     },
+    derived={"rules_version": pl.lit(None, dtype=pl.String)},
 )
 
 ALL_DATASETS: tuple[Dataset, ...] = (

@@ -1,4 +1,7 @@
-"""Alerts: a live-refreshing feed with filters, the whale log, spread and volume-spike charts."""
+"""Alerts: a live-refreshing feed with filters, the whale log, spread and volume-spike charts,
+the delivery log (what reached people's channels) and the rule-version comparisons.
+
+``?exchange=...&symbol=...`` (the link in every delivered message) preselects the market."""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from sentinance_assets.lib.detection.delivery import read_delivery_log
+from sentinance_assets.lib.detection.versions import comparisons
 from streamlit_app import data
 
 WINDOWS = {"Last hour": 1, "Last 6 hours": 6, "Last 24 hours": 24, "Last 7 days": 168, "All": None}
@@ -44,14 +49,25 @@ order by event_time
 """
 
 
+def _linked(param: str, options: list[str]) -> list[str]:
+    """The market a message's link names (``?symbol=BTC/USDT&exchange=binance``), if known."""
+    value = st.query_params.get(param)
+    return [value] if value in options else []
+
+
 def _filters() -> tuple[tuple, str]:
     c1, c2, c3, c4, c5 = st.columns(5)
     types = c1.multiselect("Type", data.distinct_values("alerts.alerts.type"), key="al_type")
+    symbol_options = data.distinct_values("alerts.alerts.symbol")
     symbols = c2.multiselect(
-        "Symbol", data.distinct_values("alerts.alerts.symbol"), key="al_symbol"
+        "Symbol", symbol_options, default=_linked("symbol", symbol_options), key="al_symbol"
     )
+    exchange_options = data.distinct_values("alerts.alerts.exchange")
     exchanges = c3.multiselect(
-        "Exchange", data.distinct_values("alerts.alerts.exchange"), key="al_exchange"
+        "Exchange",
+        exchange_options,
+        default=_linked("exchange", exchange_options),
+        key="al_exchange",
     )
     severities = c4.multiselect(
         "Severity", data.distinct_values("alerts.alerts.severity"), key="al_severity"
@@ -112,7 +128,13 @@ def render() -> None:
     else:
         _feed(params, window)
 
-    tab_whale, tab_spread, tab_spike = st.tabs(["Whale log", "Spread tracker", "Volume spikes"])
+    tab_whale, tab_spread, tab_spike, tab_delivery, tab_rules = st.tabs(
+        ["Whale log", "Spread tracker", "Volume spikes", "Deliveries", "Rule versions"]
+    )
+    with tab_delivery:
+        _deliveries()
+    with tab_rules:
+        _rule_versions()
     with tab_whale:
         whales = data.query(WHALE_SQL)
         if whales.empty:
@@ -151,3 +173,53 @@ def render() -> None:
             )
             fig.update_layout(height=340, margin=dict(l=0, r=0, t=10, b=0))
             st.plotly_chart(fig, width="stretch")
+
+
+STATUS_HELP = (
+    "delivered: the channel accepted the message · retried: an attempt failed, another follows "
+    "· dead_lettered: given up (see delivery/dead-letter.jsonl) · suppressed: a repeat of a "
+    "condition already notified · stale: too old to send · interrupted: the sender stopped "
+    "mid-send (not re-sent)"
+)
+
+
+def _deliveries() -> None:
+    log = read_delivery_log(data.settings().home).to_pandas()
+    if log.empty:
+        st.caption(
+            "Nothing delivered yet: configure channels (SENTINANCE_ALERT_CHANNELS or the rules "
+            "file's [[delivery.channels]], docs/alerts.md)."
+        )
+        return
+    counts = log["status"].value_counts()
+    m = st.columns(4)
+    for col, status in zip(m, ("delivered", "retried", "dead_lettered", "suppressed"), strict=True):
+        col.metric(status.replace("_", " ").capitalize(), int(counts.get(status, 0)))
+    st.caption(STATUS_HELP)
+    st.dataframe(log, hide_index=True, width="stretch", height=320)
+
+
+def _rule_versions() -> None:
+    found = comparisons(data.settings().lake_dir)
+    if not found:
+        st.caption(
+            "No rule change yet: when batch detection runs with other rules, the new alerts are "
+            "written beside the old ones and compared here."
+        )
+        return
+    table = pd.DataFrame(
+        [
+            {
+                "old": c["old_version"],
+                "new": c["new_version"],
+                "added": c["added"],
+                "removed": c["removed"],
+                "changed": c["changed"],
+                "unchanged": c["unchanged"],
+                "days": len(c.get("by_day", {})),
+                "file": c["file"],
+            }
+            for c in found
+        ]
+    )
+    st.dataframe(table, hide_index=True, width="stretch")

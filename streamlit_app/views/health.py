@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from streamlit_app import data
+from streamlit_app.views import service
 
 FRESHNESS_SQL = """
 select 'trades' as dataset, exchange, source, count(*) as rows, max(ts) as latest_record,
@@ -44,6 +45,7 @@ limit 20
 
 def render() -> None:
     st.title("Data health")
+    service.render_section()  # the service: components, jobs, freshness, stream, checks, disk
     quality = data.quality_scores()
     counts = data.table_counts()
 

@@ -89,3 +89,81 @@ def test_sensor_records_new_alert_files_once(tiny_settings):
     sink.send(_alerts(["e"]), "000000000000004-000000000000005")
     last = watch_alerts_sensor(ctx3)
     assert last.asset_events[0].metadata["alerts"].value == 1  # only the new one
+
+
+# ------------------------------------------------------------------ rules versions in the asset
+def _land_days(settings, days):
+    from sentinance_assets.lib import lake
+    from sentinance_assets.lib.markets import markets_for
+    from sentinance_assets.lib.schemas import RAW_TRADES
+    from sentinance_assets.lib.simulator import MarketSimulator
+
+    sim = MarketSimulator(
+        markets_for(settings.exchanges, settings.symbols), seed=settings.seed, trade_rate=6.0
+    )
+    for d in days:
+        lake.write_partition(settings.lake_dir, RAW_TRADES, sim.day(d).trades, partition=str(d))
+
+
+def _run(settings, rules_toml=None):
+    from sentinance_assets.defs.detection.assets import alerts as alerts_asset
+
+    config = {"rules_toml": rules_toml} if rules_toml else {}
+    result = dg.materialize(
+        [alerts_asset],
+        resources={"settings": settings},
+        run_config={"ops": {"alerts__alerts": {"config": config}}},
+        raise_on_error=False,
+    )
+    return result
+
+
+def test_a_rules_change_redetects_beside_the_old_set_with_a_comparison(tiny_settings):
+    from datetime import date
+
+    from sentinance_assets.lib import lake
+    from sentinance_assets.lib.detection.rules import DetectorConfig
+    from sentinance_assets.lib.detection.rules_file import load_rules
+    from sentinance_assets.lib.detection.versions import comparisons, rule_sets_dir
+
+    days = [date(2026, 11, 10), date(2026, 11, 11)]
+    _land_days(tiny_settings, days)
+    first = _run(tiny_settings)
+    assert first.success
+    mat = first.get_asset_materialization_events()[0].step_materialization_data.materialization
+    assert mat.metadata["rules_version"].value == DetectorConfig().version
+    before = lake.read_dataset(tiny_settings.lake_dir, ALERTS)
+    assert set(before["rules_version"]) == {DetectorConfig().version}
+    assert (
+        _run(tiny_settings)
+        .get_asset_materialization_events()[0]
+        .step_materialization_data.materialization.metadata["days_detected"]
+        .value
+        == []
+    )  # noqa: E501
+
+    stricter = "[whale]\nusd = 400_000\n"
+    new_version = load_rules(text=stricter).version
+    second = _run(tiny_settings, stricter)
+    assert second.success
+    mat = second.get_asset_materialization_events()[0].step_materialization_data.materialization
+    assert mat.metadata["days_detected"].value == [str(d) for d in days]  # re-detected
+    (summary,) = mat.metadata["rules_comparisons"].value
+    old_whales = before.filter(pl.col("type") == "whale")
+    assert summary["old_version"] == DetectorConfig().version
+    assert summary["new_version"] == new_version
+    after = lake.read_dataset(tiny_settings.lake_dir, ALERTS)
+    assert set(after["rules_version"]) == {new_version}  # the feed holds one version
+    removed = old_whales.height - after.filter(pl.col("type") == "whale").height
+    assert removed > 0 and summary["removed"] == removed and summary["added"] == 0
+    # both sets stay, per day, beside the feed; the comparison is listed for the app
+    for d in days:
+        kept = sorted(p.stem for p in rule_sets_dir(tiny_settings.lake_dir, f"date={d}").iterdir())
+        assert kept == sorted([DetectorConfig().version, new_version])
+    (listed,) = comparisons(tiny_settings.lake_dir)
+    assert listed["removed"] == removed and set(listed["by_day"]) == {str(d) for d in days}
+
+    bad = _run(tiny_settings, "[volume_spike]\nz = 0\n")
+    assert not bad.success
+    failure = bad.get_step_failure_events()[0].step_failure_data.error
+    assert "<run config>:2: volume_spike.z = 0" in str(failure.message) + str(failure.cause)

@@ -257,25 +257,7 @@ class FakeExchange:
             hi = int(q["end"]) * 1000 + 999 if "end" in q else self._now_ms()
             hi = min(hi, self._now_ms())
             rows = trades_between(lo, hi, vid)[::-1][:limit]  # the newest of the window
-            return 200, {
-                "trades": [
-                    {
-                        "trade_id": str(i),
-                        "product_id": vid,
-                        "price": f"{p}",
-                        "size": f"{a}",
-                        "time": datetime.fromtimestamp(t / 1000, tz=UTC)
-                        .isoformat(timespec="milliseconds")
-                        .replace("+00:00", "Z"),
-                        "side": s.upper(),
-                        "bid": "",
-                        "ask": "",
-                    }
-                    for i, t, p, a, s in rows
-                ],
-                "best_bid": "",
-                "best_ask": "",
-            }
+            return 200, coinbase_ticker(vid, rows)
         return 404, {"error": "NOT_FOUND", "message": f"no route {path}"}
 
     # ---- Kraken (0/public)
@@ -317,6 +299,29 @@ class FakeExchange:
                 },
             }
         return 200, {"error": [f"EGeneral:Unknown method {path}"]}
+
+
+def coinbase_ticker(vid: str, rows: list[tuple[int, int, float, float, str]]) -> dict:
+    """Coinbase's ``/ticker`` answer for ``rows`` of ``(id, ts ms, price, amount, side)``."""
+    return {
+        "trades": [
+            {
+                "trade_id": str(i),
+                "product_id": vid,
+                "price": f"{p}",
+                "size": f"{a}",
+                "time": datetime.fromtimestamp(t / 1000, tz=UTC)
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z"),
+                "side": s.upper(),
+                "bid": "",
+                "ask": "",
+            }
+            for i, t, p, a, s in rows
+        ],
+        "best_bid": "",
+        "best_ask": "",
+    }
 
 
 def _binance_symbol(sym: str, vid: str) -> dict:

@@ -9,6 +9,7 @@ in many time-ordered micro-batches gives identical alerts.
 from __future__ import annotations
 
 import pickle
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -74,7 +75,7 @@ class StreamingDetector:
             return ALERTS.empty()
         trades = trades.select(_TRADE_COLS).cast(_trade_schema())
         self.trades_seen += trades.height
-        out = [detect_whales(trades, self.cfg, detected_at)]
+        out = [detect_whales(trades, self.cfg, detected_at)] if self.cfg.active("whale") else []
         if self.frontier is not None:
             is_late = pl.col("ts") < self.frontier
             late = trades.filter(is_late)
@@ -101,6 +102,16 @@ class StreamingDetector:
     def loads(cls, blob: bytes) -> StreamingDetector:
         obj = cls.__new__(cls)
         obj.__dict__.update(pickle.loads(blob))
+        # a checkpoint from before a DetectorConfig field existed: rebuild it with the defaults
+        # of the new fields (the watch loop then installs the current rules anyway)
+        old = obj.__dict__.get("cfg")
+        if isinstance(old, DetectorConfig):
+            known = {
+                f.name: old.__dict__[f.name]
+                for f in fields(DetectorConfig)
+                if f.name in old.__dict__
+            }
+            obj.cfg = DetectorConfig(**known)
         return obj
 
     # -------------------------------------------------------------- internals
@@ -132,7 +143,7 @@ class StreamingDetector:
                     pl.col("symbol").str.split("/").list.first().alias("base"),
                     pl.col("symbol").str.split("/").list.get(1, null_on_oob=True).alias("quote"),
                 )
-                .with_columns((pl.col("notional") * usd_rate()).alias("usd"))
+                .with_columns((pl.col("notional") * usd_rate(cfg)).alias("usd"))
             )
             whales = (
                 whale_trades(closed, cfg)
@@ -168,10 +179,16 @@ class StreamingDetector:
                 starts = starts.with_columns(
                     pl.max_horizontal("start", pl.lit(self.keep_from).cast(TS)).alias("start")
                 )
-            out.append(volume_spikes(self.bars, starts, cfg, lo, hi, detected_at))
-            out.append(divergences(self.bars, cfg, lo, hi, detected_at))
-            out.append(pumps(self.bars, starts, cfg, lo, hi, detected_at))
-        out.append(self._wash(closed, frontier, detected_at))
+            if cfg.active("volume_spike"):
+                out.append(volume_spikes(self.bars, starts, cfg, lo, hi, detected_at))
+            if cfg.active("divergence"):
+                out.append(divergences(self.bars, cfg, lo, hi, detected_at))
+            if cfg.active("pump_and_dump"):
+                out.append(pumps(self.bars, starts, cfg, lo, hi, detected_at))
+        if cfg.active("wash_trading"):
+            out.append(self._wash(closed, frontier, detected_at))
+        else:
+            self.tail = self.tail.clear()
         self.frontier = frontier
         if frontier != FAR_FUTURE:
             cut = (lo - self.retention).replace(second=0, microsecond=0)
@@ -238,3 +255,56 @@ def detect_all(
 
 def alert_summary(alerts: pl.DataFrame) -> dict[str, int]:
     return {t: int(n) for t, n in alerts.group_by("type").len().sort("type").iter_rows()}
+
+
+BAR_INPUT = {
+    "exchange": pl.String,
+    "symbol": pl.String,
+    "bucket": TS,
+    "usd": pl.Float64,
+    "amount": pl.Float64,
+    "n": pl.UInt32,
+}
+
+
+def engine_bars(bars: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Input bars (:data:`BAR_INPUT`) as the engine holds them, and each market's start."""
+    b = (
+        bars.select(list(BAR_INPUT))
+        .cast(BAR_INPUT)
+        .with_columns(
+            pl.col("symbol").str.split("/").list.first().alias("base"),
+            pl.col("usd").alias("usd_ex"),
+            pl.col("n").fill_null(0),
+        )
+        .select(list(_BAR_SCHEMA))
+        .sort(*MARKET, "bucket")
+    )
+    starts = b.group_by(MARKET).agg(pl.col("bucket").min().dt.truncate("60s").alias("start"))
+    return b, starts
+
+
+def detect_bars(
+    bars: pl.DataFrame, cfg: DetectorConfig | None = None, detected_at: datetime | None = None
+) -> pl.DataFrame:
+    """The window rules (volume spike, divergence, pump-and-dump) over pre-aggregated bars:
+    ``exchange, symbol, bucket`` (start, on a 30 s boundary), ``usd`` (USD volume),
+    ``amount`` (base volume) and ``n`` (trade count; null: unknown, and then no volume
+    spike can fire, since the count conditions cannot be checked). For recorded 1-minute
+    candles, which have no individual trades: whale and wash trading need trades, and whale
+    prints cannot be excluded from the spike volume."""
+    cfg = cfg or DetectorConfig()
+    detected_at = detected_at or datetime.now(UTC)
+    if bars.height == 0:
+        return ALERTS.empty()
+    b, starts = engine_bars(bars)
+    lo = datetime(1970, 1, 1, tzinfo=UTC)
+    hi = b["bucket"].max() + timedelta(minutes=cfg.pump_window_min + 2)
+    out = []
+    if cfg.active("volume_spike"):
+        out.append(volume_spikes(b, starts, cfg, lo, hi, detected_at))
+    if cfg.active("divergence"):
+        out.append(divergences(b, cfg, lo, hi, detected_at))
+    if cfg.active("pump_and_dump"):
+        out.append(pumps(b, starts, cfg, lo, hi, detected_at))
+    return sort_alerts(_concat(out))

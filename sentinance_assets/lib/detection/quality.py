@@ -41,6 +41,47 @@ def _base(col: str) -> pl.Expr:
     return pl.col(col).str.split("/").list.first()
 
 
+def _venues(e: pl.DataFrame) -> pl.DataFrame:
+    return (
+        e.filter(pl.col("type") != "divergence")
+        .group_by("base")
+        .agg(pl.col("exchange").n_unique().alias("n_venues"))
+    )
+
+
+def _pairs(at: pl.DataFrame, et: pl.DataFrame, t: str, venues: pl.DataFrame) -> pl.DataFrame:
+    """(alert, event) pairs of one type that match by the rule of the module docstring."""
+    before, after = TOLERANCE.get(t, (timedelta(0), timedelta(0)))
+    pairs = at.join(et, on="base", suffix="_e").filter(
+        pl.col("event_time").is_between(pl.col("start_ts") - before, pl.col("end_ts") + after)
+    )
+    if t == "divergence":
+        return pairs.join(venues, on="base", how="left").filter(
+            (pl.col("exchange") == pl.col("exchange_e")) | (pl.col("n_venues").fill_null(0) == 2)
+        )
+    return pairs.filter(
+        (pl.col("exchange") == pl.col("exchange_e")) & (pl.col("symbol") == pl.col("symbol_e"))
+    )
+
+
+def match_pairs(alerts: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """Every matching (alert, event) pair: alert_id, event_id, type, start_ts."""
+    a = alerts.select("alert_id", "type", "exchange", "symbol", "event_time").with_columns(
+        _base("symbol").alias("base")
+    )
+    e = events.select("event_id", "type", "exchange", "symbol", "start_ts", "end_ts").with_columns(
+        _base("symbol").alias("base")
+    )
+    venues = _venues(e)
+    frames = [
+        _pairs(a.filter(pl.col("type") == t), e.filter(pl.col("type") == t), t, venues).select(
+            "alert_id", "event_id", "type", "start_ts"
+        )
+        for t in TYPES
+    ]
+    return pl.concat(frames)
+
+
 def score_alerts(
     alerts: pl.DataFrame, events: pl.DataFrame, trades: pl.DataFrame | None = None
 ) -> pl.DataFrame:
@@ -52,11 +93,7 @@ def score_alerts(
     e = events.select("event_id", "type", "exchange", "symbol", "start_ts", "end_ts").with_columns(
         _base("symbol").alias("base")
     )
-    venues = (
-        e.filter(pl.col("type") != "divergence")
-        .group_by("base")
-        .agg(pl.col("exchange").n_unique().alias("n_venues"))
-    )
+    venues = _venues(e)
     unobservable: set[str] = set()
     if trades is not None and events.height:
         seen = (
@@ -69,20 +106,7 @@ def score_alerts(
     for t in TYPES:
         at = a.filter(pl.col("type") == t)
         et = e.filter(pl.col("type") == t)
-        before, after = TOLERANCE.get(t, (timedelta(0), timedelta(0)))
-        pairs = at.join(et, on="base", suffix="_e").filter(
-            pl.col("event_time").is_between(pl.col("start_ts") - before, pl.col("end_ts") + after)
-        )
-        if t == "divergence":
-            pairs = pairs.join(venues, on="base", how="left").filter(
-                (pl.col("exchange") == pl.col("exchange_e"))
-                | (pl.col("n_venues").fill_null(0) == 2)
-            )
-        else:
-            pairs = pairs.filter(
-                (pl.col("exchange") == pl.col("exchange_e"))
-                & (pl.col("symbol") == pl.col("symbol_e"))
-            )
+        pairs = _pairs(at, et, t, venues)
         tp = pairs["alert_id"].n_unique()
         matched = pairs["event_id"].n_unique()
         explained = 0

@@ -17,8 +17,9 @@ Rules (defaults in :class:`DetectorConfig`):
   and the trade count at least ``spike_min_trades``, at least ``spike_min_count_ratio`` x its
   hourly median (robust to an earlier burst) and with a Poisson z ``2 (sqrt(n) - sqrt(mean))``
   of at least ``spike_count_z``. One heavy print is not a spike: trade sizes are heavy-tailed,
-  so USD volume alone alerted hundreds of times a day. One alert per burst (not when the
-  window before already alerted). Decided when the window closes.
+  so USD volume alone alerted hundreds of times a day. One alert per burst: not when one of
+  the ``spike_cooldown`` windows before already qualified (real markets burst in clusters).
+  Decided when the window closes.
 * **divergence** - VWAP in USD per 30-second window per venue; the reference is the median of
   all venues of the same base asset (the other venue when there are only two; a venue that
   did not trade in the window stands in with its VWAP of up to ``divergence_carry`` windows
@@ -44,15 +45,25 @@ already-closed frontier is counted by the whale and wash detectors but not in wi
 ``late_trades`` counts them). Window detectors look back at most ``retention``; episodes
 longer than that are split.
 
-``alert_id`` is a hash of (type, exchange, symbol, event time): re-processing never
-duplicates an alert, and the batch asset and the watch loop produce the same id for the same
-event, so readers deduplicate on ``alert_id`` (``select distinct on (alert_id)``).
+Parameters per market: the thresholds (not the window lengths) can be overridden per exchange,
+asset or market (:class:`MarketOverride`; the most specific match wins, see :func:`param`), the
+divergence threshold also per venue pair, and each type can be switched off globally or per
+market. The rules file (:mod:`.rules_file`) fills all of it; :func:`rules_version` is the content
+hash of the effective configuration, recorded with every alert (``rules_version``).
+
+``alert_id`` is the SHA-256 (hex) of ``"<type>|<exchange>|<symbol>|<event time, epoch ms>"``
+(:func:`alert_id`): stable across library versions (polars' ``hash`` is not), so re-processing
+never duplicates an alert, and the batch asset and the watch loop produce the same id for the
+same event; readers deduplicate on ``alert_id`` (``select distinct on (alert_id)``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -67,57 +78,231 @@ FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 MARKET = ["exchange", "symbol"]
 
 
+# The parameters a market override may set (thresholds and switches; window lengths are
+# structural and stay global).
+OVERRIDABLE = frozenset(
+    {
+        "whale_enabled",
+        "whale_usd",
+        "whale_critical",
+        "spike_enabled",
+        "spike_z",
+        "spike_min_ratio",
+        "spike_min_count_ratio",
+        "spike_min_trades",
+        "spike_count_z",
+        "spike_critical",
+        "divergence_enabled",
+        "divergence_pct",
+        "divergence_min_windows",
+        "divergence_critical",
+        "pump_enabled",
+        "pump_rise_pct",
+        "pump_volume_ratio",
+        "pump_reversal",
+        "pump_critical",
+        "wash_enabled",
+        "wash_min_trades",
+        "wash_critical",
+    }
+)
+ENABLED_FIELD = {
+    "whale": "whale_enabled",
+    "volume_spike": "spike_enabled",
+    "divergence": "divergence_enabled",
+    "pump_and_dump": "pump_enabled",
+    "wash_trading": "wash_enabled",
+}
+
+
+@dataclass(frozen=True)
+class MarketOverride:
+    """Parameter values for the markets matching ``exchange`` and/or ``symbol``.
+
+    ``symbol`` is a bare asset (``BTC``: every market of it) or a unified market symbol
+    (``BTC/USDT``); ``None`` matches any. ``values`` are ``(DetectorConfig field, value)``
+    pairs, fields from :data:`OVERRIDABLE`.
+    """
+
+    exchange: str | None = None
+    symbol: str | None = None
+    values: tuple[tuple[str, float | int | bool], ...] = ()
+
+    @property
+    def specificity(self) -> int:
+        """exchange + market 5, exchange + asset 4, market 3, asset 2, exchange 1."""
+        market = self.symbol is not None and "/" in self.symbol
+        if self.exchange and self.symbol:
+            return 5 if market else 4
+        if self.symbol:
+            return 3 if market else 2
+        return 1 if self.exchange else 0
+
+    def match(self) -> pl.Expr:
+        conds = [pl.lit(True)]
+        if self.exchange:
+            conds.append(pl.col("exchange") == self.exchange)
+        if self.symbol and "/" in self.symbol:
+            conds.append(pl.col("symbol") == self.symbol)
+        elif self.symbol:
+            conds.append(pl.col("symbol").str.split("/").list.first() == self.symbol)
+        return pl.all_horizontal(conds)
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
+    whale_enabled: bool = True
     whale_usd: float = 100_000.0
-    whale_usd_by_symbol: dict[str, float] = field(default_factory=dict)
+    whale_usd_by_symbol: dict[str, float] = field(default_factory=dict)  # market symbol -> USD
+    whale_critical: float = 10.0  # critical from this multiple of the threshold
+    spike_enabled: bool = True
     spike_z: float = 2.5
     spike_min_ratio: float = 4.0  # volume must also be this multiple of the rolling mean
     spike_history: int = 60  # 60-second windows in the rolling baseline (1 hour)
     spike_min_count_ratio: float = 6.0  # and the trade count this multiple of its hourly mean
     spike_min_trades: int = 5
     spike_count_z: float = 4.0  # Poisson z of the trade count, 2 (sqrt(n) - sqrt(mean_n))
+    spike_cooldown: int = 60  # no alert when a window of the last N already qualified
+    spike_critical: float = 2.0
+    divergence_enabled: bool = True
     divergence_pct: float = 0.5
     divergence_min_windows: int = 2
     divergence_carry: int = 4  # buckets a venue's last VWAP stands in when it did not trade
+    divergence_critical: float = 2.0
+    # (venue_a, venue_b, pct), venues sorted: the threshold when venue_b is the nearest venue
+    # to the reference price of venue_a (or the other way round)
+    divergence_pairs: tuple[tuple[str, str, float], ...] = ()
+    pump_enabled: bool = True
     pump_rise_pct: float = 2.0
     pump_volume_ratio: float = 2.5
     pump_reversal: float = 0.5
     pump_window_min: int = 15
+    pump_critical: float = 2.0
+    wash_enabled: bool = True
     wash_min_trades: int = 6
     wash_price_bp: float = 1.0
     wash_gap_s: float = 10.0
+    wash_critical: float = 2.0
+    quote_usd: tuple[tuple[str, float], ...] = ()  # static USD values of other quotes (EUR)
+    overrides: tuple[MarketOverride, ...] = ()
+
+    @cached_property
+    def version(self) -> str:
+        return rules_version(self)
+
+    def quote_rates(self) -> dict[str, float]:
+        return {**QUOTE_USD, **dict(self.quote_usd)}
+
+    def values_of(self, name: str) -> list:
+        """Every value ``name`` takes: the default and each override's."""
+        out = [getattr(self, name)]
+        out += [v for o in self._overrides_of(name) for k, v in o.values if k == name]
+        return out
+
+    def active(self, kind: str) -> bool:
+        """Whether the rule ``kind`` may fire anywhere (enabled, or enabled by an override)."""
+        return any(self.values_of(ENABLED_FIELD[kind]))
+
+    def _overrides_of(self, name: str) -> list[MarketOverride]:
+        found = [o for o in self.overrides if any(k == name for k, _ in o.values)]
+        if name == "whale_usd" and self.whale_usd_by_symbol:
+            legacy = [
+                MarketOverride(symbol=s, values=(("whale_usd", v),))
+                for s, v in sorted(self.whale_usd_by_symbol.items())
+            ]
+            found = legacy + found
+        return found
 
 
-def usd_rate() -> pl.Expr:
-    return pl.col("quote").replace_strict(QUOTE_USD, default=None, return_dtype=pl.Float64)
+def param(cfg: DetectorConfig, name: str) -> pl.Expr:
+    """The value of parameter ``name`` per row (columns ``exchange`` and ``symbol``).
+
+    The most specific matching override wins (:attr:`MarketOverride.specificity`); among
+    equally specific ones, the later. Without overrides, a literal.
+    """
+    default = getattr(cfg, name)
+    found = cfg._overrides_of(name)
+    if not found:
+        return pl.lit(default)
+    ranked = sorted(enumerate(found), key=lambda io: (io[1].specificity, io[0]))
+    expr = pl.lit(default)
+    for _, o in ranked:
+        value = next(v for k, v in o.values if k == name)
+        expr = pl.when(o.match()).then(pl.lit(value)).otherwise(expr)
+    return expr
 
 
-def _usd() -> pl.Expr:
-    return pl.col("price") * pl.col("amount") * usd_rate()
+def _canonical(value: object) -> object:
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # 100000 and 100000.0 are the same rule
+    return value
 
 
-def _whale_threshold(cfg: DetectorConfig) -> pl.Expr:
-    return pl.col("symbol").replace_strict(
-        cfg.whale_usd_by_symbol, default=cfg.whale_usd, return_dtype=pl.Float64
+def rules_version(cfg: DetectorConfig) -> str:
+    """Content hash (12 hex digits of SHA-256) of the effective detector configuration.
+
+    Computed from the values, not the file text: comments, key order and ``1e5`` vs
+    ``100000`` do not change it; any change of a value does.
+    """
+    data = _canonical({f.name: asdict(cfg)[f.name] for f in fields(cfg)})
+    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def usd_rate(cfg: DetectorConfig | None = None) -> pl.Expr:
+    rates = QUOTE_USD if cfg is None else cfg.quote_rates()
+    return pl.col("quote").replace_strict(rates, default=None, return_dtype=pl.Float64)
+
+
+def _usd(cfg: DetectorConfig) -> pl.Expr:
+    return pl.col("price") * pl.col("amount") * usd_rate(cfg)
+
+
+def alert_id(kind: str, exchange: str, symbol: str, event_time: datetime | int) -> str:
+    """The stable id of an alert: SHA-256 (hex) of ``type|exchange|symbol|epoch ms``."""
+    ms = event_time if isinstance(event_time, int) else _epoch_ms(event_time)
+    return hashlib.sha256(f"{kind}|{exchange}|{symbol}|{ms}".encode()).hexdigest()
+
+
+def _epoch_ms(t: datetime) -> int:
+    delta = t.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def alert_ids(df: pl.DataFrame) -> pl.Series:
+    """:func:`alert_id` of every row of a frame with type, exchange, symbol, event_time."""
+    keys = df.select(
+        pl.concat_str(
+            [
+                pl.col("type").fill_null(""),
+                pl.col("exchange").fill_null(""),
+                pl.col("symbol").fill_null(""),
+                pl.col("event_time").dt.epoch("ms").cast(pl.String).fill_null(""),
+            ],
+            separator="|",
+        )
+    ).to_series()
+    return pl.Series(
+        "alert_id", [hashlib.sha256(k.encode()).hexdigest() for k in keys], dtype=pl.String
     )
 
 
-def _alert_id() -> pl.Expr:
-    key = pl.concat_str(
-        [pl.col("type"), pl.col("exchange"), pl.col("symbol"), pl.col("event_time").dt.epoch("ms")],
-        separator="|",
-    )
-    return key.hash(seed=20261122).cast(pl.String).str.zfill(20)
-
-
-def _finish(df: pl.DataFrame, detected_at: datetime) -> pl.DataFrame:
+def _finish(df: pl.DataFrame, detected_at: datetime, cfg: DetectorConfig) -> pl.DataFrame:
+    if df.height == 0:
+        return ALERTS.empty()
+    kind = df["type"][0]
+    df = df.filter(param(cfg, ENABLED_FIELD[kind]))
     if df.height == 0:
         return ALERTS.empty()
     return ALERTS.conform(
         df.with_columns(
-            _alert_id().alias("alert_id"),
+            alert_ids(df),
             pl.lit(detected_at).cast(TS).alias("detected_at"),
+            pl.lit(cfg.version).alias("rules_version"),
         )
     )
 
@@ -127,22 +312,22 @@ def _finish(df: pl.DataFrame, detected_at: datetime) -> pl.DataFrame:
 _ROUND = pl.col(pl.Float64).round(6)
 
 
-def _severity(value: pl.Expr, critical: float) -> pl.Expr:
+def _severity(value: pl.Expr, critical: float | pl.Expr) -> pl.Expr:
     return pl.when(value >= critical).then(pl.lit("critical")).otherwise(pl.lit("warning"))
 
 
 # --------------------------------------------------------------------------- per-trade rules
 def _min_raw_notional(cfg: DetectorConfig) -> float:
     """A cheap pre-filter: no trade below this quote notional can be a whale in USD."""
-    lowest = min([cfg.whale_usd, *cfg.whale_usd_by_symbol.values()])
-    return lowest / max(QUOTE_USD.values())
+    lowest = min(cfg.values_of("whale_usd"))
+    return lowest / max(cfg.quote_rates().values())
 
 
 def whale_trades(trades: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
     cand = trades.filter(pl.col("price") * pl.col("amount") >= _min_raw_notional(cfg))
-    return cand.with_columns(_usd().alias("usd"), _whale_threshold(cfg).alias("threshold")).filter(
-        pl.col("usd") >= pl.col("threshold")
-    )
+    return cand.with_columns(
+        _usd(cfg).alias("usd"), param(cfg, "whale_usd").cast(pl.Float64).alias("threshold")
+    ).filter(pl.col("usd") >= pl.col("threshold"))
 
 
 def detect_whales(trades: pl.DataFrame, cfg: DetectorConfig, detected_at: datetime) -> pl.DataFrame:
@@ -151,7 +336,9 @@ def detect_whales(trades: pl.DataFrame, cfg: DetectorConfig, detected_at: dateti
         pl.lit("whale").alias("type"),
         "exchange",
         "symbol",
-        _severity(pl.col("usd") / pl.col("threshold"), 10.0).alias("severity"),
+        _severity(pl.col("usd") / pl.col("threshold"), param(cfg, "whale_critical")).alias(
+            "severity"
+        ),
         pl.col("ts").alias("event_time"),
         pl.col("usd").alias("value"),
         "threshold",
@@ -167,7 +354,7 @@ def detect_whales(trades: pl.DataFrame, cfg: DetectorConfig, detected_at: dateti
         .struct.json_encode()
         .alias("details"),
     )
-    return _finish(out, detected_at)
+    return _finish(out, detected_at, cfg)
 
 
 _K1 = np.uint64(0x9E3779B97F4A7C15)
@@ -208,7 +395,8 @@ def wash_runs(trades: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
     # with such a bucket are examined in full. Natural sizes rarely repeat, so almost every
     # trade is dropped by a vectorised counting filter before any hashing of strings.
     span_ms = int(max(60_000, 6 * cfg.wash_gap_s * 1000))
-    need = max(2, (cfg.wash_min_trades + 1) // 2)
+    min_trades = int(min(cfg.values_of("wash_min_trades")))
+    need = max(2, (min_trades + 1) // 2)
     amount = trades["amount"].fill_null(float("nan")).to_numpy()
     bucket = (trades["ts"].dt.epoch("ms").fill_null(0) // span_ms).to_numpy()
     idx = _maybe_busy(amount, bucket, need)
@@ -226,9 +414,7 @@ def wash_runs(trades: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
         return pl.DataFrame()
     amounts = busy["amount"].drop_nulls().implode()
     cand = trades.filter(pl.col("amount").is_in(amounts)).join(busy, on=key, how="semi")
-    repeated = (
-        cand.group_by(key).agg(pl.len().alias("k")).filter(pl.col("k") >= cfg.wash_min_trades)
-    )
+    repeated = cand.group_by(key).agg(pl.len().alias("k")).filter(pl.col("k") >= min_trades)
     if repeated.height == 0:
         return pl.DataFrame()
     t = cand.join(repeated.select(key), on=key, how="semi").sort(*key, "ts", "trade_id")
@@ -252,7 +438,7 @@ def wash_runs(trades: pl.DataFrame, cfg: DetectorConfig) -> pl.DataFrame:
             pl.len().alias("trades"),
             pl.col("price").mean().alias("price"),
         )
-        .filter(pl.col("trades") >= cfg.wash_min_trades)
+        .filter(pl.col("trades") >= param(cfg, "wash_min_trades"))
     )
 
 
@@ -263,10 +449,13 @@ def wash_alerts(runs: pl.DataFrame, cfg: DetectorConfig, detected_at: datetime) 
         pl.lit("wash_trading").alias("type"),
         "exchange",
         "symbol",
-        _severity(pl.col("trades").cast(pl.Float64), 2.0 * cfg.wash_min_trades).alias("severity"),
+        _severity(
+            pl.col("trades").cast(pl.Float64),
+            param(cfg, "wash_critical") * param(cfg, "wash_min_trades"),
+        ).alias("severity"),
         pl.col("first_ts").alias("event_time"),
         pl.col("trades").cast(pl.Float64).alias("value"),
-        pl.lit(float(cfg.wash_min_trades)).alias("threshold"),
+        param(cfg, "wash_min_trades").cast(pl.Float64).alias("threshold"),
         pl.format(
             "Possible wash trading on {} {}: {} alternating trades of {} {} at {} within {} s",
             "exchange",
@@ -281,7 +470,7 @@ def wash_alerts(runs: pl.DataFrame, cfg: DetectorConfig, detected_at: datetime) 
         .struct.json_encode()
         .alias("details"),
     )
-    return _finish(out, detected_at)
+    return _finish(out, detected_at, cfg)
 
 
 # --------------------------------------------------------------------------- window rules
@@ -330,20 +519,35 @@ def volume_spikes(
             pl.col("n").shift(1).rolling_mean(h, min_samples=h).over(MARKET).alias("mean_n"),
             pl.col("n").shift(1).rolling_median(h, min_samples=h).over(MARKET).alias("median_n"),
         )
-        .with_columns(((pl.col("usd") - pl.col("mean")) / pl.col("std")).alias("z"))
+        .with_columns(
+            ((pl.col("usd") - pl.col("mean")) / pl.col("std")).alias("z"),
+            param(cfg, "spike_z").cast(pl.Float64).alias("z_min"),
+        )
         .with_columns(
             (
-                (pl.col("z") > cfg.spike_z)
-                & (pl.col("usd") >= cfg.spike_min_ratio * pl.col("mean"))
+                (pl.col("z") > pl.col("z_min"))
+                & (pl.col("usd") >= param(cfg, "spike_min_ratio") * pl.col("mean"))
                 & (pl.col("mean") > 0)
-                & (pl.col("n") >= cfg.spike_min_trades)
-                & (pl.col("n") >= cfg.spike_min_count_ratio * pl.col("median_n"))
-                & (2 * (pl.col("n").sqrt() - pl.col("mean_n").sqrt()) >= cfg.spike_count_z)
+                & (pl.col("n") >= param(cfg, "spike_min_trades"))
+                & (pl.col("n") >= param(cfg, "spike_min_count_ratio") * pl.col("median_n"))
+                & (
+                    2 * (pl.col("n").sqrt() - pl.col("mean_n").sqrt())
+                    >= param(cfg, "spike_count_z")
+                )
             )
             .fill_null(False)
             .alias("hit")
         )
-        .with_columns(pl.col("hit").shift(1).over(MARKET).fill_null(False).alias("prev_hit"))
+        .with_columns(
+            pl.col("hit")
+            .cast(pl.Int8)
+            .shift(1)
+            .rolling_max(cfg.spike_cooldown, min_samples=1)
+            .over(MARKET)
+            .fill_null(0)
+            .cast(pl.Boolean)
+            .alias("prev_hit")
+        )
     )
     end = pl.col("bucket") + pl.duration(seconds=60)
     hits = scored.filter(
@@ -352,10 +556,10 @@ def volume_spikes(
     out = hits.with_columns(_ROUND).select(
         pl.lit("volume_spike").alias("type"),
         *MARKET,
-        _severity(pl.col("z"), 2 * cfg.spike_z).alias("severity"),
+        _severity(pl.col("z"), param(cfg, "spike_critical") * pl.col("z_min")).alias("severity"),
         pl.col("bucket").alias("event_time"),
         pl.col("z").alias("value"),
-        pl.lit(cfg.spike_z).alias("threshold"),
+        pl.col("z_min").alias("threshold"),
         pl.format(
             "Volume spike on {} {}: ${} in 60 s (z = {}, {}x the hourly mean)",
             *MARKET,
@@ -367,7 +571,7 @@ def volume_spikes(
         .struct.json_encode()
         .alias("details"),
     )
-    return _finish(out.collect(), detected_at)
+    return _finish(out.collect(), detected_at, cfg)
 
 
 def divergences(
@@ -408,12 +612,15 @@ def divergences(
         .then(pl.col("total") - pl.col("vwap"))
         .otherwise(pl.col("median"))
     )
-    rows = (
+    measured = (
         full.filter(pl.col("traded"))
         .join(per_bucket.filter(pl.col("venues") >= 2), on=["base", "bucket"])
         .with_columns(ref.alias("ref"))
         .with_columns((100 * (pl.col("vwap") / pl.col("ref") - 1)).alias("spread_pct"))
-        .with_columns((pl.col("spread_pct").abs() > cfg.divergence_pct).alias("div"))
+    )
+    rows = (
+        _divergence_threshold(measured, full, cfg)
+        .with_columns((pl.col("spread_pct").abs() > pl.col("thr")).alias("div"))
         .sort(*MARKET, "bucket")
         .collect()
     )
@@ -435,10 +642,11 @@ def divergences(
             pl.col("spread_pct").get(pl.col("spread_pct").abs().arg_max()).alias("peak"),
             pl.len().alias("windows"),
             pl.col("venues").max(),
+            pl.col("thr").max(),
         )
         .with_columns((pl.col("last") + settle).alias("decided"))
         .filter(
-            (pl.col("windows") >= cfg.divergence_min_windows)
+            (pl.col("windows") >= param(cfg, "divergence_min_windows"))
             & (pl.col("decided") > pl.lit(lo))
             & (pl.col("decided") <= pl.lit(hi))
         )
@@ -452,10 +660,12 @@ def divergences(
         .select(
             pl.lit("divergence").alias("type"),
             *MARKET,
-            _severity(pl.col("peak").abs(), 2 * cfg.divergence_pct).alias("severity"),
+            _severity(
+                pl.col("peak").abs(), param(cfg, "divergence_critical") * pl.col("thr")
+            ).alias("severity"),
             "event_time",
             pl.col("peak").alias("value"),
-            pl.lit(cfg.divergence_pct).alias("threshold"),
+            pl.col("thr").alias("threshold"),
             pl.format(
                 "{} {} diverged {}% from other venues for {} s",
                 *MARKET,
@@ -467,7 +677,51 @@ def divergences(
             .alias("details"),
         )
     )
-    return _finish(out, detected_at)
+    return _finish(out, detected_at, cfg)
+
+
+def _divergence_threshold(rows: pl.LazyFrame, full: pl.LazyFrame, cfg: DetectorConfig):
+    """``rows`` with ``thr``, the divergence threshold (%) of each measured window.
+
+    The market's (override or default) value, unless a venue pair has its own: then the pair
+    of the measured venue and the other venue whose price is nearest the reference (with two
+    venues, simply the other one) decides. Structural basis between two regions (a premium
+    market) is thus tolerated on that pair only.
+    """
+    thr = param(cfg, "divergence_pct").cast(pl.Float64)
+    if not cfg.divergence_pairs:
+        return rows.with_columns(thr.alias("thr"))
+    others = full.select(
+        "base",
+        "bucket",
+        pl.col("exchange").alias("other"),
+        pl.col("symbol").alias("other_symbol"),
+        pl.col("vwap").alias("other_vwap"),
+    )
+    nearest = (
+        rows.select(*MARKET, "base", "bucket", "ref")
+        .join(others, on=["base", "bucket"])
+        .filter(
+            (pl.col("other") != pl.col("exchange")) | (pl.col("other_symbol") != pl.col("symbol"))
+        )
+        .with_columns((pl.col("other_vwap") - pl.col("ref")).abs().alias("dist"))
+        .group_by(*MARKET, "bucket")
+        .agg(pl.col("other").sort_by("dist", "other", "other_symbol").first())
+    )
+    pairs = [(a, b, pct) for a, b, pct in cfg.divergence_pairs] + [
+        (b, a, pct) for a, b, pct in cfg.divergence_pairs
+    ]
+    table = pl.LazyFrame(
+        pairs,
+        schema={"exchange": pl.String, "other": pl.String, "pair_pct": pl.Float64},
+        orient="row",
+    ).unique(["exchange", "other"], keep="last")
+    return (
+        rows.join(nearest, on=[*MARKET, "bucket"], how="left")
+        .join(table, on=["exchange", "other"], how="left")
+        .with_columns(pl.coalesce("pair_pct", thr).alias("thr"))
+        .drop("other", "pair_pct")
+    )
 
 
 def pumps(
@@ -508,14 +762,15 @@ def pumps(
             .alias("after_low"),
             (100 * (pl.col("px") / pl.col("low") - 1)).alias("rise_pct"),
             (pl.col("vol") / pl.col("base_min")).alias("vol_ratio"),
+            param(cfg, "pump_rise_pct").cast(pl.Float64).alias("rise_min"),
         )
         .with_columns(
             (
-                (pl.col("rise_pct") >= cfg.pump_rise_pct)
-                & (pl.col("vol_ratio") >= cfg.pump_volume_ratio)
+                (pl.col("rise_pct") >= pl.col("rise_min"))
+                & (pl.col("vol_ratio") >= param(cfg, "pump_volume_ratio"))
                 & (
                     pl.col("after_low")
-                    <= pl.col("px") - cfg.pump_reversal * (pl.col("px") - pl.col("low"))
+                    <= pl.col("px") - param(cfg, "pump_reversal") * (pl.col("px") - pl.col("low"))
                 )
             )
             .fill_null(False)
@@ -538,10 +793,12 @@ def pumps(
     out = hits.with_columns(_ROUND).select(
         pl.lit("pump_and_dump").alias("type"),
         *MARKET,
-        _severity(pl.col("rise_pct"), 2 * cfg.pump_rise_pct).alias("severity"),
+        _severity(pl.col("rise_pct"), param(cfg, "pump_critical") * pl.col("rise_min")).alias(
+            "severity"
+        ),
         pl.col("bucket").alias("event_time"),
         pl.col("rise_pct").alias("value"),
-        pl.lit(cfg.pump_rise_pct).alias("threshold"),
+        pl.col("rise_min").alias("threshold"),
         pl.format(
             "Pump-and-dump on {} {}: +{}% in {} min on {}x volume, then fell back to {}",
             *MARKET,
@@ -554,4 +811,4 @@ def pumps(
         .struct.json_encode()
         .alias("details"),
     )
-    return _finish(out.collect(), detected_at)
+    return _finish(out.collect(), detected_at, cfg)

@@ -52,8 +52,10 @@ from pathlib import Path
 
 import polars as pl
 
+from sentinance_assets.lib.detection.delivery import Deliverer, DeliverySink
 from sentinance_assets.lib.detection.engine import StreamingDetector
 from sentinance_assets.lib.detection.rules import DetectorConfig
+from sentinance_assets.lib.detection.rules_file import Rules
 from sentinance_assets.lib.detection.sinks import AlertSink, JsonlSink, LakeSink, WebhookSink
 from sentinance_assets.lib.markets import markets_for
 from sentinance_assets.lib.schemas import RAW_TRADES
@@ -280,6 +282,8 @@ def run_watch(
     ckpt = Checkpoint.load(checkpoint_path)
     if ckpt is None:
         ckpt = Checkpoint(cursor=feed.start, detector=StreamingDetector(cfg))
+    elif cfg is not None:
+        ckpt.detector.cfg = cfg  # the current rules file applies from the checkpoint on
     # Uncommitted batches from a crash: written after the last checkpoint, about to be redone.
     cursor_ms = int(ckpt.cursor.timestamp() * 1000)
     for sink in sinks:
@@ -338,6 +342,9 @@ def run_watch(
         ckpt.batches += 1
         ckpt.trades += trades.height
         ckpt.save(checkpoint_path)
+        for sink in sinks:
+            if isinstance(sink, DeliverySink):
+                sink.tick()  # group waits expire without new alerts too
         stats.batches += 1
         stats.trades += trades.height
         window_trades += trades.height
@@ -383,11 +390,13 @@ def alert_sinks(
     webhook: str | None = None,
     webhook_timeout: float | None = None,
     dead_letter: str | Path | None = None,
+    rules: Rules | None = None,
 ) -> list[AlertSink]:
     """The sinks of ``sentinance watch``: the lake folder ``watch-<name>``, then a JSON-lines
-    file and a webhook when asked. Explicit arguments (the CLI options) override the settings
-    ``SENTINANCE_ALERT_WEBHOOK``, ``SENTINANCE_ALERT_WEBHOOK_TIMEOUT`` and
-    ``SENTINANCE_ALERT_DEAD_LETTER``."""
+    file and a webhook when asked, then the people channels of ``rules`` (and
+    ``SENTINANCE_ALERT_CHANNELS``) when there are any. Explicit arguments (the CLI options)
+    override the settings ``SENTINANCE_ALERT_WEBHOOK``, ``SENTINANCE_ALERT_WEBHOOK_TIMEOUT``
+    and ``SENTINANCE_ALERT_DEAD_LETTER``."""
     sinks: list[AlertSink] = [LakeSink(settings.lake_dir, folder=f"watch-{name}")]
     if jsonl:
         sinks.append(JsonlSink(Path(jsonl)))
@@ -396,6 +405,10 @@ def alert_sinks(
         dead = Path(dead_letter or settings.alert_dead_letter)
         timeout = webhook_timeout if webhook_timeout is not None else settings.alert_webhook_timeout
         sinks.append(WebhookSink(url, dead, timeout=timeout))
+    if rules is not None:
+        deliverer = Deliverer.from_rules(rules, settings.home, settings.alert_channels)
+        if deliverer is not None:
+            sinks.append(DeliverySink(deliverer))
     return sinks
 
 

@@ -9,8 +9,9 @@ from sentinance_assets.lib.detection.engine import StreamingDetector, detect_all
 from sentinance_assets.lib.detection.quality import score_alerts
 from sentinance_assets.lib.detection.rules import DetectorConfig, _maybe_busy, wash_runs
 from sentinance_assets.lib.markets import markets_for
-from sentinance_assets.lib.schemas import ALERTS, RAW_MARKET_EVENTS, RAW_TRADES
+from sentinance_assets.lib.schemas import ALERTS, RAW_MARKET_EVENTS
 from sentinance_assets.lib.simulator import MarketSimulator
+from tests.lib.detection.trades import trades_of
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -94,20 +95,7 @@ def test_one_batch_equals_many_micro_batches(tiny_day):
     assert resumed.sort("alert_id").equals(batch.sort("alert_id"))
 
 
-def _trades(rows: list[tuple]) -> pl.DataFrame:
-    df = pl.DataFrame(
-        rows,
-        schema=["exchange", "symbol", "trade_id", "ts", "price", "amount", "side"],
-        orient="row",
-    ).with_columns(
-        pl.col("ts").cast(pl.Int64).cast(pl.Datetime("ms", "UTC")),
-        pl.col("symbol").str.split("/").list.first().alias("base"),
-        pl.col("symbol").str.split("/").list.last().alias("quote"),
-        (pl.col("price") * pl.col("amount")).alias("cost"),
-        pl.lit("test").alias("source"),
-        pl.col("ts").cast(pl.Int64).cast(pl.Datetime("ms", "UTC")).alias("ingested_at"),
-    )
-    return RAW_TRADES.conform(df)
+_trades = trades_of
 
 
 T0 = int(datetime(2026, 11, 10, 12, tzinfo=UTC).timestamp() * 1000)

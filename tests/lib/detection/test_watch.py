@@ -25,6 +25,7 @@ from sentinance_assets.lib.detection.watch import (
 from sentinance_assets.lib.markets import markets_for
 from sentinance_assets.lib.simulator import MarketSimulator
 from sentinance_assets.settings import Settings, SettingsError
+from tests.lib.detection.trades import replay_layout
 
 SENTINANCE = str(Path(sys.executable).parent / "sentinance")
 START = datetime(2026, 11, 10, tzinfo=UTC)
@@ -43,16 +44,7 @@ def day():
     return sim.day(date(2026, 11, 10))
 
 
-def _replay_layout(trades: pl.DataFrame) -> pl.DataFrame:
-    return trades.select(
-        "exchange",
-        "symbol",
-        "trade_id",
-        pl.col("ts").dt.epoch("ms").alias("timestamp"),
-        "price",
-        "amount",
-        "side",
-    )
+_replay_layout = replay_layout
 
 
 def test_read_trades_file_csv_iso_and_parquet_epoch(tmp_path, day):

@@ -1,0 +1,1 @@
+"""Operating the service: the daily retention cleanup and the operator notifications."""
