@@ -40,6 +40,15 @@
     {{ return(ladder) }}
 {%- endmacro %}
 
+{#- SQL: the length in seconds of the ladder timeframe in `column` (null for any other). -#}
+{% macro timeframe_seconds_sql(column='timeframe') -%}
+    case {{ column }}
+        {%- for l in sentinance.candle_timeframe_ladder() %}
+        when '{{ l["tf"] }}' then {{ l['minutes'] * 60 }}
+        {%- endfor %}
+    end
+{%- endmacro %}
+
 {#- The timeframes raw.candles holds, asked at run time, so the candles mart only builds the
     exchange-candle branch of levels that have candles (a trades-only deployment skips them
     all); at parse time (no warehouse) every timeframe of the ladder. Deduplication never

@@ -12,13 +12,6 @@
   no 1m bars to agree with and are not checked here.
 #}
 {%- set ladder = sentinance.candle_timeframe_ladder() -%}
-{%- set seconds -%}
-    case timeframe
-        {%- for l in ladder %}
-        when '{{ l["tf"] }}' then {{ l['minutes'] * 60 }}
-        {%- endfor %}
-    end
-{%- endset -%}
 with minute_bars as (
 
     select
@@ -45,7 +38,7 @@ excluded_bars as (
         exchange,
         symbol,
         {{ sentinance.epoch_seconds('ts') }} as ts_epoch,
-        {{ seconds }} as bar_seconds
+        {{ sentinance.timeframe_seconds_sql() }} as bar_seconds
     from {{ ref('candles') }}
     where not {{ sentinance.usable_candle('quality') }}
 

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPLAY_LAYOUT = "exchange,symbol,trade_id,timestamp,price,amount,side"
+from sentinance_assets.cli import REPLAY_LAYOUT
 
 
 def register(subparsers: Any) -> None:

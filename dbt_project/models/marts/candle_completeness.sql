@@ -16,14 +16,6 @@
     because their window would span missing or excluded bars (null_reason 'gap');
   * completeness_pct = 100 * usable_bars / expected_bars.
 #}
-{%- set ladder = sentinance.candle_timeframe_ladder() -%}
-{%- set seconds -%}
-    case timeframe
-        {%- for l in ladder %}
-        when '{{ l["tf"] }}' then {{ l['minutes'] * 60 }}
-        {%- endfor %}
-    end
-{%- endset -%}
 with ordered as (
 
     select
@@ -44,7 +36,7 @@ bars as (
 
     select
         o.*,
-        {{ seconds }} as bar_seconds,
+        {{ sentinance.timeframe_seconds_sql() }} as bar_seconds,
         {{ sentinance.epoch_seconds_diff('previous_ts', 'ts') }} as seconds_since_previous
     from ordered as o
 
