@@ -3,9 +3,10 @@
 An :class:`Incident` is a failed run, a failed ERROR-level check (quality score, counts
 reconciliation, ...), a late asset (freshness) or detected drift. :func:`notify_operators` is the
 one door: the Dagster sensors in ``defs/operations`` call it, and whatever delivers alerts can
-deliver these (today the webhook of ``SENTINANCE_ALERT_WEBHOOK``, through the same
-:class:`~sentinance_assets.lib.detection.sinks.WebhookSink` as the watch loop: timeout, retries,
-dead-letter file; an Apprise channel can take over here later).
+deliver these: the webhook of ``SENTINANCE_ALERT_WEBHOOK``, through the same
+:class:`~sentinance_assets.lib.detection.sinks.WebhookSink` as the watch loop (timeout, retries,
+dead-letter file), and every Apprise channel of the rules file that takes operator incidents
+(``operations = true``; docs/alerts.md).
 
 Each incident has a stable ``key``; a ledger (``<home>/serve/notified.jsonl``) remembers the keys
 already notified, so a sensor that evaluates twice (a daemon restart in the middle of a tick)
