@@ -17,6 +17,7 @@ def _indicator() -> None:
     import streamlit as st
 
     st.cache_data.clear()
+    st.cache_resource.clear()  # the settings are a cached resource
     from streamlit_app.views import service
 
     service.render_indicator()
@@ -26,6 +27,7 @@ def _section() -> None:
     import streamlit as st
 
     st.cache_data.clear()
+    st.cache_resource.clear()  # the settings are a cached resource
     from streamlit_app.views import service
 
     service.render_section()
