@@ -375,17 +375,41 @@ TUNE_SEEDS = (101, 102, 103, 104)
 TUNE_FIRST = date(2026, 10, 5)
 
 
-def tune_grid(cooldowns: tuple[int, ...] = (1, 30, 60, 90, 120, 180)) -> list[dict]:
-    """The volume-spike cooldown against simulator recall/precision (tune seeds, 6 days each)
-    and the real spike rate (tune week, markets with trade counts): how the default was
-    chosen (the longest cooldown that keeps recall >= 0.95)."""
+SPIKE_GRID = {
+    "cooldown": (1, 2, 5, 15, 60),
+    "min_count_ratio": (5.0, 6.0, 7.0),
+    "count_z": (2.0, 3.0),
+    "z": (1.5, 2.5),
+    "min_ratio": (3.0, 5.0),
+}
+
+
+def _spike_score(found: pl.DataFrame, events: pl.DataFrame, seen: pl.DataFrame) -> dict:
+    return (
+        score_alerts(found, events, seen)
+        .filter(pl.col("type") == "volume_spike")
+        .select(
+            pl.col("events", "unobservable", "alerts", "explained", "tp_alerts", "matched_events")
+        )
+        .row(0, named=True)
+    )
+
+
+def tune_grid(grid: dict | None = None, seed: int = 7) -> list[dict]:
+    """Every volume-spike setting of ``grid`` (the product of its values) on the tune data
+    only: recall and precision on the simulator's tune seeds (6 days each), recall on events
+    injected into the real tune week (:func:`inject`, ``seed``), and the spike rate on the real
+    tune week without injection (markets with trade counts). How the defaults were chosen."""
+    import itertools
+
     from sentinance_assets.lib.detection.engine import StreamingDetector, engine_bars
     from sentinance_assets.lib.detection.rules import MARKET, DetectorConfig, volume_spikes
 
+    grid = grid or SPIKE_GRID
     now, epoch = datetime(2030, 1, 1, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC)
     sims = []
-    for seed in TUNE_SEEDS:
-        sim = MarketSimulator(markets_for(EXCHANGES, SYMBOLS), seed=seed, trade_rate=6.0)
+    for s in TUNE_SEEDS:
+        sim = MarketSimulator(markets_for(EXCHANGES, SYMBOLS), seed=s, trade_rate=6.0)
         for i in range(6):
             d = sim.day(TUNE_FIRST + timedelta(days=i))
             det = StreamingDetector(DetectorConfig())
@@ -393,36 +417,41 @@ def tune_grid(cooldowns: tuple[int, ...] = (1, 30, 60, 90, 120, 180)) -> list[di
             det.flush(now)  # keeps the bars: every window rule can be re-run on them
             sims.append((det.bars, det.starts, d.events, d.trades))
     lo, hi = PERIODS["tune"]
-    real = svb_bars().filter(pl.col("n").is_not_null() & (pl.col("bucket") < hi))
+    real = svb_bars().filter(
+        pl.col("n").is_not_null()
+        & (pl.col("bucket") >= lo - timedelta(hours=2))
+        & (pl.col("bucket") < hi)
+    )
     bars, starts = engine_bars(real)
+    injected, labels = inject(real, seed, lo, hi)
+    ibars, istarts = engine_bars(injected)
+    iseen = injected.select("exchange", "symbol", pl.col("bucket").alias("ts"))
+    labels = labels.filter(pl.col("type") == "volume_spike")
     n_markets = bars.select(MARKET).unique().height
+    days = (hi - lo).total_seconds() / 86_400
+    keys = list(grid)
     out = []
-    for cooldown in cooldowns:
-        cfg = DetectorConfig(spike_cooldown=cooldown)
-        scores = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        setting = dict(zip(keys, values, strict=True))
+        cfg = DetectorConfig(**{f"spike_{k}": v for k, v in setting.items()})
+        total: dict[str, int] = {}
         for b, st, events, trades in sims:
             end = b["bucket"].max() + timedelta(minutes=2)
-            found = volume_spikes(b, st, cfg, epoch, end, now)
-            scores.append(
-                score_alerts(found, events, trades).filter(pl.col("type") == "volume_spike")
-            )
-        s = (
-            pl.concat(scores)
-            .select(
-                pl.col(
-                    "events", "unobservable", "alerts", "explained", "tp_alerts", "matched_events"
-                ).sum()
-            )
-            .row(0, named=True)
-        )
+            sc = _spike_score(volume_spikes(b, st, cfg, epoch, end, now), events, trades)
+            total = {k: total.get(k, 0) + v for k, v in sc.items()}
         end = bars["bucket"].max() + timedelta(minutes=2)
         hits = volume_spikes(bars, starts, cfg, epoch, end, now).filter(pl.col("event_time") >= lo)
+        ihits = volume_spikes(ibars, istarts, cfg, epoch, end, now).filter(
+            pl.col("event_time") >= lo
+        )
+        inj = _spike_score(ihits, labels, iseen)
         out.append(
             {
-                "cooldown": cooldown,
-                "recall": s["matched_events"] / (s["events"] - s["unobservable"]),
-                "precision": s["tp_alerts"] / (s["alerts"] - s["explained"]),
-                "real_per_market_day": hits.height / n_markets / 7,
+                **setting,
+                "recall": total["matched_events"] / (total["events"] - total["unobservable"]),
+                "precision": total["tp_alerts"] / max(total["alerts"] - total["explained"], 1),
+                "injected_recall": inj["matched_events"] / (inj["events"] - inj["unobservable"]),
+                "real_per_market_day": hits.height / n_markets / days,
             }
         )
     return out
@@ -480,15 +509,23 @@ def main() -> None:
     t0 = time.time()
     if args.part == "tune":
         print(
-            f"== tuning the volume-spike cooldown: simulator seeds {list(TUNE_SEEDS)} x 6 days "
-            f"from {TUNE_FIRST}, real tune week (markets with trade counts)"
+            f"== tuning the volume-spike rule: simulator seeds {list(TUNE_SEEDS)} x 6 days "
+            f"from {TUNE_FIRST}; real tune week (markets with trade counts), with and without "
+            "injected events"
         )
-        print(f"{'cooldown':>8}{'recall':>8}{'precision':>10}{'real/mkt/day':>13}")
-        for g in tune_grid():
+        rows = tune_grid()
+        keys = list(SPIKE_GRID)
+        print(
+            "".join(f"{k:>16}" for k in keys)
+            + f"{'sim recall':>11}{'precision':>10}{'inj recall':>11}{'real/mkt/day':>13}"
+        )
+        for g in rows:
             print(
-                f"{g['cooldown']:>8}{g['recall']:>8.3f}{g['precision']:>10.3f}"
+                "".join(f"{g[k]:>16g}" for k in keys)
+                + f"{g['recall']:>11.3f}{g['precision']:>10.3f}{g['injected_recall']:>11.3f}"
                 f"{g['real_per_market_day']:>13.2f}"
             )
+        result["tune"] = rows
     if args.part in ("sim", "all"):
         seeds = [int(s) for s in args.sim_seeds.split(",")]
         first = date.fromisoformat(args.sim_first)

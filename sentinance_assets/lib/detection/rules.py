@@ -11,23 +11,38 @@ Rules (defaults in :class:`DetectorConfig`):
 
 * **whale** - one trade worth at least ``whale_usd`` (per-symbol override) in USD; decided on
   arrival, so the alert is as fast as the trade.
-* **volume_spike** - per 60-second tumbling window per market: USD volume (whale-sized prints
-  excluded: they have their own alert) with z > ``spike_z`` against the previous 60 windows
-  (1 hour, empty windows count as zero) and at least ``spike_min_ratio`` x the hourly mean;
-  and the trade count at least ``spike_min_trades``, at least ``spike_min_count_ratio`` x its
-  hourly median (robust to an earlier burst) and with a Poisson z ``2 (sqrt(n) - sqrt(mean))``
-  of at least ``spike_count_z``. One heavy print is not a spike: trade sizes are heavy-tailed,
-  so USD volume alone alerted hundreds of times a day. One alert per burst: not when one of
-  the ``spike_cooldown`` windows before already qualified (real markets burst in clusters).
-  Decided when the window closes.
+* **volume_spike** - per 60-second tumbling window per market (whale-sized prints excluded
+  from the USD volume: they have their own alert), against the previous ``spike_history``
+  windows (1 hour; empty windows count as zero). Real minute volume is heavy-tailed (the
+  hourly mean is several times the median, and one burst inflates the mean and the standard
+  deviation for an hour), so the baseline is robust: medians and quantiles, no mean.
+  The window qualifies when all hold:
+
+  - USD volume: the robust z of ``ln(1 + usd)``, ``(x - median) / max(IQR / 1.349, 0.25)``
+    over the hour, above ``spike_z``, and the USD volume at least ``spike_min_ratio`` x the
+    hour's median minute;
+  - trade count ``n``: at least ``spike_min_trades``; at least ``spike_min_count_ratio`` x
+    the hour's median count (floored at one trade: a market that trades in fewer than half of
+    its minutes has a typical minute of one trade); and a Poisson z against that median,
+    ``2 (sqrt(n) - sqrt(median_n))``, of at least ``spike_count_z``.
+
+  One heavy print is not a spike (trade sizes are heavy-tailed); neither is a run of tiny
+  fills. One alert per burst: not when one of the ``spike_cooldown`` windows before already
+  qualified. Severity: critical from ``spike_critical`` x ``spike_z``. Decided when the
+  window closes.
 * **divergence** - VWAP in USD per 30-second window per venue; the reference is the median of
   all venues of the same base asset (the other venue when there are only two; a venue that
   did not trade in the window stands in with its VWAP of up to ``divergence_carry`` windows
   before). Diverging windows (|spread| > ``divergence_pct``) not interrupted by a traded
   non-diverging window (nor by more than ``divergence_carry`` windows without trades) form one
-  episode; an episode of at least ``divergence_min_windows`` windows is alerted once, with its
-  duration, when it has settled (3 minutes after its last diverging window). With two venues
-  a divergence is a pair property: both venues are flagged.
+  episode. An episode lasts from its first diverging window until the venue's next traded
+  window (its last price stood apart until then), at most ``divergence_carry`` windows after
+  its last diverging one; one that lasts at least ``divergence_min_windows`` windows is
+  alerted once, with that duration, when it has settled (``divergence_carry + 2`` windows
+  after its last diverging window). So a venue that trades rarely needs one diverging print
+  followed by silence, not two traded windows, and a venue that trades every window still
+  needs two diverging windows in a row. With two venues a divergence is a pair property: both
+  venues are flagged.
 * **pump_and_dump** - on 1-minute USD VWAP per market: the price rises at least
   ``pump_rise_pct`` above its low of the previous ``pump_window_min`` minutes, with the median
   trade count per minute over those minutes at least ``pump_volume_ratio`` x the previous
@@ -76,6 +91,8 @@ ALERT_TYPES = ("whale", "volume_spike", "divergence", "pump_and_dump", "wash_tra
 BAR = timedelta(seconds=30)
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 MARKET = ["exchange", "symbol"]
+IQR_SIGMA = 1.349  # interquartile range of a standard normal: IQR / 1.349 estimates sigma
+LOG_SCALE_FLOOR = 0.25  # smallest spread of ln(1 + USD volume) a spike z is measured against
 
 
 # The parameters a market override may set (thresholds and switches; window lengths are
@@ -156,14 +173,14 @@ class DetectorConfig:
     whale_usd_by_symbol: dict[str, float] = field(default_factory=dict)  # market symbol -> USD
     whale_critical: float = 10.0  # critical from this multiple of the threshold
     spike_enabled: bool = True
-    spike_z: float = 2.5
-    spike_min_ratio: float = 4.0  # volume must also be this multiple of the rolling mean
+    spike_z: float = 1.0  # robust z of ln(1 + USD volume) against the hour (median, IQR)
+    spike_min_ratio: float = 3.0  # volume must also be this multiple of the hourly median
     spike_history: int = 60  # 60-second windows in the rolling baseline (1 hour)
-    spike_min_count_ratio: float = 6.0  # and the trade count this multiple of its hourly mean
+    spike_min_count_ratio: float = 6.0  # and the trade count this multiple of its hourly median
     spike_min_trades: int = 5
-    spike_count_z: float = 4.0  # Poisson z of the trade count, 2 (sqrt(n) - sqrt(mean_n))
-    spike_cooldown: int = 60  # no alert when a window of the last N already qualified
-    spike_critical: float = 2.0
+    spike_count_z: float = 5.0  # Poisson z of the trade count, 2 (sqrt(n) - sqrt(median_n))
+    spike_cooldown: int = 5  # no alert when a window of the last N already qualified
+    spike_critical: float = 4.0
     divergence_enabled: bool = True
     divergence_pct: float = 0.5
     divergence_min_windows: int = 2
@@ -510,28 +527,39 @@ def volume_spikes(
     )
     st = starts.lazy().with_columns(pl.col("start").dt.truncate("60s"))
     g = _grid(w, "60s", st, hi).with_columns(pl.col("usd").fill_null(0.0), pl.col("n").fill_null(0))
-    prev = pl.col("usd").shift(1)
     h = cfg.spike_history
+    prev_n = pl.col("n").cast(pl.Float64).shift(1)
+    # log volume: minute volume is heavy-tailed (the hourly mean is several times the median),
+    # so the baseline is the hour's median and interquartile spread of ln(1 + USD)
+    prev_lu = pl.col("usd").log1p().shift(1)
+    scale = (
+        (prev_lu.rolling_quantile(0.75, "linear", h, min_samples=h).over(MARKET) - pl.col("q25"))
+        / IQR_SIGMA
+    ).clip(lower_bound=LOG_SCALE_FLOOR)
+    typical_n = pl.col("median_n").clip(lower_bound=1.0)
     scored = (
         g.with_columns(
-            prev.rolling_mean(h, min_samples=h).over(MARKET).alias("mean"),
-            prev.rolling_std(h, min_samples=h).over(MARKET).alias("std"),
-            pl.col("n").shift(1).rolling_mean(h, min_samples=h).over(MARKET).alias("mean_n"),
-            pl.col("n").shift(1).rolling_median(h, min_samples=h).over(MARKET).alias("median_n"),
+            pl.col("usd").shift(1).rolling_mean(h, min_samples=h).over(MARKET).alias("mean"),
+            pl.col("usd").shift(1).rolling_std(h, min_samples=h).over(MARKET).alias("std"),
+            pl.col("usd").shift(1).rolling_median(h, min_samples=h).over(MARKET).alias("median"),
+            prev_n.rolling_mean(h, min_samples=h).over(MARKET).alias("mean_n"),
+            prev_n.rolling_median(h, min_samples=h).over(MARKET).alias("median_n"),
+            prev_lu.rolling_median(h, min_samples=h).over(MARKET).alias("median_lu"),
+            prev_lu.rolling_quantile(0.25, "linear", h, min_samples=h).over(MARKET).alias("q25"),
         )
         .with_columns(
-            ((pl.col("usd") - pl.col("mean")) / pl.col("std")).alias("z"),
+            ((pl.col("usd").log1p() - pl.col("median_lu")) / scale).alias("z"),
             param(cfg, "spike_z").cast(pl.Float64).alias("z_min"),
         )
         .with_columns(
             (
                 (pl.col("z") > pl.col("z_min"))
-                & (pl.col("usd") >= param(cfg, "spike_min_ratio") * pl.col("mean"))
-                & (pl.col("mean") > 0)
+                & (pl.col("usd") > 0)
+                & (pl.col("usd") >= param(cfg, "spike_min_ratio") * pl.col("median"))
                 & (pl.col("n") >= param(cfg, "spike_min_trades"))
-                & (pl.col("n") >= param(cfg, "spike_min_count_ratio") * pl.col("median_n"))
+                & (pl.col("n") >= param(cfg, "spike_min_count_ratio") * typical_n)
                 & (
-                    2 * (pl.col("n").sqrt() - pl.col("mean_n").sqrt())
+                    2 * (pl.col("n").cast(pl.Float64).sqrt() - pl.col("median_n").sqrt())
                     >= param(cfg, "spike_count_z")
                 )
             )
@@ -561,13 +589,16 @@ def volume_spikes(
         pl.col("z").alias("value"),
         pl.col("z_min").alias("threshold"),
         pl.format(
-            "Volume spike on {} {}: ${} in 60 s (z = {}, {}x the hourly mean)",
+            "Volume spike on {} {}: ${} in 60 s over {} trades (z = {}; hourly median ${} and {}"
+            " trades a minute)",
             *MARKET,
             pl.col("usd").round(0).cast(pl.Int64),
+            "n",
             pl.col("z").round(1),
-            (pl.col("usd") / pl.col("mean")).round(1),
+            pl.col("median").round(0).cast(pl.Int64),
+            pl.col("median_n").round(1),
         ).alias("message"),
-        pl.struct("usd", "n", "mean", "std", "z", "mean_n", "median_n")
+        pl.struct("usd", "n", "mean", "std", "z", "mean_n", "median_n", "median")
         .struct.json_encode()
         .alias("details"),
     )
@@ -627,55 +658,61 @@ def divergences(
     if rows.height == 0 or not rows["div"].any():
         return ALERTS.empty()
     # An episode: diverging windows not interrupted by a traded, non-diverging window, nor by
-    # more than ``divergence_carry`` windows without trades.
+    # more than ``divergence_carry`` windows without trades. It lasts from its first window
+    # until the venue's next traded window (its price stood apart until then), at most
+    # ``divergence_carry`` windows after its last diverging one.
+    carry = (cfg.divergence_carry + 1) * BAR
     gap = pl.col("bucket").diff().over(MARKET)
     prev_div = pl.col("div").shift(1).over(MARKET).fill_null(False)
-    starts = pl.col("div") & (~prev_div | (gap > (cfg.divergence_carry + 1) * BAR).fill_null(True))
+    starts = pl.col("div") & (~prev_div | (gap > carry).fill_null(True))
     settle = (cfg.divergence_carry + 2) * BAR
     episodes = (
-        rows.with_columns(starts.cast(pl.Int32).cum_sum().over(MARKET).alias("episode"))
+        rows.with_columns(
+            starts.cast(pl.Int32).cum_sum().over(MARKET).alias("episode"),
+            pl.col("bucket").shift(-1).over(MARKET).alias("next"),
+        )
         .filter(pl.col("div"))
         .group_by(*MARKET, "episode")
         .agg(
             pl.col("bucket").min().alias("event_time"),
             pl.col("bucket").max().alias("last"),
+            pl.col("next").sort_by("bucket").last(),
             pl.col("spread_pct").get(pl.col("spread_pct").abs().arg_max()).alias("peak"),
             pl.len().alias("windows"),
             pl.col("venues").max(),
             pl.col("thr").max(),
         )
-        .with_columns((pl.col("last") + settle).alias("decided"))
+        .with_columns(
+            (pl.col("last") + settle).alias("decided"),
+            pl.min_horizontal(pl.col("next").fill_null(FAR_FUTURE), pl.col("last") + carry).alias(
+                "until"
+            ),
+        )
+        .with_columns(
+            (pl.col("until") - pl.col("event_time")).dt.total_seconds().alias("duration_s")
+        )
         .filter(
-            (pl.col("windows") >= param(cfg, "divergence_min_windows"))
+            (pl.col("duration_s") >= param(cfg, "divergence_min_windows") * BAR.total_seconds())
             & (pl.col("decided") > pl.lit(lo))
             & (pl.col("decided") <= pl.lit(hi))
         )
     )
-    secs = int(BAR.total_seconds())
-    out = (
-        episodes.with_columns(_ROUND)
-        .with_columns(
-            ((pl.col("last") - pl.col("event_time")).dt.total_seconds() + secs).alias("duration_s")
-        )
-        .select(
-            pl.lit("divergence").alias("type"),
+    out = episodes.with_columns(_ROUND).select(
+        pl.lit("divergence").alias("type"),
+        *MARKET,
+        _severity(pl.col("peak").abs(), param(cfg, "divergence_critical") * pl.col("thr")).alias(
+            "severity"
+        ),
+        "event_time",
+        pl.col("peak").alias("value"),
+        pl.col("thr").alias("threshold"),
+        pl.format(
+            "{} {} diverged {}% from other venues for {} s",
             *MARKET,
-            _severity(
-                pl.col("peak").abs(), param(cfg, "divergence_critical") * pl.col("thr")
-            ).alias("severity"),
-            "event_time",
-            pl.col("peak").alias("value"),
-            pl.col("thr").alias("threshold"),
-            pl.format(
-                "{} {} diverged {}% from other venues for {} s",
-                *MARKET,
-                pl.col("peak").round(2),
-                "duration_s",
-            ).alias("message"),
-            pl.struct("peak", "duration_s", "windows", "venues")
-            .struct.json_encode()
-            .alias("details"),
-        )
+            pl.col("peak").round(2),
+            "duration_s",
+        ).alias("message"),
+        pl.struct("peak", "duration_s", "windows", "venues").struct.json_encode().alias("details"),
     )
     return _finish(out, detected_at, cfg)
 

@@ -75,13 +75,13 @@ class WhaleRules(_Strict):
 class VolumeSpikeRules(_Strict):
     enabled: bool = Field(default=True, description="alert on bursts of volume and trade count")
     z: float = Field(
-        default=2.5,
+        default=1.0,
         gt=0,
         le=100,
-        description="USD-volume z-score of a 60 s window against the hour",
+        description="robust z of ln(1 + USD volume) of a 60 s window against the hour",
     )
     min_ratio: float = Field(
-        default=4.0, ge=0, description="and at least this multiple of the mean"
+        default=3.0, ge=0, description="and at least this multiple of the hourly median"
     )
     history: int = Field(
         # history + cooldown stay within the engine's 3 h retention
@@ -96,14 +96,16 @@ class VolumeSpikeRules(_Strict):
     min_trades: int = Field(
         default=5, ge=1, description="and at least this many trades in the window"
     )
-    count_z: float = Field(default=4.0, ge=0, description="Poisson z of the trade count")
+    count_z: float = Field(
+        default=5.0, ge=0, description="Poisson z of the trade count against its hourly median"
+    )
     cooldown: int = Field(
-        default=60,
+        default=5,
         ge=1,
         le=60,
         description="no alert when one of the last N windows qualified (one per burst)",
     )
-    critical_ratio: float = Field(default=2.0, ge=1, description="critical from this multiple of z")
+    critical_ratio: float = Field(default=4.0, ge=1, description="critical from this multiple of z")
 
 
 class VenuePair(_Strict):
