@@ -14,7 +14,10 @@ conform to. Checking a batch runs in four vectorised steps:
    lists every failing check with the value as received.
 3. **Deduplicate.** Rows equal in every value (``ingested_at`` aside) are exact duplicates:
    one is kept, the others counted. Rows with the same key and different values are
-   conflicting duplicates: all of them are quarantined, since we cannot know which is right.
+   conflicting duplicates: all of them are quarantined, since we cannot know which is right,
+   unless they differ only by rounding (``_rounding_copies``: real files repeat a bar with
+   its numbers rounded to fewer decimals, like CryptoDataDownload's hourly files in 2020):
+   then the most precise copy is kept and the others are counted as ``rounded_duplicates``.
 4. **Account.** Nothing is dropped silently: received = clean + quarantined + exact
    duplicates, and each quarantined row keeps the check, the reason and the original record as
    JSON (non-finite floats kept as the strings ``"NaN"``, ``"inf"``, ``"-inf"``).
@@ -113,10 +116,16 @@ class Checked:
     late: int = 0
     missing_columns: list[str] = field(default_factory=list)
     unreadable_files: int = 0
+    rounded_duplicates: int = 0  # copies of a kept row that differ only by rounding
 
     @property
     def reconciles(self) -> bool:
-        return self.received == self.clean.height + self.quarantined.height + self.exact_duplicates
+        return self.received == (
+            self.clean.height
+            + self.quarantined.height
+            + self.exact_duplicates
+            + self.rounded_duplicates
+        )
 
     @property
     def quality(self) -> float:
@@ -133,6 +142,7 @@ class Checked:
             "clean": self.clean.height,
             "quarantined": self.quarantined.height,
             "exact_duplicates": self.exact_duplicates,
+            "rounded_duplicates": self.rounded_duplicates,
             "late": self.late,
             "unreadable_files": self.unreadable_files,
             "missing_columns": list(self.missing_columns),
@@ -153,6 +163,7 @@ def combine(parts: Sequence[Checked]) -> Checked:
         received=sum(p.received for p in parts),
         exact_duplicates=sum(p.exact_duplicates for p in parts),
         late=sum(p.late for p in parts),
+        rounded_duplicates=sum(p.rounded_duplicates for p in parts),
         missing_columns=sorted({c for p in parts for c in p.missing_columns}),
         unreadable_files=sum(p.unreadable_files for p in parts),
     )
@@ -528,6 +539,12 @@ def check(
     )
     conflicts = deduped.join(conflicting_keys, on=key, how="semi", nulls_equal=True)
     clean = deduped.join(conflicting_keys, on=key, how="anti", nulls_equal=True)
+    kept, conflicts = _rounding_copies(conflicts, key, [c for c in value_cols if c not in key])
+    rounded_duplicates = 0
+    if kept.height:
+        rounded = deduped.join(kept.select(key), on=key, how="semi", nulls_equal=True).height
+        rounded_duplicates = rounded - kept.height
+        clean = pl.concat([clean, kept.select(clean.columns)])
     conflicts = conflicts.select(
         ROW,
         pl.lit("unique_key").alias("__check"),
@@ -540,7 +557,69 @@ def check(
     clean = _stored_layout(clean, contract)
     late = int(clean.get_column("late").sum())  # the flags are the count
     quarantined = _to_quarantine(df, rejected, source, run_id, now)
-    return Checked(clean, quarantined, received, exact_duplicates, late, missing)
+    return Checked(
+        clean,
+        quarantined,
+        received,
+        exact_duplicates,
+        late,
+        missing,
+        rounded_duplicates=rounded_duplicates,
+    )
+
+
+def _decimals(col: str) -> pl.Expr:
+    """Decimals of a float as written (shortest round-trip form, trailing zeros dropped)."""
+    text = pl.col(col).cast(pl.String)
+    frac = text.str.extract(r"\.(\d*?)0*$", 1).str.len_chars().fill_null(0).cast(pl.Int32)
+    # scientific notation (1e-05): as precise as a float can be
+    return pl.when(text.str.contains("e", literal=True)).then(15).otherwise(frac)
+
+
+def _rounding_copies(
+    conflicts: pl.DataFrame, key: Sequence[str], value_cols: Sequence[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split conflicting copies into (one kept row per key whose copies differ only by
+    rounding, the rows still in conflict).
+
+    The kept row is the most precise copy (most decimals over the float columns). Every other
+    copy must equal it in every non-float column and, in each float column, lie within half a
+    unit of its own last decimal of the kept value (what rounding the kept value to that many
+    decimals gives), or equal it when it is a whole number (1.0 may be 1.000 rounded to
+    nothing, or a real 1). Anything else stays a conflict: every copy goes to quarantine.
+    """
+    if conflicts.is_empty():
+        return conflicts.clear(), conflicts
+    floats = [c for c in value_cols if conflicts.schema[c].is_float()]
+    others = [c for c in value_cols if c not in floats]
+    if not floats:
+        return conflicts.clear(), conflicts
+    work = conflicts.with_columns(
+        pl.sum_horizontal(*(_decimals(c) for c in floats)).alias("__precision"),
+        *(_decimals(c).alias(f"__dec_{c}") for c in floats),
+    )
+    best = work.sort("__precision", ROW, descending=[True, False]).unique(
+        key, keep="first", maintain_order=True
+    )
+    paired = work.join(
+        best.select(*key, *(pl.col(c).alias(f"__best_{c}") for c in [*floats, *others])),
+        on=key,
+        nulls_equal=True,
+    )
+    agree = [pl.col(c).eq_missing(pl.col(f"__best_{c}")) for c in others]
+    for c in floats:
+        v, b = pl.col(c), pl.col(f"__best_{c}")
+        dec = pl.col(f"__dec_{c}")
+        # strictly inside half a unit (101 is no rounding of 101.5); a whole number (101.0)
+        # could be written with any number of zeros, so it must be equal
+        half_unit = 0.5 * pl.lit(10.0).pow(-dec) - 1e-9 * b.abs()
+        rounded = (dec > 0) & ((v - b).abs() < half_unit)
+        agree.append((v.is_null() & b.is_null()) | (v == b).fill_null(False) | rounded)
+    verdict = paired.group_by(key).agg(pl.all_horizontal(*agree).all().alias("__ok"))
+    ok_keys = verdict.filter(pl.col("__ok")).select(key)
+    kept = best.join(ok_keys, on=key, how="semi", nulls_equal=True).select(conflicts.columns)
+    still = conflicts.join(ok_keys, on=key, how="anti", nulls_equal=True)
+    return kept, still
 
 
 def _stored_layout(clean: pl.DataFrame, contract: Contract) -> pl.DataFrame:

@@ -64,6 +64,7 @@ def test_counts_that_do_not_add_up_fail_the_reconcile_check() -> None:
         "clean": 5,
         "quarantined": 3,
         "exact_duplicates": 1,
+        "rounded_duplicates": 0,
         "late": 3,
     }
     _, ok = results(checked(received=10, clean=6, quarantined=3, duplicates=1))

@@ -363,3 +363,23 @@ def test_python_objects_are_parsed_one_by_one():
     checked = run(df)
     assert checked.clean["price"].to_list() == [101.5]
     assert checked.quarantined["check"].to_list() == ["price_type"]
+
+
+def test_copies_that_differ_only_by_rounding_keep_the_precise_one():
+    """CryptoDataDownload's hourly files repeat 2,649 bars per market, the second copy rounded
+    to two decimals (volume 2678.647488 and 2678.65): one bar, not a conflict."""
+    df = trades(
+        [
+            {"trade_id": "r", "price": 11607.38, "amount": 2678.65},
+            {"trade_id": "r", "price": 11607.38, "amount": 2678.647488},
+            {"trade_id": "c", "price": 11607.38, "amount": 2678.62},  # not a rounding of
+            {"trade_id": "c", "price": 11607.38, "amount": 2678.647488},
+            {"trade_id": "i", "price": 100.0, "amount": 1.0},  # 100.4 rounds to 100.0, but
+            {"trade_id": "i", "price": 100.4, "amount": 2.0},  # the amounts disagree
+        ]
+    )
+    checked = run(df)
+    assert checked.clean.select("trade_id", "amount").rows() == [("r", 2678.647488)]
+    assert checked.rounded_duplicates == 1 and checked.exact_duplicates == 0
+    assert sorted(checked.quarantined["check"].to_list()) == ["unique_key"] * 4
+    assert checked.reconciles and checked.metadata()["rounded_duplicates"] == 1

@@ -1,6 +1,7 @@
 """The checks every ingest asset declares and reports, and its materialization metadata.
 
-* ``counts_reconcile`` (ERROR): received = clean + quarantined + exact duplicates, nothing lost;
+* ``counts_reconcile`` (ERROR): received = clean + quarantined + exact and rounded duplicates,
+  nothing lost;
 * ``quality_score``: clean / received, WARN below 99 %, ERROR below 95 %;
 * ``source_failures`` (WARN): a market, feed or replay file could not be fetched or read; the
   others were ingested, and the failures are listed in the check's metadata.
@@ -21,7 +22,14 @@ QUALITY_FAIL = 0.95
 COUNTS_RECONCILE = "counts_reconcile"
 QUALITY_SCORE = "quality_score"
 SOURCE_FAILURES = "source_failures"
-RECONCILED_COUNTS = ("received", "clean", "quarantined", "exact_duplicates", "late")
+RECONCILED_COUNTS = (
+    "received",
+    "clean",
+    "quarantined",
+    "exact_duplicates",
+    "rounded_duplicates",
+    "late",
+)
 
 
 def check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
@@ -29,7 +37,8 @@ def check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
         dg.AssetCheckSpec(
             COUNTS_RECONCILE,
             asset=key,
-            description="received = clean + quarantined + exact duplicates (nothing lost)",
+            description="received = clean + quarantined + exact and rounded duplicates (nothing "
+            "lost)",
         ),
         dg.AssetCheckSpec(
             QUALITY_SCORE,
