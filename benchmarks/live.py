@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.fakes.live_market import live_market  # noqa: E402
 from tests.soak_harness import Run, Service, wait_until  # noqa: E402
 
-COMPONENTS = ("code-server", "daemon", "webserver", "watch", "app")
+COMPONENTS = ("code-server", "daemon", "webserver", "watch", "app", "api")
 
 
 def pct(values: list[float], q: float) -> float | None:

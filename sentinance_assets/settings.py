@@ -192,6 +192,20 @@ def _a_file(path: Path) -> Path:
     return path
 
 
+API_KEY_MIN_CHARS = 16
+
+
+def _api_key(key: str | None) -> str | None:
+    """A key long enough to resist guessing; the error never shows the value (it is a secret)."""
+    if key is not None and len(key) < API_KEY_MIN_CHARS:
+        raise SettingsError(
+            f"SENTINANCE_API_KEY is too short ({len(key)} characters, the value is not shown): "
+            f"use at least {API_KEY_MIN_CHARS}, e.g. `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'`"
+        )
+    return key
+
+
 def _divides_an_hour(minutes: int) -> int:
     """Cron ``*/N`` ticks evenly only when N divides 60."""
     if 60 % minutes:
@@ -455,6 +469,54 @@ class Settings(BaseSettings):
         le=65535,
         description="`sentinance serve`: port of the Dagster code server (on 127.0.0.1) that "
         "the daemon and the UI share",
+    )
+    api_host: str = Field(
+        "127.0.0.1",
+        description="`sentinance api`: the address the HTTP API listens on; any address but "
+        "loopback requires `SENTINANCE_API_KEY`",
+    )
+    api_port: int = Field(
+        8000, ge=1, le=65535, description="`sentinance api`: port of the HTTP API"
+    )
+    api_key: Annotated[
+        str | None, _BLANK_IS_UNSET, AfterValidator(_stripped), AfterValidator(_api_key)
+    ] = Field(
+        None,
+        description="the key every `/v1` and `/metrics` request must carry (`X-API-Key: <key>` or "
+        "`Authorization: Bearer <key>`; at least 16 characters); unset: no key, and the API "
+        "binds loopback only",
+        repr=False,  # a secret: never in a log line that prints the settings
+    )
+    api_cors_origins: Annotated[
+        tuple[str, ...],
+        NoDecode,
+        _comma_list(),
+        _each(lambda url: url == "*" or url.startswith(_HTTP), "is not an http(s) origin"),
+        Doc(default="–"),
+    ] = Field(
+        (),
+        description="comma-separated browser origins allowed to call the API (CORS), e.g. "
+        "`https://dash.example.org`; unset: CORS off",
+    )
+    api_rate_limit: int = Field(
+        600,
+        ge=0,
+        le=100_000,
+        description="requests per minute per client address, with bursts up to the same "
+        "number (`/health` exempt); 0: no limit",
+    )
+    api_max_body_kib: int = Field(
+        64, ge=1, le=16384, description="largest request body the API accepts, KiB"
+    )
+    api_sentiment_max_texts: int = Field(
+        64, ge=1, le=1000, description="most texts one `POST /v1/sentiment` may score"
+    )
+    api_ready_max_lag_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="live mode: `/ready` answers 503 when the watch loop lags more than this, "
+        "seconds",
     )
 
     def __init__(self, **values: Any) -> None:

@@ -87,6 +87,7 @@ class Service:
             "SENTINANCE_DAGSTER_PORT": str(free_port()),
             "SENTINANCE_APP_PORT": str(free_port()),
             "SENTINANCE_CODE_SERVER_PORT": str(free_port()),
+            "SENTINANCE_API_PORT": str(free_port()),
             **(extra_env or {}),
         }
         self.settings = Settings.from_env(self.env)

@@ -134,6 +134,17 @@ EVERY_VARIABLE: dict[str, Case] = {
     "dagster_port": lambda t: ({"SENTINANCE_DAGSTER_PORT": "3100"}, 3100),
     "app_port": lambda t: ({"SENTINANCE_APP_PORT": "8600"}, 8600),
     "code_server_port": lambda t: ({"SENTINANCE_CODE_SERVER_PORT": "4300"}, 4300),
+    "api_host": lambda t: ({"SENTINANCE_API_HOST": "0.0.0.0"}, "0.0.0.0"),
+    "api_port": lambda t: ({"SENTINANCE_API_PORT": "8100"}, 8100),
+    "api_key": lambda t: ({"SENTINANCE_API_KEY": " k" * 10}, "k k k k k k k k k k"),
+    "api_cors_origins": lambda t: (
+        {"SENTINANCE_API_CORS_ORIGINS": "https://a.test, http://b.test:8080"},
+        ("https://a.test", "http://b.test:8080"),
+    ),
+    "api_rate_limit": lambda t: ({"SENTINANCE_API_RATE_LIMIT": "0"}, 0),
+    "api_max_body_kib": lambda t: ({"SENTINANCE_API_MAX_BODY_KIB": "2"}, 2),
+    "api_sentiment_max_texts": lambda t: ({"SENTINANCE_API_SENTIMENT_MAX_TEXTS": "5"}, 5),
+    "api_ready_max_lag_seconds": lambda t: ({"SENTINANCE_API_READY_MAX_LAG_SECONDS": "30"}, 30.0),
 }
 
 
@@ -235,11 +246,23 @@ def test_blank_news_feeds_means_no_feeds():
         ({"SENTINANCE_ALERT_WEBHOOK_TIMEOUT": "x"}, "SENTINANCE_ALERT_WEBHOOK_TIMEOUT"),
         ({"SENTINANCE_ALERT_DEAD_LETTER": "/"}, "SENTINANCE_ALERT_DEAD_LETTER"),
         ({"SENTINANCE_WATCH_TRANSPORT": "carrier-pigeon"}, "SENTINANCE_WATCH_TRANSPORT"),
+        ({"SENTINANCE_API_KEY": "too-short"}, "SENTINANCE_API_KEY"),
+        ({"SENTINANCE_API_CORS_ORIGINS": "evil.test"}, "SENTINANCE_API_CORS_ORIGINS"),
+        ({"SENTINANCE_API_RATE_LIMIT": "-1"}, "SENTINANCE_API_RATE_LIMIT"),
+        ({"SENTINANCE_API_MAX_BODY_KIB": "0"}, "SENTINANCE_API_MAX_BODY_KIB"),
     ],
 )
 def test_invalid_values_fail_naming_the_variable(env, variable):
     with pytest.raises(SettingsError, match=variable):
         Settings.from_env(env)
+
+
+def test_a_short_api_key_is_refused_without_showing_it():
+    with pytest.raises(SettingsError) as exc:
+        Settings.from_env({"SENTINANCE_API_KEY": "sekrit-value"})
+    assert "SENTINANCE_API_KEY is too short" in str(exc.value)
+    assert "sekrit" not in str(exc.value)
+    assert "k" * 20 not in repr(Settings.from_env({"SENTINANCE_API_KEY": "k" * 20}))
 
 
 def test_error_messages_read_well():

@@ -28,7 +28,7 @@ from tests.soak_harness import Service, wait_until
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(1800)]
 
 REFRESH_S = 120
-COMPONENTS = ("code-server", "daemon", "webserver", "watch", "app")
+COMPONENTS = ("code-server", "daemon", "webserver", "watch", "app", "api")
 MEMORY_GROWTH_LIMIT = 300 * 2**20  # per component over the soak (runs in progress left out)
 MEMORY_LIMIT = 1500 * 2**20  # any component, with its own children
 
@@ -135,7 +135,7 @@ def test_serve_live_keeps_fresh_recovers_and_delivers_each_alert_once(tmp_path):
     # the restarts are counted; nothing else restarted
     by_name = {c["name"]: c for c in report["components"]}
     assert by_name["watch"]["restarts"] == 1 and by_name["daemon"]["restarts"] == 1
-    assert all(by_name[n]["restarts"] == 0 for n in ("code-server", "webserver", "app"))
+    assert all(by_name[n]["restarts"] == 0 for n in ("code-server", "webserver", "app", "api"))
     # memory bounded: no component grew by more than the limit, none is above the cap
     growth = {n: memory[n] - baseline[n] for n in COMPONENTS}
     print(f"soak: candle lag samples {lags}; memory {memory}; growth {growth}; load {loads}")

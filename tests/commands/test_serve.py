@@ -62,6 +62,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "SENTINANCE_DAGSTER_PORT": str(_free_port()),
         "SENTINANCE_APP_PORT": str(_free_port()),
         "SENTINANCE_CODE_SERVER_PORT": str(_free_port()),
+        "SENTINANCE_API_PORT": str(_free_port()),
     }
 
 
@@ -96,6 +97,7 @@ def test_config_has_one_program_per_component_with_logs_and_backoff(tiny_setting
     assert f"stdout_logfile={tiny_settings.home / 'logs' / 'daemon.log'}" in conf
     assert "autorestart=unexpected" in conf  # the watch loop: a finished replay is not restarted
     assert "dagster-daemon run -w" in conf and "code-server start" in conf
+    assert re.search(r"^command=\S*sentinance api$", conf, flags=re.M)  # the HTTP API
     assert "[eventlistener:sentinance-listener]" in conf
 
 

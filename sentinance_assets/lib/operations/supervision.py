@@ -1,7 +1,7 @@
 """What ``sentinance serve`` runs, and how: a table of components under supervisord.
 
 Each :class:`Component` is one long-running process; :data:`COMPONENTS` is the table, in start
-order (an HTTP API is added with one more entry). :func:`supervisord_config` turns the table into
+order (the HTTP API is its last entry). :func:`supervisord_config` turns the table into
 a supervisord configuration under ``<home>/serve/`` with one log file per component under
 ``<home>/logs/``, and :func:`serve` runs supervisord in the foreground until SIGINT/SIGTERM.
 
@@ -113,6 +113,10 @@ def _app(s: Settings) -> list[str]:
     return streamlit_argv(s.serve_host, s.app_port)
 
 
+def _api(s: Settings) -> list[str]:
+    return [_bin("sentinance"), "api"]  # SENTINANCE_API_HOST/PORT/KEY from the environment
+
+
 COMPONENTS: tuple[Component, ...] = (
     Component(
         "code-server",
@@ -147,6 +151,13 @@ COMPONENTS: tuple[Component, ...] = (
         _app,
         "Streamlit analyst app",
         url=lambda s: f"http://{s.serve_host}:{s.app_port}",
+    ),
+    Component(
+        "api",
+        _api,
+        "HTTP API (docs/api.md)",
+        startsecs=5,
+        url=lambda s: f"http://{s.api_host}:{s.api_port}/docs",
     ),
 )
 
@@ -393,6 +404,7 @@ def busy_ports(settings: Settings) -> list[str]:
         ("127.0.0.1", settings.code_server_port, "SENTINANCE_CODE_SERVER_PORT"),
         (settings.serve_host, settings.dagster_port, "SENTINANCE_DAGSTER_PORT"),
         (settings.serve_host, settings.app_port, "SENTINANCE_APP_PORT"),
+        (settings.api_host, settings.api_port, "SENTINANCE_API_PORT"),
     ):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
