@@ -1,18 +1,21 @@
-"""`sentinance demo` in live mode on a one-day window, against local fake exchanges and a local
-feed (no internet): the README's "Going live" recipe with thin history exits 0 and says what it
-skipped and why, instead of failing the run on the forecaster."""
+"""`sentinance demo` in live mode on one- and two-day windows, against local fake exchanges and a
+local feed (no internet): thin history exits 0 and says what it skipped and why, instead of
+failing the run on the forecaster (which needs three days)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from tests.fakes.exchange_server import fake_exchanges
 from tests.fakes.feed_server import ATOM, RSS, feed_server
 from tests.test_cli import SKIPS_HEADER, counts, run
 
 
-def test_one_day_live_demo_exits_0_and_lists_skips(tmp_path) -> None:
-    day = (datetime.now(UTC) - timedelta(days=2)).date()
+@pytest.mark.parametrize("days", [1, 2], ids=["1-day", "2-day"])
+def test_short_live_demo_exits_0_and_lists_skips(tmp_path, days: int) -> None:
+    day = (datetime.now(UTC) - timedelta(days=days + 1)).date()
     with fake_exchanges("binance", "coinbase") as ex, feed_server() as feeds:
         feeds.feeds["/rss"] = (
             RSS.replace("Tue, 10 Nov 2026", day.strftime("%a, %d %b %Y")),
@@ -25,7 +28,7 @@ def test_one_day_live_demo_exits_0_and_lists_skips(tmp_path) -> None:
             "SENTINANCE_EXCHANGES": "binance,coinbase",
             "SENTINANCE_SYMBOLS": "BTC,ETH",
             "SENTINANCE_START": day.isoformat(),
-            "SENTINANCE_END": (day + timedelta(days=1)).isoformat(),
+            "SENTINANCE_END": (day + timedelta(days=days)).isoformat(),
             "SENTINANCE_EXCHANGE_URL_BINANCE": ex["binance"].url,
             "SENTINANCE_EXCHANGE_URL_COINBASE": ex["coinbase"].url,
             "SENTINANCE_NEWS_FEEDS": f"{feeds.url('/rss')},{feeds.url('/atom')}",
