@@ -1,7 +1,7 @@
 """``sentinance serve``: run Sentinance as a service, supervised, until SIGINT/SIGTERM.
 
-Starts the Dagster code server, daemon and UI, the watch loop and the Streamlit app under
-supervisord (``lib/operations/supervision.py``): each component's log in
+Starts the Dagster code server, daemon and UI, the watch loop, the Streamlit app and the HTTP
+API under supervisord (``lib/operations/supervision.py``): each component's log in
 ``SENTINANCE_HOME/logs/<component>.log``, a crashed component restarted with back-off, Ctrl-C
 or SIGTERM stops them all in reverse order. A second ``serve`` on the same home refuses to
 start. In live mode (``SENTINANCE_SOURCE=live``) the refresh schedule and the automation
