@@ -52,11 +52,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import polars as pl
 from scipy.stats import binomtest
+from scipy.stats import t as student_t
 
 from ml.features import EWMA_VAR, HORIZONS, past_return_col, target_col, vol_target_col
 
@@ -64,7 +67,13 @@ ALL_SYMBOLS = "ALL"
 MODEL_NAME = "lstm"
 CHAMPION = "champion"
 BASELINES = ("zero_return", "persistence")
-VOL_BASELINES = ("ewma_vol",)
+VOL_BASELINES = ("ewma_vol", "har")
+#: The two targets of a forecast, as ``ml.forecasts.target`` names them.
+RETURN, VOLATILITY = "log_return", "realized_vol"
+#: Nominal coverage of the split-conformal intervals.
+INTERVAL_LEVELS = (0.8, 0.95)
+#: Round-trip cost of one trade in the sign-trading check (basis points).
+TRADE_COST_BP = 10.0
 METRICS = ("mae", "rmse", "direction_accuracy", "direction_pvalue")
 VOL_METRICS = ("vol_mae", "vol_qlike")
 #: Predicted volatilities are floored here before QLIKE (a zero forecast has infinite loss).
@@ -169,6 +178,242 @@ def _window_rows(
     return rows.with_columns(((pl.col("ts") - start).dt.total_microseconds() // step).alias("_bar"))
 
 
+@dataclass
+class _Scored:
+    """The rows of one target and horizon where every candidate has a prediction."""
+
+    target: str  # RETURN or VOLATILITY
+    k: int
+    symbol: np.ndarray
+    ts: np.ndarray
+    block: np.ndarray  # conformal blocks: calibrate on earlier blocks, measure on this one
+    independent: np.ndarray  # non-overlapping origins
+    actual: np.ndarray
+    scale: np.ndarray  # the EWMA volatility over the horizon (standardises return residuals)
+    preds: dict[str, np.ndarray]
+
+    def residual(self, model: str) -> np.ndarray:
+        """Scale-free residual: return error / EWMA volatility, or ln(realized / predicted)."""
+        pred = self.preds[model]
+        if self.target == RETURN:
+            return (self.actual - pred) / np.maximum(self.scale, QLIKE_FLOOR)
+        return np.log(np.maximum(self.actual, QLIKE_FLOOR) / np.maximum(pred, QLIKE_FLOOR))
+
+    def interval(self, model: str, z: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+        """The interval of residual quantiles ``z`` around the model's predictions."""
+        pred = self.preds[model]
+        if self.target == RETURN:
+            return pred + z[0] * self.scale, pred + z[1] * self.scale
+        return pred * math.exp(z[0]), pred * math.exp(z[1])
+
+    def loss(self, model: str) -> np.ndarray:
+        """Per-row loss: squared error (returns), QLIKE (volatility)."""
+        pred = self.preds[model]
+        if self.target == RETURN:
+            return (pred - self.actual) ** 2
+        p2 = np.maximum(pred, QLIKE_FLOOR) ** 2
+        return np.log(p2) + self.actual**2 / p2
+
+
+def _blocks(joined: pl.DataFrame) -> pl.Expr:
+    """Conformal blocks: the walk-forward folds; a single fold is cut in two halves in time."""
+    if joined["_fold"].n_unique() > 1:
+        return pl.col("_fold")
+    return (pl.col("_bar") > pl.col("_bar").median()).cast(pl.Int64)
+
+
+def _scored(
+    frame: pl.DataFrame,
+    windows: Sequence[tuple[datetime, datetime | None, Mapping[str, pl.DataFrame]]],
+    horizons: Mapping[str, int],
+    bar: timedelta,
+) -> list[tuple[str, _Scored]]:
+    """Per horizon and target, the rows every candidate (models and baselines) is scored on."""
+    if not windows:
+        raise ValueError("no evaluation windows")
+    names = list(windows[0][2])
+    if any(list(w[2]) != names for w in windows):
+        raise ValueError("every window must hold predictions of the same models")
+    parts = [
+        _window_rows(frame, tr, te, models, horizons, bar).with_columns(pl.lit(i).alias("_fold"))
+        for i, (tr, te, models) in enumerate(windows)
+    ]
+    joined = pl.concat(parts, how="diagonal_relaxed")
+    joined = joined.with_columns(_blocks(joined).alias("_block")) if joined.height else joined
+    out: list[tuple[str, _Scored]] = []
+    for h, k in horizons.items():
+        pcol, vcol = _pred_cols(h)
+        tcol, bcol, rvcol = target_col(h), past_return_col(h), vol_target_col(h)
+        ret_models = [m for m in names if f"{pcol}@{m}" in joined.columns]
+        vol_models = [m for m in names if f"{vcol}@{m}" in joined.columns]
+        for col in (tcol, bcol):
+            if ret_models and col not in joined.columns:
+                raise ValueError(f"missing column {col!r} for horizon {h}")
+        specs = []
+        if ret_models:
+            ewma = [EWMA_VAR] if EWMA_VAR in joined.columns else []  # scales the intervals
+            specs.append((RETURN, tcol, [tcol, bcol, *ewma], pcol, ret_models))
+        if vol_models and rvcol in joined.columns and EWMA_VAR in joined.columns:
+            specs.append((VOLATILITY, rvcol, [rvcol, EWMA_VAR], vcol, vol_models))
+        for target, actual_col, needed, col, models in specs:
+            cols = [*needed, *[f"{col}@{m}" for m in models]]
+            r = joined.drop_nulls(cols).filter(pl.all_horizontal(pl.col(cols).is_finite()))
+            r = r.sort("ts", "symbol")
+            scale = (
+                np.sqrt(k * r[EWMA_VAR].to_numpy())
+                if EWMA_VAR in r.columns
+                else np.full(r.height, math.nan)
+            )
+            preds = {m: r[f"{col}@{m}"].to_numpy() for m in models}
+            if target == RETURN:
+                preds["zero_return"] = np.zeros(r.height)
+                preds["persistence"] = r[bcol].to_numpy()
+            else:
+                preds["ewma_vol"] = scale
+            scored = _Scored(
+                target=target,
+                k=k,
+                symbol=r["symbol"].to_numpy(),
+                ts=r["ts"].to_numpy(),
+                block=r["_block"].to_numpy() if r.height else np.zeros(0, dtype=int),
+                independent=(r["_bar"] % k == 0).to_numpy(),
+                actual=r[actual_col].to_numpy(),
+                scale=scale,
+                preds=preds,
+            )
+            out.append((h, scored))
+    return out
+
+
+def conformal_z(z: np.ndarray, level: float) -> tuple[float, float]:
+    """Equal-tailed split-conformal quantiles of residuals ``z`` for coverage ``level``: the
+    order statistics at ``floor((n + 1) a/2)`` and ``ceil((n + 1)(1 - a/2))`` (Vovk et al.
+    2005; Lei et al. 2018), so the interval covers at least ``level`` of exchangeable new
+    residuals; the extremes when ``n`` is too small for that."""
+    z = np.sort(z[np.isfinite(z)])
+    n = z.size
+    if n == 0:
+        return math.nan, math.nan
+    alpha = 1.0 - level
+    lo = math.floor((n + 1) * alpha / 2) - 1
+    hi = math.ceil((n + 1) * (1 - alpha / 2)) - 1
+    return float(z[max(lo, 0)]), float(z[min(hi, n - 1)])
+
+
+def dm_test(d: np.ndarray, ts: np.ndarray, k: int) -> tuple[float, float, int]:
+    """Diebold-Mariano test of equal predictive accuracy on loss differentials ``d``.
+
+    Differentials of the same origin (several symbols) are averaged first, so the series has
+    one value per origin; its long-run variance uses the ``k - 1`` autocovariances a
+    ``k``-step forecast's errors share (Diebold & Mariano 1995), with the small-sample
+    correction of Harvey, Leybourne & Newbold (1997) and a Student t with ``n - 1`` degrees of
+    freedom. Returns ``(statistic, two-sided p-value, origins)``; NaN with fewer than 3
+    origins or no variation.
+    """
+    if d.size == 0:
+        return math.nan, math.nan, 0
+    order = np.argsort(ts, kind="stable")
+    uniq, idx = np.unique(ts[order], return_inverse=True)
+    series = np.bincount(idx, weights=d[order]) / np.bincount(idx)
+    n = series.size
+    if n < 3:
+        return math.nan, math.nan, n
+    e = series - series.mean()
+    h = max(1, min(k, n - 1))
+    var = float(e @ e / n) + 2.0 * sum(float(e[j:] @ e[:-j] / n) for j in range(1, h))
+    if var <= 0:
+        var = float(e @ e / n)
+    if var <= 0:
+        return math.nan, math.nan, n
+    stat = float(series.mean() / math.sqrt(var / n))
+    stat *= math.sqrt(max(n + 1 - 2 * h + h * (h - 1) / n, 1e-12) / n)
+    return stat, float(2 * student_t.sf(abs(stat), n - 1)), n
+
+
+def _trading(pred: np.ndarray, actual: np.ndarray) -> tuple[float, int]:
+    """Mean net log return per trade, in basis points, of trading the forecast's sign with a
+    round-trip cost of :data:`TRADE_COST_BP` (one trade per non-overlapping origin that makes
+    a call); NaN and 0 without a call."""
+    calls = pred != 0
+    n = int(calls.sum())
+    if n == 0:
+        return math.nan, 0
+    net = np.sign(pred[calls]) * actual[calls] - TRADE_COST_BP * 1e-4
+    return float(net.mean() * 1e4), n
+
+
+def _interval_metrics(
+    sc: _Scored, model: str, mask: np.ndarray, prefix: str
+) -> list[tuple[str, float, int]]:
+    """Coverage and mean width of the conformal intervals on the rows of ``mask`` in blocks
+    after the first, each calibrated on the residuals of every earlier block (all symbols)."""
+    z = sc.residual(model)
+    out: list[tuple[str, float, int]] = []
+    for level in INTERVAL_LEVELS:
+        covered, widths = [], []
+        for b in np.unique(sc.block):
+            calib = sc.block < b
+            test = (sc.block == b) & mask
+            if not calib.any() or not test.any():
+                continue
+            q = conformal_z(z[calib], level)
+            if not all(map(math.isfinite, q)):
+                continue
+            lo, hi = sc.interval(model, q)
+            covered.append((lo[test] <= sc.actual[test]) & (sc.actual[test] <= hi[test]))
+            widths.append((hi - lo)[test])
+        tag = f"{round(level * 100)}"
+        n = int(sum(c.size for c in covered))
+        cov = float(np.concatenate(covered).mean()) if n else math.nan
+        width = float(np.concatenate(widths).mean()) if n else math.nan
+        out += [(f"{prefix}coverage_{tag}", cov, n), (f"{prefix}width_{tag}", width, n)]
+    return out
+
+
+def _normalised_qlike(sc: _Scored, model: str, mask: np.ndarray) -> float:
+    """Mean ``rv^2/p^2 - ln(rv^2/p^2) - 1`` over the rows with ``rv > 0`` (zero at a perfect
+    forecast, so ratios of it mean something, unlike ratios of QLIKE)."""
+    keep = mask & (sc.actual > 0)
+    if not keep.any():
+        return math.nan
+    ratio = sc.actual[keep] ** 2 / np.maximum(sc.preds[model][keep], QLIKE_FLOOR) ** 2
+    return float(np.mean(ratio - np.log(ratio) - 1.0))
+
+
+def _group_metrics(sc: _Scored, mask: np.ndarray) -> list[tuple[str, str, float, int]]:
+    """``(model, metric, value, n)`` of every candidate on the rows of ``mask``."""
+    out: list[tuple[str, str, float, int]] = []
+    actual = sc.actual[mask]
+    prefix = "" if sc.target == RETURN else "vol_"
+    losses = {m: sc.loss(m) for m in sc.preds}
+    for model, full in sc.preds.items():
+        pred = full[mask]
+        if sc.target == RETURN:
+            rows = _metrics(pred, actual, sc.independent[mask])
+            indep = sc.independent[mask]
+            net, trades = _trading(pred[indep], actual[indep])
+            rows.append(("net_bp", net, trades))
+        else:
+            rows = _vol_metrics(pred, actual)
+        rows += _interval_metrics(sc, model, mask, prefix)
+        own = rows[1][1] if sc.target == RETURN else _normalised_qlike(sc, model, mask)
+        for other in sc.preds:
+            if other == model:
+                continue
+            if sc.target == RETURN:
+                theirs = _metrics(sc.preds[other][mask], actual, sc.independent[mask])[1][1]
+            else:
+                theirs = _normalised_qlike(sc, other, mask)
+            skill = 1.0 - own / theirs if theirs and math.isfinite(theirs) else math.nan
+            _, p, n = dm_test((losses[model] - losses[other])[mask], sc.ts[mask], sc.k)
+            rows += [
+                (f"{prefix}skill:{other}", skill, int(mask.sum())),
+                (f"{prefix}dm_pvalue:{other}", p, n),
+            ]
+        out += [(model, metric, value, n) for metric, value, n in rows]
+    return out
+
+
 def evaluate_windows(
     frame: pl.DataFrame,
     windows: Sequence[tuple[datetime, datetime | None, Mapping[str, pl.DataFrame]]],
@@ -193,50 +438,37 @@ def evaluate_windows(
         every model and baseline is scored on the same rows: those with a realized target, the
         baseline inputs and a prediction from every model that predicts that horizon.
     """
-    if not windows:
-        raise ValueError("no evaluation windows")
-    names = list(windows[0][2])
-    if any(list(w[2]) != names for w in windows):
-        raise ValueError("every window must hold predictions of the same models")
-    parts = [_window_rows(frame, tr, te, models, horizons, bar) for tr, te, models in windows]
-    joined = pl.concat(parts, how="diagonal_relaxed")
     out: list[tuple[str, str, str, str, float, int]] = []
-    symbols = sorted(joined["symbol"].unique().to_list())
-    groups: list[tuple[str, pl.DataFrame]] = [
-        (s, joined.filter(pl.col("symbol") == s)) for s in symbols
-    ]
-    if pooled and symbols:
-        groups.append((ALL_SYMBOLS, joined))
-    for h, k in horizons.items():
-        pcol, vcol = _pred_cols(h)
-        tcol, bcol, rvcol = target_col(h), past_return_col(h), vol_target_col(h)
-        ret_models = [m for m in names if f"{pcol}@{m}" in joined.columns]
-        vol_models = [m for m in names if f"{vcol}@{m}" in joined.columns]
-        for col in (tcol, bcol):
-            if ret_models and col not in joined.columns:
-                raise ValueError(f"missing column {col!r} for horizon {h}")
-        for sym, g in groups:
-            if ret_models:
-                cols = [tcol, bcol, *[f"{pcol}@{m}" for m in ret_models]]
-                r = g.drop_nulls(cols).filter(pl.all_horizontal(pl.col(cols).is_finite()))
-                independent = (r["_bar"] % k == 0).to_numpy()
-                actual = r[tcol].to_numpy()
-                candidates = {m: r[f"{pcol}@{m}"].to_numpy() for m in ret_models}
-                candidates["zero_return"] = np.zeros_like(actual)
-                candidates["persistence"] = r[bcol].to_numpy()
-                for model, pred in candidates.items():
-                    for metric, value, n in _metrics(pred, actual, independent):
-                        out.append((sym, h, model, metric, value, n))
-            if vol_models and rvcol in joined.columns and EWMA_VAR in joined.columns:
-                cols = [rvcol, EWMA_VAR, *[f"{vcol}@{m}" for m in vol_models]]
-                v = g.drop_nulls(cols).filter(pl.all_horizontal(pl.col(cols).is_finite()))
-                actual = v[rvcol].to_numpy()
-                vcands = {m: v[f"{vcol}@{m}"].to_numpy() for m in vol_models}
-                vcands["ewma_vol"] = np.sqrt(k * v[EWMA_VAR].to_numpy())
-                for model, pred in vcands.items():
-                    for metric, value, n in _vol_metrics(pred, actual):
-                        out.append((sym, h, model, metric, value, n))
+    for h, sc in _scored(frame, windows, horizons, bar):
+        symbols = sorted(set(sc.symbol.tolist()))
+        groups = [(s, sc.symbol == s) for s in symbols]
+        if pooled and symbols:
+            groups.append((ALL_SYMBOLS, np.ones(sc.symbol.size, dtype=bool)))
+        for sym, mask in groups:
+            for model, metric, value, n in _group_metrics(sc, mask):
+                out.append((sym, h, model, metric, value, n))
     return pl.DataFrame(out, schema=EVALUATION_SCHEMA, orient="row")
+
+
+def conformal_quantiles(
+    frame: pl.DataFrame,
+    windows: Sequence[tuple[datetime, datetime | None, Mapping[str, pl.DataFrame]]],
+    horizons: Mapping[str, int] = HORIZONS,
+    bar: timedelta = timedelta(hours=1),
+) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The residual quantiles a served interval uses, from every hold-out row of every window
+    (all symbols): ``{(target, horizon, model): {"80": [lo, hi], "95": [lo, hi], "n": rows}}``
+    with the residuals of :meth:`_Scored.residual` (returns: error / EWMA volatility over the
+    horizon; volatility: ``ln(realized / predicted)``)."""
+    out: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for h, sc in _scored(frame, windows, horizons, bar):
+        for model in sc.preds:
+            z = sc.residual(model)
+            entry: dict[str, Any] = {"n": int(np.isfinite(z).sum())}
+            for level in INTERVAL_LEVELS:
+                entry[f"{round(level * 100)}"] = list(conformal_z(z, level))
+            out[(sc.target, h, model)] = entry
+    return out
 
 
 def evaluate_forecasts(

@@ -9,6 +9,20 @@ volume``; ``ts`` is the bar's open time, UTC). Two rules keep the forecaster hon
   returns, i.e. ``ln(close[t+k] / close[t])``, and ``rv_target_<h>`` the realized volatility
   over the same bars, ``sqrt(sum of the next k squared log returns)``.
 
+**Realized variance of a bar.** When the candles carry ``realized_var`` (the sum of squared
+intraday log returns inside the bar, e.g. of its 1-minute bars: the lake's finer data), a bar's
+variance is that; otherwise, and for bars where it is null, it is the bar's squared log return.
+Intraday variance is the far less noisy measure of the same quantity (Andersen & Bollerslev
+1998); ``intraday_var_rows`` counts the bars that had it, so an evaluation can say which it
+used. The volatility targets, ``rv_<w>`` and the HAR inputs use it; ``ewma_var`` stays the
+RiskMetrics recursion on squared returns, as published.
+
+**HAR inputs** (Corsi 2009): ``har_1``, ``har_24`` and ``har_168`` are the mean bar variance
+over the last 1, 24 and 168 bars (hour, day, week). The weekly mean needs only the 24-bar
+feature warm-up, so it is a partial mean in a segment's first week rather than a longer
+warm-up: the forecaster's three-day minimum holds. They are the inputs of the HAR-RV baseline
+(:mod:`ml.har`), and ``rv_168`` (the weekly realized volatility) is a model feature.
+
 ``ewma_var`` is the RiskMetrics (J.P. Morgan 1996) variance forecast for the next bar made at
 ``t``: ``s2[t] = lambda * s2[t-1] + (1 - lambda) * r[t]^2`` with ``lambda = 0.94``, started at the
 first squared return of the segment. ``sqrt(k * ewma_var)`` is the EWMA baseline for
@@ -58,6 +72,12 @@ VOL_WINDOW = 24
 EWMA_LAMBDA = 0.94
 #: Column of the EWMA one-bar variance forecast (a baseline input, not a model feature).
 EWMA_VAR = "ewma_var"
+#: Optional candle column: the bar's realized variance from intraday returns (module docstring).
+REALIZED_VAR = "realized_var"
+#: HAR lags in bars (hour, day, week) -> the column holding the mean bar variance over them.
+HAR_LAGS: dict[str, int] = {"har_1": 1, "har_24": 24, "har_168": 168}
+#: The weekly realized-volatility feature of the LSTM (the HAR weekly term, as a volatility).
+WEEK_WINDOW = 168
 
 #: Window (bars) of the RSI-like momentum oscillator (simple averages, Cutler's RSI).
 RSI_WINDOW = 14
@@ -90,6 +110,7 @@ QUALITY_COUNTS = (
     "flagged_bars",
     "usable_bars",
     "segments",
+    "intraday_var_rows",
 )
 
 
@@ -168,13 +189,14 @@ def _normalise(candles: pl.DataFrame) -> pl.DataFrame:
     ts_type = candles.schema["ts"]
     if not isinstance(ts_type, pl.Datetime):
         raise ValueError(f"ts must be a Datetime column, got {ts_type}")
-    return candles.select(CANDLE_COLUMNS).with_columns(
+    extra = [REALIZED_VAR] if REALIZED_VAR in candles.columns else []
+    return candles.select(*CANDLE_COLUMNS, *extra).with_columns(
         # naive timestamps are taken as UTC (the project convention), aware ones converted
         pl.col("ts").dt.convert_time_zone("UTC")
         if ts_type.time_zone
         else pl.col("ts").dt.replace_time_zone("UTC"),
         pl.col("symbol").cast(pl.String),
-        *[pl.col(c).cast(pl.Float64) for c in (*PRICE_COLUMNS, "volume")],
+        *[pl.col(c).cast(pl.Float64) for c in (*PRICE_COLUMNS, "volume", *extra)],
     )
 
 
@@ -264,8 +286,15 @@ def inspect_candles(
             pl.col("_flagged").sum().alias("flagged_bars"),
         )
     )
+    has_intraday = (
+        pl.col(REALIZED_VAR).is_finite() & (pl.col(REALIZED_VAR) >= 0)
+        if REALIZED_VAR in usable.columns
+        else pl.lit(False)
+    )
     segs = usable.group_by("symbol").agg(
-        pl.len().alias("usable_bars"), pl.col("segment").n_unique().alias("segments")
+        pl.len().alias("usable_bars"),
+        pl.col("segment").n_unique().alias("segments"),
+        has_intraday.fill_null(False).sum().alias("intraday_var_rows"),
     )
     table = (
         counts.join(flags, on="symbol", how="left")
@@ -314,6 +343,8 @@ def build_feature_set(
     Features (all scale-free, so one model can serve several symbols):
         ``log_ret`` 1-bar log return; ``ret_past_<h>`` trailing k-bar log return for horizons
         with k > 1; ``rv_<w>`` realized volatility ``sqrt(sum r^2)`` over ``w`` bars;
+        ``rv_168`` the weekly one (``sqrt(168 * mean r^2)``, a partial mean in a segment's
+        first week); ``r^2`` is the bar variance of the module docstring;
         ``volume_z_<w>`` z-score of ``log1p(volume)`` against its trailing ``w`` bars (log
         because trade volume is heavy-tailed); ``rsi_<w>`` mean gain / (mean gain + mean loss)
         mapped to [-1, 1]; ``hl_range`` ``ln(high/low)`` of the bar; ``hour_sin``/``hour_cos``
@@ -338,12 +369,25 @@ def build_feature_set(
         (lv - lv.shift(1)).over(seg).alias("log_ret"),
         pl.col("volume").log1p().alias("_lvol"),
     )
+    squared = ret.pow(2)
+    if REALIZED_VAR in df.columns:
+        intraday = pl.col(REALIZED_VAR)
+        usable_intraday = intraday.is_finite() & (intraday >= 0)
+        squared = pl.when(usable_intraday.fill_null(False)).then(intraday).otherwise(squared)
+    df = df.with_columns(squared.alias("_var"))
+    var = pl.col("_var")
     feats: list[pl.Expr] = [
-        ret.pow(2)
-        .rolling_sum(vol_window, min_samples=vol_window)
+        var.rolling_sum(vol_window, min_samples=vol_window)
         .over(seg)
         .sqrt()
         .alias(f"rv_{vol_window}"),
+        (var.rolling_mean(WEEK_WINDOW, min_samples=vol_window).over(seg) * WEEK_WINDOW)
+        .sqrt()
+        .alias(f"rv_{WEEK_WINDOW}"),
+        *[
+            var.rolling_mean(n, min_samples=min(n, vol_window)).over(seg).alias(name)
+            for name, n in HAR_LAGS.items()
+        ],
         pl.when(vol_std > 1e-12)
         .then((pl.col("_lvol") - vol_mean) / vol_std)
         .otherwise(pl.when(vol_std.is_not_null()).then(0.0))
@@ -361,7 +405,7 @@ def build_feature_set(
     targets = [(lv.shift(-k) - lv).over(seg).alias(target_col(h)) for h, k in horizons.items()]
     # sum of the next k squared returns: a backward rolling sum ending at t+k, shifted back
     vol_targets = [
-        ret.pow(2).rolling_sum(k, min_samples=k).shift(-k).over(seg).sqrt().alias(vol_target_col(h))
+        var.rolling_sum(k, min_samples=k).shift(-k).over(seg).sqrt().alias(vol_target_col(h))
         for h, k in horizons.items()
     ]
     df = df.with_columns(*feats, *past, *targets, *vol_targets)
@@ -370,15 +414,15 @@ def build_feature_set(
     feature_cols = (
         ["log_ret"]
         + [past_return_col(h) for h, k in horizons.items() if k > 1]
-        + [f"rv_{vol_window}", f"volume_z_{vol_window}", f"rsi_{rsi_window}"]
-        + ["hl_range", "hour_sin", "hour_cos", "ewma_vol"]
+        + [f"rv_{vol_window}", f"rv_{WEEK_WINDOW}", f"volume_z_{vol_window}"]
+        + [f"rsi_{rsi_window}", "hl_range", "hour_sin", "hour_cos", "ewma_vol"]
     )
     past_cols = [past_return_col(h) for h in horizons]
     target_cols = [target_col(h) for h in horizons] + [vol_target_col(h) for h in horizons]
     keep = ["symbol", "ts", "segment", "close", *feature_cols]
     keep += [c for c in past_cols if c not in keep]
-    keep += [EWMA_VAR, *target_cols]
-    inputs = list(dict.fromkeys([*feature_cols, *past_cols, EWMA_VAR]))
+    keep += [EWMA_VAR, *HAR_LAGS, *target_cols]
+    inputs = list(dict.fromkeys([*feature_cols, *past_cols, EWMA_VAR, *HAR_LAGS]))
     df = df.select(keep).with_columns(
         # a target that is not finite is unknown, never a number to learn or score on
         pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c)

@@ -7,8 +7,8 @@ The same steps, with the same names, as :mod:`ml.sentiment_lifecycle`:
 * decide: :func:`decide`, the whole promotion rule (its comparisons: :func:`promotion_decision`);
 * log, register, record: :func:`train_and_register` (the decision is recorded by
   :meth:`ml.tracking.MlflowStore.record_decision`);
-* serve: :func:`load_champion`, :func:`forecast_latest`; watch: :func:`monitored_model`,
-  :func:`model_drift`.
+* serve: :func:`load_serving`, :func:`forecast_latest` (what serves: :mod:`ml.serving`);
+  watch: :func:`monitored_model`, :func:`model_drift`.
 
 Plain functions over polars frames and an :class:`~ml.tracking.MlflowStore`: the Dagster assets
 in ``defs/ml/forecasting.py``, the ``sentinance forecast evaluate`` command, the benchmark and
@@ -57,7 +57,7 @@ from typing import Any
 
 import polars as pl
 
-from ml import tracking
+from ml import har, serving, tracking
 from ml.drift import DriftResult, data_drift
 from ml.errors import InsufficientDataError
 from ml.evaluation import (
@@ -66,6 +66,7 @@ from ml.evaluation import (
     CHAMPION,
     MODEL_NAME,
     VOL_BASELINES,
+    conformal_quantiles,
     evaluate_windows,
     evaluation_metrics,
     walk_forward_splits,
@@ -77,6 +78,7 @@ from ml.features import (
     FeatureSet,
     build_feature_set,
     build_features,
+    inspect_candles,
     target_col,
     vol_target_col,
 )
@@ -130,11 +132,22 @@ class WalkForward:
     quality: CandleQuality | None = None  # what the candles held and what it cost
     short_symbols: list[str] = field(default_factory=list)  # left out: too little history
     seconds: float = 0.0
+    #: residual quantiles of every candidate (:func:`ml.evaluation.conformal_quantiles`)
+    quantiles: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
 
     @property
     def model(self) -> TrainedForecaster:
         """The last fold's model: the challenger."""
         return self.models[-1]
+
+    @property
+    def realized_from(self) -> str:
+        """Which returns the realized volatility (targets, HAR inputs) was computed from."""
+        totals = self.quality.totals() if self.quality else {}
+        intraday, usable = totals.get("intraday_var_rows", 0), totals.get("usable_bars", 0)
+        if not intraday:
+            return "hourly returns (no intraday data)"
+        return f"1-minute returns on {intraday} of {usable} hourly bars, hourly returns elsewhere"
 
     @property
     def train_end_ts(self) -> datetime:
@@ -340,17 +353,22 @@ def walk_forward(
     )
     folds = plan_folds(frame, test_start, config.max_horizon, n_folds)
     models, predictions, windows, per_fold = [], [], [], []
+    hars = _har_per_fold(frame, folds, config.horizons)
     for i, (train_end, test_end) in enumerate(folds):
         model = train_forecaster(frame, feature_cols, config, train_end)
         test_from = train_end + (config.max_horizon - config.lookback) * BAR
         preds = model.predict(frame.filter(pl.col("ts") >= test_from))
-        window = (train_end, test_end, {MODEL_NAME: preds})
+        scored = {MODEL_NAME: preds}
+        if hars:
+            scored[har.NAME] = hars[i].predict(frame.filter(pl.col("ts") >= test_from))
+        window = (train_end, test_end, scored)
         fold_ev = evaluate_windows(frame, [window], config.horizons, BAR)
         per_fold.append(fold_ev.with_columns(pl.lit(i).alias("fold")))
         models.append(model)
         predictions.append(preds)
         windows.append(window)
     evaluation = evaluate_windows(frame, windows, config.horizons, BAR)
+    quantiles = conformal_quantiles(frame, windows, config.horizons, BAR)
     return WalkForward(
         frame=frame,
         feature_cols=feature_cols,
@@ -363,7 +381,19 @@ def walk_forward(
         quality=quality,
         short_symbols=short,
         seconds=time.perf_counter() - t0,
+        quantiles=quantiles,
     )
+
+
+def _har_per_fold(
+    frame: pl.DataFrame, folds: Sequence[tuple[datetime, datetime]], horizons: dict[str, int]
+) -> list[har.HarModel]:
+    """The HAR baseline fitted on each fold's training rows; none when a fold has too few
+    realized rows for it (a baseline must be scored on every fold or on none)."""
+    try:
+        return [har.fit_har(frame, train_end, horizons) for train_end, _ in folds]
+    except InsufficientDataError:
+        return []
 
 
 def side_by_side(evaluation: pl.DataFrame) -> dict[str, dict[str, dict[str, dict[str, Any]]]]:
@@ -460,8 +490,8 @@ def promotion_decision(
                 against.append(champion)
             for other in against:
                 theirs = _value(evaluation, symbol, h, other, metric)
-                if theirs is None and other != champion and mine is None:
-                    continue  # the target is not scored at this horizon (e.g. no vol head)
+                if theirs is None and other != champion:
+                    continue  # a baseline not scored here (no vol head; too few rows for HAR)
                 better = mine is not None and theirs is not None and mine < theirs
                 comparisons.append(
                     {
@@ -574,6 +604,10 @@ def train_and_register(
     walk = walk_forward(candles, seed, n_folds=n_folds, **overrides)
     decision, champion_rows = decide(walk, _champion_for_comparison(store))
     evaluation = pl.concat([walk.evaluation, champion_rows])
+    # saved with the model: the version that chose the plan is the one that serves it
+    walk.model.info["serving_plan"] = serving.serving_plan(
+        walk.evaluation, walk.quantiles, walk.config.horizons
+    )
     run_id = _log_run(store, walk, evaluation, decision)
     version = store.register_model(run_id, "forecaster", REGISTERED_NAME)
     store.set_alias(REGISTERED_NAME, LATEST_ALIAS, version)
@@ -644,30 +678,52 @@ def load_champion(store: MlflowStore) -> TrainedForecaster | None:
     return load_registered_forecaster(store, REGISTERED_NAME)
 
 
+def load_serving(store: MlflowStore) -> TrainedForecaster | None:
+    """The most recently trained version, whose ``info["serving_plan"]`` names the model that
+    serves each target and horizon (:mod:`ml.serving`); ``None`` while nothing was trained."""
+    if not store.exists() or store.model_version(REGISTERED_NAME, LATEST_ALIAS) is None:
+        return None
+    return load_registered_forecaster(store, REGISTERED_NAME, alias=LATEST_ALIAS)
+
+
 def forecast_latest(model: TrainedForecaster, candles: pl.DataFrame) -> pl.DataFrame:
-    """Forecasts (log return and realized volatility per horizon) from the last bar of each
-    symbol: ``symbol, origin_ts, horizon, target, prediction, model_version`` (the model's
-    registered version on every row)."""
-    frame, _ = build_features(candles, HORIZONS)  # the feature set the model was trained on
-    frame = frame.filter(
-        pl.col("ts") > pl.col("ts").max().over("symbol") - model.config.lookback * BAR
-    )
-    long = model.predict_long(frame)
-    latest = long.filter(pl.col("origin_ts") == pl.col("origin_ts").max().over("symbol"))
-    return latest.with_columns(
-        pl.lit(str(model.info.get("registered_version", ""))).alias("model_version")
-    )
+    """Forecasts from the last bar of each symbol by ``model``'s serving plan (the LSTM where
+    it won the hold-out, the winning baseline elsewhere), with conformal intervals:
+    ``symbol, origin_ts, horizon, target, prediction, lower_80, upper_80, lower_95,
+    upper_95, model, model_version, reason, coverage_80, coverage_95``. A version trained
+    before serving plans existed has none: :class:`~ml.errors.InsufficientDataError`."""
+    plan = model.info.get("serving_plan")
+    version = str(model.info.get("registered_version", ""))
+    if not plan:
+        raise InsufficientDataError(
+            f"forecaster v{version} has no serving plan (trained by an older release): "
+            "retrain it (materialize ml/forecaster)",
+            needs="a forecaster version with a serving plan",
+            has=f"v{version}",
+        )
+    return serving.serve(plan, candles, model, version)
 
 
 def too_short_for(model: TrainedForecaster, candles: pl.DataFrame) -> InsufficientDataError:
-    """Why :func:`forecast_latest` has no row: no symbol has ``lookback`` consecutive rows with
-    every feature (the error says how many the longest run has)."""
+    """Why :func:`forecast_latest` has no row: no bar has every feature yet, or (everything
+    served by the LSTM) no symbol has ``lookback`` consecutive rows with every feature; the
+    error says how long the longest run is."""
     frame, _ = build_features(candles, HORIZONS)
     run = (pl.col("ts").diff().over("symbol").fill_null(BAR) != BAR).cum_sum().over("symbol")
-    longest = frame.group_by("symbol", run.alias("run")).len()["len"].max() if frame.height else 0
+    if frame.is_empty():
+        usable, _ = inspect_candles(candles, BAR)
+        runs = usable.group_by("symbol", "segment").len()["len"]
+        longest_bars = int(runs.max() or 0) if runs.len() else 0
+        return InsufficientDataError(
+            "too little history to forecast: no hourly bar has every feature yet (they need "
+            f"{VOL_WINDOW + 1} consecutive hourly bars), the longest run has {longest_bars}",
+            needs=f"{VOL_WINDOW + 1} consecutive hourly bars",
+            has=str(longest_bars),
+        )
+    longest = frame.group_by("symbol", run.alias("run")).len()["len"].max()
     lookback = model.config.lookback
     return InsufficientDataError(
-        f"too little history to forecast: the champion needs {lookback} consecutive hourly "
+        f"too little history to forecast: the LSTM needs {lookback} consecutive hourly "
         f"rows with every feature (about {lookback + VOL_WINDOW} hours without a gap), the "
         f"longest run has {longest}",
         needs=f"{lookback} consecutive hourly rows with every feature",

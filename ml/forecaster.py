@@ -8,10 +8,14 @@ forward log return over each horizon (``target_1h``, ``target_4h``, ``target_24h
 share a representation and one model serves all symbols. The volatility heads are trained on
 ``ln(rv)`` (floored at :data:`VOL_FLOOR`) with MSE, so they estimate the conditional mean ``m``
 of ``ln(rv)``; ``exp(m)`` would be the conditional *median* of ``rv`` and under-predict the
-variance (QLIKE punishes that hard). With log-normal errors of variance ``s2``,
-``E[rv^2] = exp(2 m + 2 s2)``, so the model predicts ``exp(m + s2)`` (the volatility whose square
-is the expected realized variance, the QLIKE-optimal forecast), with ``s2`` the ensemble's
-residual variance of ``ln(rv)`` on the validation window (never on test data).
+variance (QLIKE punishes that hard). The model predicts ``exp(m + c)``, the volatility whose
+square is the expected realized variance (the QLIKE-optimal forecast), with
+``c = ln(mean(exp(2 e))) / 2`` over the ensemble's residuals ``e`` of ``ln(rv)`` on the
+validation window (never on test data): Duan's (1983) smearing estimate, which needs no
+assumption on the shape of ``e``. (With log-normal errors of variance ``s2`` it is ``s2``; but
+one hour's ``ln(rv)`` is the log of a squared return, a left-skewed log chi-square, for which
+``exp(m + s2)`` overstates the variance several-fold, as :mod:`ml.har` notes for the same
+reason.)
 
 Leakage rules (the forecaster is only as good as its evaluation):
 
@@ -232,7 +236,7 @@ class TrainedForecaster:
     target_std: np.ndarray
     nets: list[LSTMNet]
     info: dict[str, Any] = field(default_factory=dict)
-    #: validation residual variance of ln(rv) per horizon (see module docstring)
+    #: the smearing correction ``c`` of ln(rv) per horizon (see module docstring)
     vol_log_var: np.ndarray | None = None
 
     @property
@@ -562,7 +566,8 @@ def train_forecaster(
         k = len(config.horizons)
         model.vol_log_var = np.zeros(k)  # raw ensemble output first: exp(m)
         val_pred = np.log(model._predict_windows(x_val.numpy())[:, k:])
-        model.vol_log_var = np.var(targets[val_idx][:, k:] - val_pred, axis=0)
+        resid = targets[val_idx][:, k:] - val_pred
+        model.vol_log_var = np.log(np.mean(np.exp(2.0 * resid), axis=0)) / 2.0
         info["vol_log_var"] = model.vol_log_var.tolist()
     return model
 

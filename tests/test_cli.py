@@ -153,7 +153,7 @@ SKIPS_HEADER = "skipped (input too thin; the rest of the graph ran)"
 THIN_ML = {
     "ml/forecaster": "too little history: the forecaster needs 3 days of hourly history per "
     "symbol, has {days} ({bars} usable hourly bars)",
-    "ml/forecasts": "no champion yet (ml/forecaster skipped: ",
+    "ml/forecasts": "no trained forecaster yet (ml/forecaster skipped: ",
     "ml/forecast_drift": "no trained forecaster yet (ml/forecaster skipped: ",
     "ml/sentiment_drift": "the reference sample has ",
 }

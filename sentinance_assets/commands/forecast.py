@@ -4,8 +4,13 @@ Reads one or more files (or folders) of hourly candles (``--candles`` repeated; 
 layout or CryptoDataDownload's as downloaded), trains on the data before ``--test-start``
 (default: the last 20 % of the span is the test period), evaluates walk-forward from there
 (expanding window, gap = the longest horizon) and prints JSON: what the candles held (missing,
-duplicated, maintenance and implausible bars, and the rows they cost), then per symbol (and
-``ALL`` pooled) and horizon, the model and every baseline side by side. Nothing is written to
+duplicated, maintenance and implausible bars, and the rows they cost), which model would serve
+each target and horizon (the hold-out winner: LSTM or a baseline, with the Diebold-Mariano
+p-value against the runner-up and its interval coverage), then per symbol (and ``ALL`` pooled)
+and horizon, the model and every baseline (zero return, persistence, EWMA and HAR-RV
+volatility) side by side: losses, skill and DM p-value against each other candidate,
+80 % / 95 % conformal interval coverage and width, and net basis points per trade of trading
+the sign with a 10 bp round-trip cost. Nothing is written to
 the warehouse or MLflow. Too little history exits 2 with what is needed and what there is.
 """
 
@@ -60,7 +65,7 @@ def _date(text: str) -> datetime:
 
 
 def cmd_forecast_evaluate(settings: Any, args: argparse.Namespace) -> int:
-    from ml import forecast_lifecycle
+    from ml import forecast_lifecycle, serving
     from sentinance_assets.lib.forecast_io import candle_files, read_candles_files
 
     try:
@@ -97,7 +102,9 @@ def cmd_forecast_evaluate(settings: Any, args: argparse.Namespace) -> int:
         "horizons": walk.config.horizons,
         "config": walk.config.to_dict(),
         "seconds": round(walk.seconds, 2),
+        "realized_volatility_from": walk.realized_from,
         "promotion_vs_baselines": forecast_lifecycle.promotion_decision_summary(walk),
+        "serving": serving.serving_plan(walk.evaluation, walk.quantiles, walk.config.horizons),
         "evaluation": forecast_lifecycle.side_by_side(walk.evaluation),
     }
     text = json.dumps(out, indent=2, default=str)

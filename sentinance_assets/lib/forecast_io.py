@@ -19,16 +19,45 @@ from sentinance_assets.lib.schemas import FORECAST_EVALUATION, FORECASTS, TS
 from sentinance_assets.lib.timestamps import parse_series
 from sentinance_assets.lib.warehouse import reading
 
+#: An hour's intraday variance is used only when at least this many of its 60 one-minute
+#: returns were observed; with fewer it would understate the hour's variance, and the
+#: features fall back to the hourly squared return.
+MIN_MINUTE_RETURNS = 30
+
+HOURLY_SQL = f"""
+with minutes as (
+    select symbol, ts,
+           ln(close) - ln(lag(close) over w) as r,
+           ts - lag(ts) over w as step
+    from marts.candles
+    where timeframe = '1m' and exchange = $exchange and close > 0
+    window w as (partition by symbol order by ts)
+),
+intraday as (
+    -- the 1-minute return ending in minute bar ts belongs to the hour date_trunc('hour', ts);
+    -- a step over a gap of up to an hour carries the move since the last trade, longer is dropped
+    select symbol, date_trunc('hour', ts) as ts, sum(r * r) as realized_var, count(*) as n
+    from minutes
+    where r is not null and step <= interval 60 minute
+    group by all
+)
+select c.symbol, c.ts, c.open, c.high, c.low, c.close, c.volume,
+       case when i.n >= {MIN_MINUTE_RETURNS} then i.realized_var end as realized_var
+from marts.candles as c
+left join intraday as i on i.symbol = c.symbol and i.ts = c.ts
+where c.timeframe = '1h' and c.exchange = $exchange
+order by c.symbol, c.ts
+"""
+
 
 def load_hourly_candles(read_path: Path, exchange: str) -> pl.DataFrame:
-    """1-hour candles of every symbol on ``exchange`` from the published marts."""
+    """1-hour candles of every symbol on ``exchange`` from the published marts, with each
+    hour's ``realized_var`` (sum of squared 1-minute log returns) where the lake has 1-minute
+    bars for at least :data:`MIN_MINUTE_RETURNS` of its minutes (null otherwise: the features
+    then use the hourly return, see :mod:`ml.features`)."""
     with reading(read_path) as conn:
-        df = conn.execute(
-            "select symbol, ts, open, high, low, close, volume from marts.candles "
-            "where timeframe = '1h' and exchange = ? order by symbol, ts",
-            [exchange],
-        ).pl()
-    return df.with_columns(pl.col("ts").cast(TS))
+        df = conn.execute(HOURLY_SQL, {"exchange": exchange}).pl()
+    return df.with_columns(pl.col("ts").cast(TS), pl.col("realized_var").cast(pl.Float64))
 
 
 #: Accepted names of the time column, in order of preference (after lower-casing): the

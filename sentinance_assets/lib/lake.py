@@ -74,8 +74,14 @@ def read_dataset(lake_dir: Path, ds: Dataset) -> pl.DataFrame:
 
 
 def ensure_placeholders(lake_dir: Path) -> None:
-    """Give every dataset an empty typed file so its warehouse view can always be created."""
+    """Give every dataset an empty typed file so its warehouse view can always be created.
+
+    A placeholder written by an older release with fewer columns is rewritten: the views read
+    the files ``union_by_name``, so the placeholder is what guarantees every declared column
+    exists (older data files then read as nulls in the new columns) even before a new-shape
+    partition has been written.
+    """
     for ds in ALL_DATASETS:
         placeholder = dataset_dir(lake_dir, ds) / PLACEHOLDER
-        if not placeholder.exists():
+        if not placeholder.exists() or pl.read_parquet_schema(placeholder) != ds.empty().schema:
             atomic_write_parquet(ds.empty(), placeholder)

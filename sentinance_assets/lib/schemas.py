@@ -218,9 +218,18 @@ FORECASTS = Dataset(
         "exchange": pl.String,
         "origin_ts": TS,  # open time of the last bar the forecast saw
         "horizon": pl.String,  # 1h | 4h | 24h
-        "target": pl.String,  # log_return
+        "target": pl.String,  # log_return | realized_vol (both in log-return units)
         "prediction": pl.Float64,
-        "model_version": pl.String,
+        # split-conformal intervals from the serving model's walk-forward residuals
+        "lower_80": pl.Float64,
+        "upper_80": pl.Float64,
+        "lower_95": pl.Float64,
+        "upper_95": pl.Float64,
+        "model": pl.String,  # the serving model: lstm | zero_return | persistence | ewma_vol | har
+        "model_version": pl.String,  # the forecaster run whose walk-forward chose it
+        "reason": pl.String,  # why this model serves this target and horizon
+        "coverage_80": pl.Float64,  # measured on the hold-out (null: too few folds to measure)
+        "coverage_95": pl.Float64,
         "created_at": TS,
     },
 )

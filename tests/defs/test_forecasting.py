@@ -96,7 +96,7 @@ def test_thin_history_skips_the_forecaster_and_its_downstream(tiny_settings, mon
     upstream = f"ml/forecaster skipped: {thin}"
     assert dict(skips_in(res.all_events)) == {
         "ml/forecaster": thin,
-        "ml/forecasts": f"no champion yet ({upstream})",
+        "ml/forecasts": f"no trained forecaster yet ({upstream})",
         "ml/forecast_drift": f"no trained forecaster yet ({upstream})",
     }
     meta = res.asset_materializations_for_node("ml__forecaster")[0].metadata
@@ -139,33 +139,49 @@ def test_enough_history_trains_and_reports_what_the_candles_held(tiny_settings, 
     assert meta["flagged_bars"].value == 3 and meta["masked_feature_rows"].value > 0
     quality = meta["data_quality"].value
     assert quality["per_symbol"]["BTC/USDT"]["maintenance_runs"] == 1
-    # downstream: no champion yet (or too little data for drift), so they skip, never fail
+    # the hold-out winners serve at once: every target and horizon the run evaluated
     skipped = dict(skips_in(res.all_events))
-    assert "ml/forecaster" not in skipped
+    assert "ml/forecaster" not in skipped and "ml/forecasts" not in skipped
+    served = res.asset_materializations_for_node("ml__forecasts")[0].metadata
+    assert served["rows"].value == 2 * len(meta["horizons"].value.split(", "))
+    assert "| realized_vol | 1h |" in served["serving"].value
     assert res.success
 
 
-def test_a_champion_with_too_short_candles_skips_the_forecasts(tiny_settings, monkeypatch):
+def test_too_short_candles_skip_the_lstm_served_forecasts(tiny_settings, monkeypatch):
     from ml import forecast_lifecycle
     from ml.features import build_features
     from ml.forecaster import ForecasterConfig, train_forecaster
 
     frame, cols = build_features(make_candles(120))
-    config = ForecasterConfig(lookback=8, hidden=4, epochs=1, seeds=(0,))
-    champion = train_forecaster(frame, cols, config)
-    monkeypatch.setattr(forecast_lifecycle, "load_champion", lambda store: champion)
-    monkeypatch.setattr(forecast_io, "load_hourly_candles", lambda path, exchange: make_candles(30))
+    config = ForecasterConfig(lookback=8, hidden=4, epochs=1, seeds=(0,), horizons={"1h": 1})
+    model = train_forecaster(frame, cols, config)
+    q = {"80": [-1.0, 1.0], "95": [-2.0, 2.0]}
+    model.info.update(
+        registered_version="2",
+        serving_plan={
+            f"{t}:1h": {"target": t, "horizon": "1h", "model": m, "quantiles": q, "reason": "test"}
+            for t, m in (("log_return", "lstm"), ("realized_vol", "ewma_vol"))
+        },
+    )
+    monkeypatch.setattr(forecast_lifecycle, "load_serving", lambda store: model)
+    monkeypatch.setattr(forecast_io, "load_hourly_candles", lambda path, exchange: make_candles(20))
     resources = {"settings": tiny_settings, "mlflow_store": mlflow_store(tiny_settings)}
     res = dg.materialize([forecasts], resources=resources)
     ((asset, reason),) = skips_in(res.all_events)
     assert asset == "ml/forecasts"
     assert reason == (
-        "too little history to forecast: the champion needs 8 consecutive hourly rows with "
-        "every feature (about 32 hours without a gap), the longest run has 6"
+        "too little history to forecast: no hourly bar has every feature yet (they need 25 "
+        "consecutive hourly bars), the longest run has 20"
     )
-    # with enough bars it forecasts: every symbol, and the check passes
+    # 30 bars: the baseline serves volatility; the LSTM's look-back of 8 rows is not there yet
+    monkeypatch.setattr(forecast_io, "load_hourly_candles", lambda path, exchange: make_candles(30))
+    res = dg.materialize([forecasts], resources=resources)
+    meta = res.asset_materializations_for_node("ml__forecasts")[0].metadata
+    assert meta["rows"].value == 2 and "| realized_vol | 1h | ewma_vol |" in meta["serving"].value
+    # with enough bars every target is served, and the check passes
     monkeypatch.setattr(forecast_io, "load_hourly_candles", lambda path, exchange: make_candles(40))
     res = dg.materialize([forecasts], resources=resources)
     meta = res.asset_materializations_for_node("ml__forecasts")[0].metadata
-    assert meta["symbols_without_forecast"].value == "none" and meta["rows"].value > 0
+    assert meta["symbols_without_forecast"].value == "none" and meta["rows"].value == 4
     assert res.get_asset_check_evaluations()[0].passed

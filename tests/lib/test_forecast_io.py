@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +16,7 @@ from sentinance_assets.lib.forecast_io import (
     candle_files,
     evaluation_rows,
     forecast_rows,
+    load_hourly_candles,
     read_candles_file,
     read_candles_files,
 )
@@ -142,8 +143,57 @@ def test_forecast_rows_are_the_latest_origin_of_each_symbol() -> None:
     config = ForecasterConfig(lookback=8, hidden=4, epochs=1, seeds=(0,))
     model = train_forecaster(frame, cols, config)
     model.info["registered_version"] = "7"
+    quantiles = {"80": [-1.0, 1.0], "95": [-2.0, 2.0]}
+    model.info["serving_plan"] = {
+        f"{target}:{h}": {
+            "target": target,
+            "horizon": h,
+            "model": "lstm" if h == "1h" else ("zero_return" if target == "log_return" else "har"),
+            "quantiles": quantiles,
+            "coverage_80": 0.8,
+            "coverage_95": None,
+            "reason": "test",
+        }
+        for target in ("log_return", "realized_vol")
+        for h in config.horizons
+    }
     rows = forecast_rows(model, candles, "binance", now=NOW)
     assert rows.schema == pl.Schema(FORECASTS.columns)
     assert rows.height == 2 * 2 * len(config.horizons)  # symbols x targets x horizons
+    assert set(rows["model"]) == {"lstm", "zero_return", "har"}
+    assert (rows["lower_95"] < rows["lower_80"]).all() and (
+        rows["upper_80"] < rows["upper_95"]
+    ).all()
     assert set(rows["exchange"]) == {"binance"} and set(rows["model_version"]) == {"7"}
     assert (rows["origin_ts"] == candles["ts"].max()).all()
+
+
+def test_hourly_candles_carry_the_intraday_variance_of_their_minutes(tmp_path) -> None:
+    import duckdb
+
+    rng = np.random.default_rng(1)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    minutes = [t0 + timedelta(minutes=m) for m in range(70)]  # hour 0 whole, hour 1: 10 minutes
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, 70)))
+    db = tmp_path / "w.duckdb"
+    with duckdb.connect(str(db)) as conn:
+        conn.execute("create schema marts")
+        conn.execute(
+            "create table marts.candles (exchange varchar, symbol varchar, timeframe varchar, "
+            "ts timestamptz, open double, high double, low double, close double, volume double)"
+        )
+        rows = [
+            ("binance", "X/USDT", "1m", t, c, c, c, c, 1.0)
+            for t, c in zip(minutes, close, strict=True)
+        ]
+        rows += [
+            ("binance", "X/USDT", "1h", t0 + timedelta(hours=h), 1, 1, 1, 1, 1) for h in (0, 1)
+        ]
+        rows += [("kraken", "X/USDT", "1h", t0, 1, 1, 1, 1, 1)]
+        conn.executemany("insert into marts.candles values (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    got = load_hourly_candles(db, "binance")
+    assert got["ts"].to_list() == [t0, t0 + timedelta(hours=1)]
+    r = np.diff(np.log(close))
+    # hour 0: its 59 one-minute returns; hour 1: 10 of 60 (< 30) is too few, so null
+    assert got["realized_var"].to_list() == [pytest.approx(float(np.sum(r[:59] ** 2))), None]
+    assert load_hourly_candles(db, "kraken")["realized_var"].to_list() == [None]

@@ -11,7 +11,10 @@ import pytest
 from scipy.stats import binomtest
 
 from ml.evaluation import (
+    conformal_z,
+    dm_test,
     evaluate_forecasts,
+    evaluate_windows,
     evaluation_metrics,
     holdout_rows,
     skill_scores,
@@ -204,3 +207,70 @@ def test_champion_and_walk_forward_windows_share_rows() -> None:
     assert _get(wf, "1h", "zero_return", "mae") == (pytest.approx((0.1 + 0.1 + 0.01 + 0.03) / 4), 4)
     with pytest.raises(ValueError, match="same models"):
         evaluate_windows(frame, [folds[0], (T0, None, {"other": preds})], H)
+
+
+def test_sign_trading_pays_the_round_trip_cost() -> None:
+    frame, preds = _hand_case()
+    ev = evaluate_forecasts(frame, preds, train_end_ts=T0, horizons=H)
+    # 1h calls (all origins independent): +0.01 vs 0.02, +0.01 vs -0.01, -0.02 vs 0.03
+    net = (0.02 - 0.01 - 0.03) / 3 * 1e4 - 10.0
+    assert _get(ev, "1h", "lstm", "net_bp") == (pytest.approx(net), 3)
+    nb, n = _get(ev, "1h", "zero_return", "net_bp")
+    assert math.isnan(nb) and n == 0  # no call, no trade
+
+
+def test_conformal_quantiles_cover_new_draws_at_the_nominal_rate() -> None:
+    rng = np.random.default_rng(7)
+    for level in (0.8, 0.95):
+        # the guarantee is on average over calibration samples: at least nominal, barely more
+        covered = []
+        for _ in range(400):
+            lo, hi = conformal_z(rng.standard_t(4, 100), level)
+            fresh = rng.standard_t(4, 200)
+            covered.append(((fresh >= lo) & (fresh <= hi)).mean())
+        assert level - 0.005 < np.mean(covered) < level + 0.025
+    assert conformal_z(np.array([1.0, 2.0]), 0.95) == (1.0, 2.0)  # too few: the extremes
+    assert all(math.isnan(v) for v in conformal_z(np.array([]), 0.8))
+
+
+def test_diebold_mariano_separates_better_from_equal() -> None:
+    rng = np.random.default_rng(3)
+    ts = np.arange(400)
+    e1, e2 = rng.normal(0, 1, 400), rng.normal(0, 1, 400)
+    _, p_equal, n = dm_test(e1**2 - e2**2, ts, 1)
+    assert n == 400 and p_equal > 0.05
+    _, p_better, _ = dm_test((0.7 * e1) ** 2 - e2**2, ts, 1)
+    assert p_better < 0.001
+    # two symbols at the same origins are averaged into one series
+    stat, _, n = dm_test(np.r_[e1, e1] ** 2 - np.r_[e2, e2] ** 2, np.r_[ts, ts], 4)
+    assert n == 400 and np.isfinite(stat)
+    assert math.isnan(dm_test(np.zeros(10), np.arange(10), 1)[1])  # no variation
+
+
+def test_walk_forward_rows_carry_coverage_skill_and_dm() -> None:
+    frame, _ = build_features(make_candles(400), H)
+    folds = walk_forward_splits(frame, 3, 40, H)
+    rng = np.random.default_rng(0)
+
+    def noisy(scale: float) -> pl.DataFrame:
+        return frame.select(
+            "symbol",
+            "ts",
+            *[
+                (pl.col(f"target_{h}") + rng.normal(0, scale, frame.height)).alias(f"pred_{h}")
+                for h in H
+            ],
+            *[pl.col(f"rv_target_{h}").alias(f"pred_rv_{h}") for h in H],
+        ).drop_nulls()
+
+    ev = evaluate_windows(frame, [(tr, te, {"lstm": noisy(0.001)}) for tr, te in folds], H)
+    skill, _ = _get(ev, "1h", "lstm", "skill:zero_return", "ALL")
+    p, _ = _get(ev, "1h", "lstm", "dm_pvalue:zero_return", "ALL")
+    assert skill > 0.5 and p < 1e-6  # a near-oracle beats the random walk, decisively
+    cov80, n = _get(ev, "1h", "zero_return", "coverage_80", "ALL")
+    cov95, _ = _get(ev, "1h", "zero_return", "coverage_95", "ALL")
+    assert n == 2 * 2 * 40 and 0.6 < cov80 < cov95 <= 1.0  # folds 2-3, calibrated on earlier ones
+    assert _get(ev, "1h", "zero_return", "width_80", "ALL")[0] > 0
+    vol_skill, _ = _get(ev, "2h", "lstm", "vol_skill:ewma_vol", "ALL")
+    assert vol_skill == pytest.approx(1.0)  # the realized volatility itself: zero loss
+    assert _get(ev, "2h", "ewma_vol", "vol_coverage_95", "ALL")[1] == 2 * 2 * 40

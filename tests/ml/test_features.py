@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -280,3 +281,22 @@ def test_volatility_targets_and_ewma_variance() -> None:
                 assert got == pytest.approx(np.sqrt((r[t : t + k] ** 2).sum()), rel=1e-9)
             else:
                 assert got is None
+
+
+def test_intraday_variance_replaces_squared_returns_where_present() -> None:
+    candles = make_candles(80, symbols=("X/USDT",))
+    plain = build_feature_set(candles)
+    assert plain.quality.totals()["intraday_var_rows"] == 0
+    # an intraday variance on every bar but the last ten (those fall back to r^2)
+    rv = pl.Series([4e-4] * 70 + [None] * 10, dtype=pl.Float64)
+    fs = build_feature_set(candles.with_columns(rv.alias("realized_var")))
+    assert fs.quality.totals()["intraday_var_rows"] == 70
+    row = fs.frame.filter(pl.col("ts") == T0 + timedelta(hours=40)).row(0, named=True)
+    assert row["har_1"] == pytest.approx(4e-4) and row["har_24"] == pytest.approx(4e-4)
+    assert row["rv_target_4h"] == pytest.approx(math.sqrt(4 * 4e-4))
+    assert row["rv_24"] == pytest.approx(math.sqrt(24 * 4e-4))
+    # the weekly mean is partial in the first week (no longer warm-up than the daily one)
+    assert row["har_168"] == pytest.approx(4e-4)
+    assert fs.frame["ts"].min() == plain.frame["ts"].min()
+    late = fs.frame.filter(pl.col("ts") == fs.frame["ts"].max()).row(0, named=True)
+    assert late["har_1"] == pytest.approx(late["log_ret"] ** 2)

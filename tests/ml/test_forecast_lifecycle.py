@@ -101,7 +101,7 @@ def test_walk_forward_folds_expand_with_a_gap_and_share_rows(walk) -> None:
         assert p["ts"].min() <= tr + timedelta(hours=gap)
     ev = walk.evaluation.filter(pl.col("symbol") == "ALL")
     models = set(ev["model"].unique())
-    assert models == {"lstm", "zero_return", "persistence", "ewma_vol"}
+    assert models == {"lstm", "zero_return", "persistence", "ewma_vol", "har"}
     for h in walk.config.horizons:
         n = ev.filter(pl.col("horizon") == h, pl.col("metric").is_in(["mae", "vol_mae"]))
         assert n["n"].n_unique() == 1  # every model on the same rows
@@ -216,7 +216,10 @@ def test_promotion_needs_every_baseline_and_the_champion() -> None:
     ]
     good = ev([*base, ("1h", "lstm", "rmse", 0.9), ("1h", "lstm", "vol_qlike", -5.5)])
     d = fc.promotion_decision(good)
-    assert d["promoted"] and len(d["comparisons"]) == 3
+    assert d["promoted"] and len(d["comparisons"]) == 3  # HAR not scored (too few rows): skipped
+    with_har = ev([*base, ("1h", "har", "vol_qlike", -5.6), ("1h", "lstm", "rmse", 0.9)])
+    d = fc.promotion_decision(with_har.vstack(ev([("1h", "lstm", "vol_qlike", -5.5)])))
+    assert not d["promoted"] and "1h vol_qlike vs har" in d["reason"]
     # beats the baselines but not the champion
     d = fc.promotion_decision(
         ev(

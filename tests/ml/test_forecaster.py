@@ -148,8 +148,8 @@ def test_volatility_forecast_is_bias_corrected_from_validation_residuals(feature
     import copy
 
     frame, _ = features
-    s2 = model.vol_log_var
-    assert s2 is not None and s2.shape == (len(TINY.horizons),) and (s2 > 0).all()
+    s2 = model.vol_log_var  # the smearing correction (also absorbs a validation bias)
+    assert s2 is not None and s2.shape == (len(TINY.horizons),) and np.isfinite(s2).all()
     assert model.info["vol_log_var"] == s2.tolist()
     raw = copy.copy(model)
     raw.vol_log_var = None  # exp(m): the conditional median

@@ -1,9 +1,9 @@
-"""Forecasting assets: train + evaluate + register, forecast with the champion, watch drift.
+"""Forecasting assets: train + evaluate + register, serve the hold-out winners, watch drift.
 
 Thin wiring: the lifecycle is :mod:`ml.forecast_lifecycle`, candles in and rows out are
 :mod:`sentinance_assets.lib.forecast_io`, and the drift plumbing is
 :mod:`sentinance_assets.defs.ml.drift`. Thin input (less than three days of hourly history, no
-champion yet, too few rows for a drift test) skips with the reason in the shape of
+trained forecaster yet, too few rows for a drift test) skips with the reason in the shape of
 :mod:`sentinance_assets.defs.skips`; it never fails the run.
 """
 
@@ -29,7 +29,7 @@ RESIDUAL_CHECK = "residual_drift_below_limit"
 #: metadata key prefix -> (check, drift subject); the retraining sensor reads the prefixes.
 CHECKS = {"": (INPUT_CHECK, "inputs"), "residual_": (RESIDUAL_CHECK, "residuals")}
 HISTORY = f"{forecast_lifecycle.MIN_HISTORY_DAYS} days of hourly history per symbol"
-NO_CHAMPION = "no champion: no registered version has beaten the baselines yet"
+NOT_TRAINED = "no trained forecaster yet: materialize ml/forecaster"
 
 #: Counts of the candles' quality shown as plain numbers (all of them are in ``data_quality``).
 QUALITY_METADATA = (
@@ -104,6 +104,8 @@ def _train(
             "test_start_ts": run.walk.test_start_ts.isoformat(),
             "exchange": exchange,
             "left_out_symbols": ", ".join(run.walk.short_symbols) or "none",
+            "realized_volatility_from": run.walk.realized_from,
+            "serving": dg.MetadataValue.json(run.model.info.get("serving_plan", {})),
             **{k: total.get(k, 0) for k in QUALITY_METADATA},
             "data_quality": dg.MetadataValue.json(quality),
             "evaluation": dg.MetadataValue.md(_table(rows)),
@@ -118,13 +120,14 @@ def _train(
     deps=[FORECASTER],
     kinds={"pytorch"},
     check_specs=[
-        skips.enough_input_spec(
-            FORECASTS_KEY, "a champion and its look-back of consecutive hourly bars"
-        )
+        skips.enough_input_spec(FORECASTS_KEY, "a trained forecaster and a usable last bar")
     ],
     description="Log-return and realized-volatility forecasts per horizon from the last bar of "
-    "each symbol, made by the `champion` model; each row records the model version. While no "
-    "version has earned the champion alias, or the candles are too short for its look-back, "
+    "each symbol, each made by the model that won that target and horizon on the latest "
+    "forecaster's walk-forward hold-out (the LSTM only where it beats every baseline; else "
+    "zero return, persistence, EWMA or HAR), with split-conformal 80 % and 95 % intervals and "
+    "their measured coverage; each row names the model, the version and why. While no "
+    "version has been trained, or the candles have no usable last bar, "
     "it writes nothing and skips with the reason.",
 )
 def forecasts(
@@ -141,11 +144,11 @@ def _forecast(
     context: dg.AssetExecutionContext, settings: Settings, mlflow_store: MlflowStore
 ) -> dg.MaterializeResult:
     exchange = settings.exchanges[0]
-    model = forecast_lifecycle.load_champion(mlflow_store)
+    model = forecast_lifecycle.load_serving(mlflow_store)
     if model is None:
         upstream = skips.upstream_skip(context, FORECASTER)
-        reason = f"no champion yet ({upstream})" if upstream else NO_CHAMPION
-        raise skips.ThinInputError(reason, needs="a champion model", has="none")
+        reason = f"no trained forecaster yet ({upstream})" if upstream else NOT_TRAINED
+        raise skips.ThinInputError(reason, needs="a trained forecaster", has="none")
     candles = forecast_io.load_hourly_candles(settings.read_path, exchange)
     out = forecast_io.forecast_rows(model, candles, exchange)
     symbols = sorted(candles["symbol"].unique().to_list())
@@ -154,10 +157,12 @@ def _forecast(
         raise forecast_lifecycle.too_short_for(model, candles)
     origin = out["origin_ts"].max()
     lake.write_partition(settings.lake_dir, FORECASTS, out, part=f"origin-{origin:%Y%m%dT%H%M}")
+    serving = out.unique(["target", "horizon"]).sort("target", "horizon")
     return dg.MaterializeResult(
         metadata={
             "rows": out.height,
             "model_version": str(model.info.get("registered_version")),
+            "serving": dg.MetadataValue.md(_serving_table(serving)),
             "symbols_without_forecast": ", ".join(missing) or "none",
         },
         check_results=[skips.enough_input(FORECASTS_KEY, symbols=len(symbols) - len(missing))],
@@ -211,6 +216,18 @@ def _measurement(
         f"{name}:{subject}",
         forecast_lifecycle.model_drift(model, candles, subject, drift_share=limit),
     )
+
+
+def _serving_table(serving: pl.DataFrame) -> str:
+    lines = [
+        "| target | horizon | model | 80 % cover | 95 % cover | why |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in serving.iter_rows(named=True):
+        cov = [f"{r[c]:.0%}" if r[c] is not None else "n/a" for c in ("coverage_80", "coverage_95")]
+        cells = [r["target"], r["horizon"], r["model"], *cov, r["reason"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _table(rows: pl.DataFrame) -> str:
