@@ -205,28 +205,59 @@ class IndicatorSeries(_Series):
 
 # --------------------------------------------------------------------------- forecasts
 class ForecastPoint(_Model):
+    """One forecast: a market, a target and a horizon, from the model serving them."""
+
     exchange: str
     symbol: str
-    model_version: str
-    horizon: str
-    target: str = Field(description="what is predicted: `log_return` over the horizon")
+    target: str = Field(
+        description="what is predicted over the horizon: `log_return` (the log return) or "
+        "`realized_vol` (the square root of the sum of squared hourly log returns); both in "
+        "log-return units"
+    )
+    horizon: str = Field(description="`1h`, `4h` or `24h`")
+    model: str = Field(
+        description="the serving model: the one that won the walk-forward hold-out for this "
+        "target and horizon (`lstm`, `zero_return`, `persistence`, `ewma_vol`, `har`)"
+    )
+    model_version: str = Field(
+        description="registered version of the forecaster run whose walk-forward chose the model"
+    )
+    reason: str | None = Field(description="why this model serves (null: written before it)")
     origin_ts: datetime = Field(description="open time of the last bar the model saw")
-    target_ts: datetime | None
-    prediction: Num = Field(description="predicted log return")
-    origin_price: Num
-    price: Num = Field(description="origin price * exp(prediction)")
-    lower: Num = Field(description="95 % interval: prediction - 1.96 * hold-out RMSE")
-    upper: Num
-    rmse: Num = Field(description="hold-out RMSE of this version at this horizon")
+    target_ts: datetime | None = Field(description="origin_ts + horizon")
+    prediction: Num = Field(description="the prediction, in the target's units")
+    prediction_lower_80: Num = Field(
+        description="80 % split-conformal interval, lower bound, in the target's units (null: "
+        "not stored)"
+    )
+    prediction_upper_80: Num = Field(description="80 % interval, upper bound (target's units)")
+    prediction_lower_95: Num = Field(description="95 % interval, lower bound (target's units)")
+    prediction_upper_95: Num = Field(description="95 % interval, upper bound (target's units)")
+    origin_price: Num = Field(description="close at origin_ts (p0)")
+    price: Num = Field(description="log_return only: p0 * exp(prediction); null for realized_vol")
+    lower_80: Num = Field(description="log_return only: p0 * exp(prediction_lower_80), a price")
+    upper_80: Num = Field(description="log_return only: p0 * exp(prediction_upper_80), a price")
+    lower_95: Num = Field(description="log_return only: p0 * exp(prediction_lower_95), a price")
+    upper_95: Num = Field(description="log_return only: p0 * exp(prediction_upper_95), a price")
+    coverage_80: Num = Field(
+        description="share (0..1) of hold-out outcomes the 80 % interval covered (null: not "
+        "measured)"
+    )
+    coverage_95: Num = Field(
+        description="share (0..1) of hold-out outcomes the 95 % interval covered (null: not "
+        "measured)"
+    )
     created_at: datetime
 
 
 class Forecasts(_Model):
     symbol: str
-    model: str = Field(description="registered model name")
-    model_version: str | None = Field(description="version that made these forecasts")
+    model: str = Field(description="registered forecaster name (each point names its own model)")
+    model_version: str | None = Field(description="version whose run chose the serving models")
     serving_version: str | None = Field(description="the registry's champion now")
-    forecasts: list[ForecastPoint]
+    forecasts: list[ForecastPoint] = Field(
+        description="per market, the latest origin's forecasts: every target and horizon"
+    )
 
 
 # --------------------------------------------------------------------------- sentiment

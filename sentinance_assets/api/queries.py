@@ -2,9 +2,9 @@
 around them (cursors, windows, intervals).
 
 The analyst app's queries are reused where the API answers the same question
-(``streamlit_app/views``: the asset overview, the markets by venue, the serving forecast and its
-hold-out RMSE): one definition per question, so the app and the API cannot disagree. The rest
-is the API's own (keyset pagination, time filters, per-symbol metrics).
+(``streamlit_app/views``: the asset overview, the markets by venue, a market's latest forecasts
+with their stored intervals): one definition per question, so the app and the API cannot
+disagree. The rest is the API's own (keyset pagination, time filters, per-symbol metrics).
 
 Every user value travels as a bound parameter (``?``); the only text spliced into SQL comes
 from constants of this module (column lists, table names chosen from a fixed mapping).
@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sentinance_assets.api.appsql import (
-    FORECAST_ERROR_SQL,
     FORECAST_SQL,
     HORIZON_HOURS,
     MARKETS_SQL,
@@ -372,10 +371,15 @@ order by exchange, symbol
 KNOWN_BASE_SQL = "select 1 as found from marts.candles where base = ? limit 1"
 
 
+LEVELS = (80, 95)  # the stored interval levels, percent
+
+
 def forecasts(rs: ReadSide, ref: SymbolRef, exchange: str | None) -> list[dict[str, Any]]:
-    """The latest forecast per horizon of each market of ``ref`` (on ``exchange``), with the
-    app's interval: the price path ``p0 * exp(prediction)`` +- 1.96 x the version's hold-out
-    RMSE (none when the evaluation has no RMSE for the horizon)."""
+    """The latest forecast per target and horizon of each market of ``ref`` (on ``exchange``),
+    as the app shows it: the serving model's prediction and its stored split-conformal 80 % /
+    95 % intervals in the target's own units (``prediction*``), and for the log return the
+    same as prices ``p0 * exp(.)`` from the close at the origin (``price``, ``lower_*``,
+    ``upper_*``; null for the realized volatility, and where an interval is not stored)."""
     if not rs.rows(KNOWN_BASE_SQL, [ref.base]):
         raise NotFound(f"no market of {ref.base} in the warehouse: see GET /v1/markets")
     out: list[dict[str, Any]] = []
@@ -386,41 +390,46 @@ def forecasts(rs: ReadSide, ref: SymbolRef, exchange: str | None) -> list[dict[s
         if not rows:
             continue
         origin = rows[0]["origin_ts"]
-        version = str(rows[0]["model_version"])
         close = rs.one(ORIGIN_CLOSE_SQL, [ex, sym, origin])
         p0 = float(close["close"]) if close and close["close"] is not None else None
-        rmse = {e["horizon"]: e["rmse"] for e in rs.rows(FORECAST_ERROR_SQL, [version, sym])}
         for f in rows:
-            pred = f["prediction"]
-            sigma = rmse.get(f["horizon"])
             hours = HORIZON_HOURS.get(str(f["horizon"]))
-            band = 1.96 * sigma if sigma is not None and math.isfinite(sigma) else None
-            out.append(
-                {
-                    "exchange": ex,
-                    "symbol": sym,
-                    "horizon": f["horizon"],
-                    "target": f["target"],
-                    "origin_ts": origin,
-                    "target_ts": origin + timedelta(hours=hours) if hours else None,
-                    "prediction": pred,
-                    "origin_price": p0,
-                    "price": _price(p0, pred, 0.0),
-                    "lower": _price(p0, pred, -band) if band is not None else None,
-                    "upper": _price(p0, pred, band) if band is not None else None,
-                    "rmse": sigma,
-                    "model_version": f["model_version"],
-                    "created_at": f["created_at"],
-                }
-            )
+            # a price only for the return; a volatility has none
+            base = p0 if f["target"] == "log_return" else None
+            point = {
+                "exchange": ex,
+                "symbol": sym,
+                "target": f["target"],
+                "horizon": f["horizon"],
+                "model": f["model"],
+                "model_version": f["model_version"],
+                "reason": f["reason"],
+                "origin_ts": origin,
+                "target_ts": origin + timedelta(hours=hours) if hours else None,
+                "prediction": f["prediction"],
+                "origin_price": p0,
+                "price": _price(base, f["prediction"]),
+                "created_at": f["created_at"],
+            }
+            for level in LEVELS:
+                lo, hi = f[f"lower_{level}"], f[f"upper_{level}"]
+                if lo is None or hi is None:  # a half-stored interval is no interval
+                    lo = hi = None
+                point[f"prediction_lower_{level}"] = lo
+                point[f"prediction_upper_{level}"] = hi
+                point[f"lower_{level}"] = _price(base, lo)
+                point[f"upper_{level}"] = _price(base, hi)
+                point[f"coverage_{level}"] = f[f"coverage_{level}"]
+            out.append(point)
     return out
 
 
-def _price(p0: float | None, pred: float | None, shift: float) -> float | None:
-    if p0 is None or pred is None or not math.isfinite(pred):
+def _price(p0: float | None, log_value: float | None) -> float | None:
+    """``p0 * exp(log_value)``; None without a close or a finite value."""
+    if p0 is None or log_value is None or not math.isfinite(log_value):
         return None
     try:
-        return p0 * math.exp(pred + shift)
+        return p0 * math.exp(log_value)
     except OverflowError:
         return None
 

@@ -306,9 +306,11 @@ def get_forecasts(
     symbol: str,
     exchange: Annotated[str | None, Query(description="only this venue")] = None,
 ) -> dict[str, Any]:
-    """The latest forecast per horizon and market from the serving forecaster: predicted log
-    return, the implied price and a 95 % interval from the version's hold-out RMSE. Empty
-    when no version has become champion yet."""
+    """The latest forecasts per market, for both targets (log return, realized volatility) and
+    every horizon, each from the model that won its walk-forward hold-out: the prediction, its
+    stored 80 % / 95 % split-conformal intervals with their measured hold-out coverage and the
+    reason the model serves; for the log return also as prices from the origin close. Empty
+    when nothing has been forecast yet."""
     from ml.forecast_lifecycle import REGISTERED_NAME
 
     ref = queries.SymbolRef.parse(symbol)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -20,6 +21,25 @@ OVERLAYS = {
     "EMA 50": "ema_50",
 }
 HORIZON_HOURS = {"1h": 1, "4h": 4, "24h": 24}
+LEVELS = (95, 80)  # forecast interval levels, outer band first
+TARGET_LABELS = {"log_return": "return", "realized_vol": "volatility"}
+FORECAST_TABLE_COLUMNS = [
+    "target",
+    "horizon",
+    "model",
+    "version",
+    "forecast",
+    "low 95",
+    "low 80",
+    "high 80",
+    "high 95",
+    "price",
+    "price low 95",
+    "price high 95",
+    "coverage 80",
+    "coverage 95",
+    "reason",
+]
 
 CANDLES_SQL = """
 select * from (
@@ -43,24 +63,22 @@ where symbol = ? and event_time between ? and ?
 order by event_time
 """
 
+# The latest forecast origin of one market, both targets (log_return, realized_vol), one row
+# per target and horizon (the newest run's). Rows written before model selection have no
+# model: the LSTM wrote them. Their intervals and coverages are null: no band is drawn.
 FORECAST_SQL = """
 with latest as (
     select max(origin_ts) as origin_ts from ml.forecasts
-    where symbol = ? and exchange = ? and target = 'log_return'
+    where symbol = ? and exchange = ?
 )
-select f.origin_ts, f.horizon, f.target, f.prediction, f.model_version, f.created_at
+select f.origin_ts, f.target, f.horizon, f.prediction,
+       f.lower_80, f.upper_80, f.lower_95, f.upper_95,
+       coalesce(f.model, 'lstm') as model, f.model_version, f.reason,
+       f.coverage_80, f.coverage_95, f.created_at
 from ml.forecasts as f, latest
 where f.symbol = ? and f.exchange = ? and f.origin_ts = latest.origin_ts
-  and f.target = 'log_return'
-qualify row_number() over (partition by f.horizon order by f.created_at desc) = 1
-"""
-
-FORECAST_ERROR_SQL = """
-select horizon, value as rmse
-from ml.forecast_evaluation
-where model_version = ? and metric = 'rmse' and model = 'lstm'
-  and (symbol = ? or symbol = 'ALL')
-qualify row_number() over (partition by horizon order by evaluated_at desc) = 1
+qualify row_number() over (partition by f.target, f.horizon order by f.created_at desc) = 1
+order by f.target, try_cast(rtrim(f.horizon, 'h') as integer), f.horizon
 """
 
 ORIGIN_CLOSE_SQL = """
@@ -176,31 +194,38 @@ def _price_figure(
                 col=1,
             )
     if forecast is not None and not forecast.empty:
-        fig.add_trace(
-            go.Scatter(
-                x=forecast["ts"],
-                y=forecast["upper"],
-                mode="lines",
-                line=dict(width=0),
-                showlegend=False,
-                hoverinfo="skip",
-            ),
-            row=1,
-            col=1,
-        )
-        fig.add_trace(
-            go.Scatter(
-                x=forecast["ts"],
-                y=forecast["lower"],
-                mode="lines",
-                line=dict(width=0),
-                fill="tonexty",
-                fillcolor="rgba(30,136,229,0.2)",
-                name="Forecast 95% band",
-            ),
-            row=1,
-            col=1,
-        )
+        # the stored intervals, outer (95 %) band first so the 80 % band is drawn over it; a
+        # horizon without an interval has none (only the origin left: no band at all)
+        for level, fill in ((95, "rgba(30,136,229,0.15)"), (80, "rgba(30,136,229,0.3)")):
+            band = forecast.dropna(subset=[f"lower_{level}", f"upper_{level}"])
+            if len(band) < 2:
+                continue
+            fig.add_trace(
+                go.Scatter(
+                    x=band["ts"],
+                    y=band[f"upper_{level}"],
+                    mode="lines",
+                    line=dict(width=0),
+                    showlegend=False,
+                    hoverinfo="skip",
+                    name=f"Forecast {level}% upper",
+                ),
+                row=1,
+                col=1,
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=band["ts"],
+                    y=band[f"lower_{level}"],
+                    mode="lines",
+                    line=dict(width=0),
+                    fill="tonexty",
+                    fillcolor=fill,
+                    name=f"Forecast {level}% band",
+                ),
+                row=1,
+                col=1,
+            )
         fig.add_trace(
             go.Scatter(
                 x=forecast["ts"],
@@ -242,37 +267,197 @@ def _price_figure(
     return fig
 
 
-def _forecast_path(exchange: str, symbol: str) -> tuple[pd.DataFrame | None, str | None]:
-    fc = data.query(FORECAST_SQL, (symbol, exchange, symbol, exchange))
+def _finite(value: object) -> float | None:
+    """``value`` as a finite float; None for null, NaN, +-inf and non-numbers."""
+    try:
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _exp_price(p0: float | None, log_value: object) -> float | None:
+    """``p0 * exp(log_value)``: a log return from the origin close as a price."""
+    x = _finite(log_value)
+    if p0 is None or x is None:
+        return None
+    try:
+        return p0 * math.exp(x)
+    except OverflowError:
+        return None
+
+
+def version_label(version: object) -> str:
+    """A registered version as the app names it: ``v3`` (a non-numeric version as it is)."""
+    text = "" if bool(pd.isna(version)) else str(version)
+    return f"v{text}" if text.isdigit() else text
+
+
+def model_label(fc: pd.DataFrame) -> str | None:
+    """The serving model(s) and version of a forecast, e.g. ``har · lstm v3``; None without one."""
     if fc.empty:
-        return None, None
+        return None
+    models = sorted(fc["model"].dropna().astype(str).unique())
+    versions = sorted({version_label(v) for v in fc["model_version"]} - {""})
+    return " ".join(p for p in (" · ".join(models), " · ".join(versions)) if p) or None
+
+
+def _interval(row: pd.Series, level: int) -> tuple[float, float] | None:
+    lo, hi = _finite(row[f"lower_{level}"]), _finite(row[f"upper_{level}"])
+    return (lo, hi) if lo is not None and hi is not None else None
+
+
+def forecast_path(fc: pd.DataFrame, p0: float | None) -> pd.DataFrame | None:
+    """The log-return forecast as a price path from the origin close ``p0``: ``price = p0 *
+    exp(prediction)``, and each stored interval as ``p0 * exp(lower_L) .. p0 * exp(upper_L)``
+    (NaN where the row has no interval: no band there). None without a close or a horizon."""
+    if p0 is None or fc.empty:
+        return None
     origin = fc["origin_ts"].iloc[0]
-    version = str(fc["model_version"].iloc[0])
-    base_close = data.query(ORIGIN_CLOSE_SQL, (exchange, symbol, origin))
-    if base_close.empty:
-        return None, version
-    p0 = float(base_close["close"].iloc[0])
-    errors = data.query(FORECAST_ERROR_SQL, (version, symbol))
-    rmse = dict(zip(errors["horizon"], errors["rmse"], strict=False))
-    rows = [{"ts": origin, "price": p0, "lower": p0, "upper": p0, "horizon": "now"}]
-    for _, f in fc.iterrows():
+    rows: list[dict[str, object]] = [
+        {"ts": origin, "horizon": "now", "price": p0}
+        | {f"{side}_{level}": p0 for level in LEVELS for side in ("lower", "upper")}
+    ]
+    for _, f in fc[fc["target"] == "log_return"].iterrows():
         hours = HORIZON_HOURS.get(str(f["horizon"]))
-        if hours is None:
+        price = _exp_price(p0, f["prediction"])
+        if hours is None or price is None:
             continue
-        pred = float(f["prediction"])
-        sigma = float(rmse.get(f["horizon"], np.nan))
-        band = 1.96 * sigma if np.isfinite(sigma) else 0.0
+        row: dict[str, object] = {
+            "ts": origin + pd.Timedelta(hours=hours),
+            "horizon": f["horizon"],
+            "price": price,
+        }
+        for level in LEVELS:
+            band = _interval(f, level)
+            row[f"lower_{level}"] = _exp_price(p0, band[0]) if band else None
+            row[f"upper_{level}"] = _exp_price(p0, band[1]) if band else None
+        rows.append(row)
+    if len(rows) < 2:
+        return None
+    columns = ["ts", "horizon", "price", "lower_95", "lower_80", "upper_80", "upper_95"]
+    out = pd.DataFrame(rows, columns=columns).sort_values("ts")
+    return out.astype({c: float for c in columns[2:]})
+
+
+def _pct(value: object) -> str:
+    x = _finite(value)
+    return "—" if x is None else f"{100 * x:.2f} %"
+
+
+def horizon_line(row: pd.Series, p0: float | None) -> str:
+    """One horizon in words: serving model and version, the forecast, each interval and the
+    share of hold-out outcomes it covered, e.g. ``1h: har v3 — 60,012.0000, 80 % interval
+    59,800.0000 – 60,200.0000 (covered 78 % of hold-out outcomes), 95 % interval ... (covered
+    94 %)``. A log return is shown as a price when the origin close is known, else in percent
+    (as is a realized volatility)."""
+    as_price = row["target"] == "log_return" and p0 is not None
+
+    def show(log_value: object) -> str:
+        if as_price:
+            price = _exp_price(p0, log_value)
+            return "—" if price is None else f"{price:,.4f}"
+        return _pct(log_value)
+
+    parts: list[str] = []
+    said = False  # "of hold-out outcomes" once, after the first measured coverage
+    for level in (80, 95):
+        band = _interval(row, level)
+        if band is None:
+            continue
+        covered = _finite(row[f"coverage_{level}"])
+        if covered is None:
+            measured = "coverage not measured"
+        else:
+            measured = f"covered {100 * covered:.0f} %" + ("" if said else " of hold-out outcomes")
+            said = True
+        parts.append(f"{level} % interval {show(band[0])} – {show(band[1])} ({measured})")
+    intervals = ", ".join(parts) if parts else "no interval stored"
+    who = " ".join(p for p in (str(row["model"]), version_label(row["model_version"])) if p)
+    return f"{row['horizon']}: {who} — {show(row['prediction'])}, {intervals}"
+
+
+def _pct_value(value: object) -> float | None:
+    x = _finite(value)
+    return None if x is None else 100 * x
+
+
+def forecast_table(fc: pd.DataFrame, p0: float | None) -> pd.DataFrame:
+    """Every forecast of the origin (both targets) for the page's table: values in percent of
+    log units, the return's implied prices, the measured coverages (percent) and the reason."""
+    rows = []
+    for _, f in fc.iterrows():
+        p = p0 if f["target"] == "log_return" else None  # a volatility has no price
         rows.append(
             {
-                "ts": origin + pd.Timedelta(hours=hours),
-                "price": p0 * np.exp(pred),
-                "lower": p0 * np.exp(pred - band),
-                "upper": p0 * np.exp(pred + band),
+                "target": TARGET_LABELS.get(str(f["target"]), str(f["target"])),
                 "horizon": f["horizon"],
+                "model": f["model"],
+                "version": version_label(f["model_version"]),
+                "forecast": _pct_value(f["prediction"]),
+                "low 95": _pct_value(f["lower_95"]),
+                "low 80": _pct_value(f["lower_80"]),
+                "high 80": _pct_value(f["upper_80"]),
+                "high 95": _pct_value(f["upper_95"]),
+                "price": _exp_price(p, f["prediction"]),
+                "price low 95": _exp_price(p, f["lower_95"]),
+                "price high 95": _exp_price(p, f["upper_95"]),
+                "coverage 80": _pct_value(f["coverage_80"]),
+                "coverage 95": _pct_value(f["coverage_95"]),
+                "reason": f["reason"],
             }
         )
-    out = pd.DataFrame(rows).sort_values("ts")
-    return (out if len(out) > 1 else None), version
+    return pd.DataFrame(rows, columns=FORECAST_TABLE_COLUMNS)
+
+
+def _forecasts(exchange: str, symbol: str) -> tuple[pd.DataFrame, float | None]:
+    """The market's latest forecasts (both targets) and the close at their origin."""
+    fc = data.query(FORECAST_SQL, (symbol, exchange, symbol, exchange))
+    if fc.empty:
+        return fc, None
+    close = data.query(ORIGIN_CLOSE_SQL, (exchange, symbol, fc["origin_ts"].iloc[0]))
+    return fc, (_finite(close["close"].iloc[0]) if not close.empty else None)
+
+
+def _forecast_section(fc: pd.DataFrame, p0: float | None) -> None:
+    st.subheader("Forecast")
+    if fc.empty:
+        st.caption(
+            "No forecast for this market yet (the forecaster has not run, or this market is "
+            "not one it serves)."
+        )
+        return
+    st.caption(
+        f"Origin {str(fc['origin_ts'].iloc[0])[:16]} UTC. For each target and horizon the "
+        "model that won the walk-forward hold-out serves. Its 80 % and 95 % intervals are "
+        "split-conformal; their coverage is the share of hold-out outcomes that fell inside. "
+        "The chart draws the return's intervals as price bands, p0 × exp(bound) from the "
+        "origin close. Returns and volatilities are in log units, shown in percent."
+    )
+    lines = []
+    for target, title in (
+        ("log_return", "Price" if p0 is not None else "Log return"),
+        ("realized_vol", "Realized volatility"),
+    ):
+        sel = fc[fc["target"] == target]
+        if not sel.empty:
+            lines += [f"**{title}**", ""] + [f"- {horizon_line(r, p0)}" for _, r in sel.iterrows()]
+            lines.append("")
+    st.markdown("\n".join(lines))
+    pct = st.column_config.NumberColumn(format="%.3f %%")
+    price = st.column_config.NumberColumn(format="%.4f")
+    covered = st.column_config.NumberColumn(format="%.0f %%")
+    st.dataframe(
+        forecast_table(fc, p0),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            **{c: pct for c in ("forecast", "low 95", "low 80", "high 80", "high 95")},
+            **{c: price for c in ("price", "price low 95", "price high 95")},
+            "coverage 80": covered,
+            "coverage 95": covered,
+        },
+    )
 
 
 def render() -> None:
@@ -321,7 +506,8 @@ def render() -> None:
         if len(alerts)
         else alerts
     )
-    forecast, version = _forecast_path(exchange, symbol)
+    fc, p0 = _forecasts(exchange, symbol)
+    forecast = forecast_path(fc, p0)
 
     last = candles.iloc[-1]
     first = candles.iloc[0]
@@ -333,23 +519,12 @@ def render() -> None:
     )
     m2.metric("RSI 14", "—" if pd.isna(last["rsi_14"]) else f"{last['rsi_14']:.1f}")
     m3.metric("Alerts in view", len(alerts))
-    m4.metric("Forecast model", version or "none yet")
+    m4.metric("Forecast model", model_label(fc) or "none yet")
 
     fig = _price_figure(candles, overlays, bollinger, show_rsi, show_macd, alerts, forecast)
     st.plotly_chart(fig, width="stretch")
 
-    st.subheader("Forecast")
-    if forecast is None:
-        st.caption(
-            "No forecast for this market yet (the forecaster has not run, or this market is "
-            "not one it serves)."
-        )
-    else:
-        st.caption(
-            f"Model version {version}; band = ±1.96 × hold-out RMSE of the log return "
-            "(no band when the evaluation has no RMSE for a horizon)."
-        )
-        st.dataframe(forecast, hide_index=True, width="stretch")
+    _forecast_section(fc, p0)
 
     left, right = st.columns(2)
     with left:

@@ -1,7 +1,9 @@
-"""Models: champion vs challenger, evaluation against baselines, drift, training times."""
+"""Models: champion vs challenger, the serving forecasters and their skill against baselines,
+evaluation against baselines, drift, training times."""
 
 from __future__ import annotations
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
@@ -44,6 +46,189 @@ select model_version, count(*) as forecasts, max(created_at) as last_forecast,
        max(origin_ts) as latest_origin
 from ml.forecasts group by model_version order by last_forecast desc
 """
+
+
+# The latest forecaster evaluation (newest run_id), pooled over symbols ("ALL").
+LATEST_EVAL_SQL = """
+with latest as (
+    select run_id from ml.forecast_evaluation
+    order by evaluated_at desc, run_id desc limit 1
+)
+select e.run_id, e.model_version, e.horizon, e.model, e.metric, e.value, e.n, e.evaluated_at
+from ml.forecast_evaluation as e join latest using (run_id)
+where e.symbol = 'ALL'
+"""
+
+# What serves now: every market's latest forecast origin, one row per target and horizon.
+SERVING_SQL = """
+select symbol, exchange, origin_ts, target, horizon, coalesce(model, 'lstm') as model,
+       model_version, reason, coverage_80, coverage_95, created_at
+from ml.forecasts
+qualify origin_ts = max(origin_ts) over (partition by symbol, exchange)
+    and row_number() over (
+        partition by symbol, exchange, origin_ts, target, horizon order by created_at desc
+    ) = 1
+order by symbol, exchange, target, try_cast(rtrim(horizon, 'h') as integer), horizon
+"""
+
+# Evaluation metrics per target: a realized-volatility metric is the return metric's name with
+# a ``vol_`` prefix (``vol_qlike``, ``vol_skill:har``); below, names are without the prefix.
+TARGETS = {"log_return": "", "realized_vol": "vol_"}
+LOSS = {"log_return": "rmse", "realized_vol": "qlike"}  # the loss each target is judged on
+INTERVAL_METRICS = ("coverage_80", "coverage_95", "width_80", "width_95")
+
+
+def _horizon_order(h: object) -> tuple[int, str]:
+    text = str(h)
+    return (int(text[:-1]) if text.endswith("h") and text[:-1].isdigit() else 10**6, text)
+
+
+def metric_target(metric: str) -> str:
+    """The target a metric of ``ml.forecast_evaluation`` measures (``vol_*``: the volatility)."""
+    return "realized_vol" if metric.startswith("vol_") else "log_return"
+
+
+def loss_table(ev: pd.DataFrame) -> pd.DataFrame:
+    """Per target, horizon and model: the loss (rmse / qlike) and its n, interval coverage
+    (percent) and width (the target's log units), and for returns the net basis points per
+    trade of sign trading."""
+    rows = []
+    for (target, horizon, model), g in ev.groupby(["target", "horizon", "model"]):
+        by = dict(zip(g["name"], g["value"], strict=False))
+        loss = LOSS[str(target)]
+        if loss not in by and not any(m in by for m in INTERVAL_METRICS):
+            continue  # e.g. the lstm_vs_champion rows: skill only
+        n = g.loc[g["name"] == loss, "n"]
+        row = {
+            "target": target,
+            "horizon": horizon,
+            "model": model,
+            "loss": loss,
+            "value": by.get(loss),
+            "n": int(n.iloc[0]) if len(n) and pd.notna(n.iloc[0]) else None,
+        }
+        for m in INTERVAL_METRICS:
+            v = by.get(m)
+            row[m] = 100 * v if m.startswith("coverage") and v is not None else v
+        row["net_bp"] = by.get("net_bp")
+        rows.append(row)
+    columns = ["target", "horizon", "model", "loss", "value", "n", *INTERVAL_METRICS, "net_bp"]
+    return _sorted(pd.DataFrame(rows, columns=columns))
+
+
+def skill_table(ev: pd.DataFrame, serving: dict[tuple[str, str], set[str]]) -> pd.DataFrame:
+    """Skill of the LSTM and of the serving model against every other candidate, per target
+    and horizon: ``skill`` (> 0: better than that baseline) and the Diebold-Mariano p-value."""
+    rows = []
+    for (target, horizon, model), g in ev.groupby(["target", "horizon", "model"]):
+        serves = str(model) in serving.get((str(target), str(horizon)), set())
+        if model != "lstm" and not serves:
+            continue
+        by = dict(zip(g["name"], g["value"], strict=False))
+        n = dict(zip(g["name"], g["n"], strict=False))
+        role = " · ".join(r for r, yes in (("serving", serves), ("lstm", model == "lstm")) if yes)
+        for name, skill in by.items():
+            if not name.startswith("skill:"):
+                continue
+            against = name.removeprefix("skill:")
+            rows.append(
+                {
+                    "target": target,
+                    "horizon": horizon,
+                    "model": model,
+                    "role": role,
+                    "against": against,
+                    "skill": skill,
+                    "dm_pvalue": by.get(f"dm_pvalue:{against}"),
+                    "n": n.get(name),
+                }
+            )
+    out = pd.DataFrame(
+        rows,
+        columns=["target", "horizon", "model", "role", "against", "skill", "dm_pvalue", "n"],
+    )
+    return _sorted(out, "against")
+
+
+def _sorted(df: pd.DataFrame, *extra: str) -> pd.DataFrame:
+    if df.empty:
+        return df
+    return df.sort_values(
+        ["target", "horizon", "model", *extra],
+        key=lambda s: s.map(_horizon_order) if s.name == "horizon" else s,
+    ).reset_index(drop=True)
+
+
+def _skill_section() -> None:
+    st.subheader("Serving forecasters: skill against baselines")
+    ev = data.query(LATEST_EVAL_SQL)
+    serving_now = data.query(SERVING_SQL)
+    if ev.empty:
+        st.caption("No forecaster evaluation yet.")
+    else:
+        ev = ev.assign(target=ev["metric"].map(metric_target))
+        ev = ev.assign(
+            name=[
+                m.removeprefix(TARGETS[t]) for m, t in zip(ev["metric"], ev["target"], strict=True)
+            ]
+        )
+        first = ev.iloc[0]
+        version = str(first["model_version"])
+        st.caption(
+            f"Latest evaluation: run {first['run_id']}, version {version}, "
+            f"{str(ev['evaluated_at'].max())[:16]} UTC; walk-forward hold-out pooled over "
+            "symbols. Loss: RMSE of the log return, QLIKE of the realized volatility. Skill = "
+            "1 − loss(model) / loss(baseline) (QLIKE: the mean normalized ratio); > 0 beats the "
+            "baseline. DM p: two-sided Diebold-Mariano test of equal loss. Coverage: share of "
+            "hold-out outcomes inside the interval (percent); width in log units."
+        )
+        mine = serving_now[serving_now["model_version"].astype(str) == version]
+        source = mine if not mine.empty else serving_now
+        serving: dict[tuple[str, str], set[str]] = {}
+        for r in source.itertuples():
+            serving.setdefault((str(r.target), str(r.horizon)), set()).add(str(r.model))
+        skills = skill_table(ev, serving)
+        if skills.empty:
+            st.caption("This run measured no skill against baselines.")
+        else:
+            st.dataframe(
+                skills,
+                hide_index=True,
+                width="stretch",
+                column_config={
+                    "skill": st.column_config.NumberColumn(format="%+.3f"),
+                    "dm_pvalue": st.column_config.NumberColumn("DM p", format="%.3f"),
+                },
+            )
+        st.dataframe(
+            loss_table(ev),
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "value": st.column_config.NumberColumn(format="%.5g"),
+                "coverage_80": st.column_config.NumberColumn(format="%.0f %%"),
+                "coverage_95": st.column_config.NumberColumn(format="%.0f %%"),
+                "width_80": st.column_config.NumberColumn(format="%.4g"),
+                "width_95": st.column_config.NumberColumn(format="%.4g"),
+            },
+        )
+    st.markdown("**Serving now**")
+    if serving_now.empty:
+        st.caption("No forecasts written yet.")
+        return
+    st.dataframe(
+        serving_now.assign(
+            coverage_80=100 * serving_now["coverage_80"],
+            coverage_95=100 * serving_now["coverage_95"],
+        ),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "coverage_80": st.column_config.NumberColumn(format="%.0f %%"),
+            "coverage_95": st.column_config.NumberColumn(format="%.0f %%"),
+            "origin_ts": st.column_config.DatetimeColumn("Origin (UTC)"),
+        },
+    )
 
 
 def _registry_section() -> None:
@@ -127,6 +312,7 @@ def _drift_section() -> None:
 def render() -> None:
     st.title("Models")
     _registry_section()
+    _skill_section()
     _evaluation_section()
     st.subheader("Forecast runs")
     runs = data.query(FORECAST_RUNS_SQL)

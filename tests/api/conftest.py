@@ -4,9 +4,10 @@ The home is built once per session without Dagster (a demo takes minutes): the d
 synthetic lake (four markets over four hours, a kraken market known only by its candles, news
 and sentiment) through the real dbt models, then published like the warehouse step does; plus
 alerts of every type written as the batch asset and the watch loop write them (with a
-re-detected alert, tied event times for the pagination, a NaN value), forecasts with their
-evaluation, and a model registry. Every expected answer is then read back with SQL from the
-published file, never hard-coded from the fixture.
+re-detected alert, tied event times for the pagination, a NaN value), forecasts (with stored
+intervals, plus a partition written before they existed) with their evaluation, and a model
+registry. Every expected answer is then read back with SQL from the published file, never
+hard-coded from the fixture.
 
 Two real servers (uvicorn, started by the CLI): ``api`` (no key, no rate limit: contracts,
 stream, fuzzing) and ``strict_api`` (an API key, 5 requests a minute, a 2 KiB body limit and
@@ -112,20 +113,92 @@ def make_alerts() -> dict[str, pl.DataFrame]:
     }
 
 
-def make_forecasts() -> tuple[pl.DataFrame, pl.DataFrame]:
-    origin = T0 + timedelta(hours=3)
+# (target, horizon) -> serving model, prediction, 80 % and 95 % intervals, coverages: the
+# 4h return's coverage was not measured, the 24h return has no stored interval
+FORECAST_POINTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("log_return", "1h"): {
+        "model": "lstm",
+        "prediction": 0.001,
+        "bands": (-0.004, 0.006, -0.008, 0.011),
+        "coverage": (0.78, 0.94),
+    },
+    ("log_return", "4h"): {
+        "model": "zero_return",
+        "prediction": 0.0,
+        "bands": (-0.01, 0.01, -0.02, 0.021),
+        "coverage": (None, None),
+    },
+    ("log_return", "24h"): {
+        "model": "persistence",
+        "prediction": 0.004,
+        "bands": (None, None, None, None),
+        "coverage": (0.81, 0.96),
+    },
+    ("realized_vol", "1h"): {
+        "model": "har",
+        "prediction": 0.005,
+        "bands": (0.003, 0.008, 0.002, 0.012),
+        "coverage": (0.8, 0.95),
+    },
+    ("realized_vol", "4h"): {
+        "model": "ewma_vol",
+        "prediction": 0.01,
+        "bands": (0.006, 0.015, 0.004, 0.022),
+        "coverage": (0.79, 0.93),
+    },
+    ("realized_vol", "24h"): {
+        "model": "har",
+        "prediction": 0.025,
+        "bands": (0.015, 0.035, 0.01, 0.05),
+        "coverage": (0.82, 0.97),
+    },
+}
+FORECAST_ORIGIN = T0 + timedelta(hours=3)
+
+
+def make_forecasts() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """This run's forecasts of binance BTC/USDT (every target and horizon, with an older
+    origin that must not be served), coinbase BTC/USD rows as written before model selection
+    (no model, interval or coverage columns at all), and an evaluation with hold-out RMSEs
+    that must not make a band."""
     created = DETECTED
-    forecasts = pl.DataFrame(
+    rows = []
+    for origin, shift in ((FORECAST_ORIGIN - timedelta(hours=1), 0.5), (FORECAST_ORIGIN, 0.0)):
+        for (target, horizon), p in FORECAST_POINTS.items():
+            lo80, hi80, lo95, hi95 = p["bands"]
+            rows.append(
+                {
+                    "symbol": "BTC/USDT",
+                    "exchange": "binance",
+                    "origin_ts": origin,
+                    "horizon": horizon,
+                    "target": target,
+                    "prediction": p["prediction"] + shift,
+                    "lower_80": lo80,
+                    "upper_80": hi80,
+                    "lower_95": lo95,
+                    "upper_95": hi95,
+                    "model": p["model"],
+                    "model_version": FORECAST_VERSION,
+                    "reason": f"lowest pooled loss on the walk-forward hold-out ({p['model']})",
+                    "coverage_80": p["coverage"][0],
+                    "coverage_95": p["coverage"][1],
+                    "created_at": created - timedelta(hours=1) if shift else created,
+                }
+            )
+    forecasts = pl.DataFrame(rows, schema_overrides=dict(FORECASTS.columns))
+    old = pl.DataFrame(
         {
-            "symbol": ["BTC/USDT"] * 3,
-            "exchange": ["binance"] * 3,
-            "origin_ts": [origin] * 3,
-            "horizon": ["1h", "4h", "24h"],
-            "target": ["log_return"] * 3,
-            "prediction": [0.001, -0.002, 0.004],
-            "model_version": [FORECAST_VERSION] * 3,
-            "created_at": [created] * 3,
-        }
+            "symbol": ["BTC/USD"] * 2,
+            "exchange": ["coinbase"] * 2,
+            "origin_ts": [FORECAST_ORIGIN] * 2,
+            "horizon": ["1h", "4h"],
+            "target": ["log_return"] * 2,
+            "prediction": [0.002, -0.003],
+            "model_version": ["lstm-old-1"] * 2,
+            "created_at": [created] * 2,
+        },
+        schema_overrides={c: FORECASTS.columns[c] for c in ("origin_ts", "created_at")},
     )
     evaluation = pl.DataFrame(
         {
@@ -140,7 +213,7 @@ def make_forecasts() -> tuple[pl.DataFrame, pl.DataFrame]:
             "evaluated_at": [created] * 2,
         }
     )
-    return FORECASTS.conform(forecasts), FORECAST_EVALUATION.conform(evaluation)
+    return FORECASTS.conform(forecasts), old, FORECAST_EVALUATION.conform(evaluation)
 
 
 def make_registry(db: Path) -> None:
@@ -190,8 +263,12 @@ def api_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = write_lake(lake_dir)
     for rel, frame in make_alerts().items():
         lake.atomic_write_parquet(frame, lake.dataset_dir(lake_dir, ALERTS) / rel)
-    forecasts, evaluation = make_forecasts()
+    forecasts, old_forecasts, evaluation = make_forecasts()
     lake.write_partition(lake_dir, FORECASTS, forecasts)
+    # a partition written before the interval columns existed
+    lake.atomic_write_parquet(
+        old_forecasts, lake.dataset_dir(lake_dir, FORECASTS) / "origin-old.parquet"
+    )
     lake.write_partition(lake_dir, FORECAST_EVALUATION, evaluation)
     run = run_dbt_build(lake_dir, home, data, "--exclude-resource-type", "test", "unit_test")
     if run.returncode != 0:

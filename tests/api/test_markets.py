@@ -165,30 +165,93 @@ def test_series_bad_input(api, path, params, status):
     assert r.json()["error"]
 
 
-def test_forecasts_with_serving_version_and_intervals(api, api_home):
+def _origin_close(home, exchange: str, symbol: str, origin: str) -> float:
+    (close,) = sql(
+        home,
+        "select close from marts.candles where exchange = ? and symbol = ? "
+        "and timeframe in ('1m', '1h') and ts <= ?::timestamptz "
+        "order by ts desc, timeframe = '1m' desc limit 1",
+        [exchange, symbol, origin],
+    )
+    return float(close["close"])
+
+
+LEVELS = ("80", "95")
+BOUNDS = [f"{side}_{level}" for level in LEVELS for side in ("lower", "upper")]
+
+
+def test_forecasts_serve_the_stored_intervals(api, api_home):
     body = api.get("/v1/forecasts/BTC/USDT").json()
     assert body["model"] == "sentinance-forecaster"
     assert body["model_version"] == FORECAST_VERSION
     assert body["serving_version"] == "2"  # the registry's champion
-    by_h = {f["horizon"]: f for f in body["forecasts"]}
-    assert set(by_h) == {"1h", "4h", "24h"}
-    (close,) = sql(
+    got = {(f["target"], f["horizon"]): f for f in body["forecasts"]}
+    stored = sql(
         api_home,
-        "select close from marts.candles where exchange = 'binance' and symbol = 'BTC/USDT' "
-        "and timeframe in ('1m', '1h') and ts <= ?::timestamptz "
-        "order by ts desc, timeframe = '1m' desc limit 1",
-        [by_h["1h"]["origin_ts"]],
+        "select * from ml.forecasts where exchange = 'binance' and symbol = 'BTC/USDT' "
+        "and origin_ts = (select max(origin_ts) from ml.forecasts where symbol = 'BTC/USDT')",
     )
-    p0 = close["close"]
-    one = by_h["1h"]
-    assert one["origin_price"] == pytest.approx(p0)
-    assert one["price"] == pytest.approx(p0 * math.exp(0.001))
-    assert one["rmse"] == pytest.approx(0.01)  # the symbol's own evaluation
-    assert one["lower"] == pytest.approx(p0 * math.exp(0.001 - 1.96 * 0.01))
-    assert one["upper"] == pytest.approx(p0 * math.exp(0.001 + 1.96 * 0.01))
-    assert by_h["4h"]["rmse"] == pytest.approx(0.02)  # pooled ("ALL") evaluation
-    assert by_h["24h"]["rmse"] is None and by_h["24h"]["lower"] is None
-    assert api.get("/v1/forecasts/BTC").json()["forecasts"] == body["forecasts"]
+    assert set(got) == {(r["target"], r["horizon"]) for r in stored}
+    assert {t for t, _ in got} == {"log_return", "realized_vol"} and len(got) == 6
+    assert [(f["target"], f["horizon"]) for f in body["forecasts"]] == [
+        (t, h) for t in ("log_return", "realized_vol") for h in ("1h", "4h", "24h")
+    ]
+    origin = body["forecasts"][0]["origin_ts"]
+    assert origin == iso(stored[0]["origin_ts"])  # the latest origin, not the older one
+    p0 = _origin_close(api_home, "binance", "BTC/USDT", origin)
+    for row in stored:
+        f = got[(row["target"], row["horizon"])]
+        assert "rmse" not in f and "lower" not in f  # no band from the hold-out RMSE
+        hours = int(row["horizon"].removesuffix("h"))
+        assert f["target_ts"] == iso(row["origin_ts"] + timedelta(hours=hours))
+        for key in ("model", "model_version", "reason"):
+            assert f[key] == row[key]
+        assert f["prediction"] == pytest.approx(row["prediction"])
+        assert f["origin_price"] == pytest.approx(p0)
+        for level in LEVELS:
+            assert f[f"coverage_{level}"] == pytest.approx(row[f"coverage_{level}"])
+        for bound in BOUNDS:
+            raw = row[bound]
+            assert f[f"prediction_{bound}"] == pytest.approx(raw)
+            if row["target"] == "log_return" and raw is not None:
+                assert f[bound] == pytest.approx(p0 * math.exp(raw))  # a price
+            else:
+                assert f[bound] is None  # no stored interval, or a volatility (no price)
+        if row["target"] == "log_return":
+            assert f["price"] == pytest.approx(p0 * math.exp(row["prediction"]))
+        else:
+            assert f["price"] is None
+    one = got[("log_return", "1h")]
+    assert one["lower_95"] < one["lower_80"] < one["price"] < one["upper_80"] < one["upper_95"]
+    assert got[("log_return", "24h")]["lower_95"] is None  # stored without an interval
+    assert got[("log_return", "4h")]["coverage_80"] is None  # coverage not measured
+    vol = got[("realized_vol", "1h")]
+    assert vol["model"] == "har" and vol["prediction_upper_95"] > vol["prediction"]
+
+
+def test_forecasts_written_before_intervals_still_serve(api, api_home):
+    body = api.get("/v1/forecasts/BTC", exchange="coinbase").json()
+    assert [(f["target"], f["horizon"]) for f in body["forecasts"]] == [
+        ("log_return", "1h"),
+        ("log_return", "4h"),
+    ]
+    one = body["forecasts"][0]
+    p0 = _origin_close(api_home, "coinbase", "BTC/USD", one["origin_ts"])
+    assert one["model"] == "lstm"  # only the LSTM forecast before model selection
+    assert one["model_version"] == "lstm-old-1" and one["reason"] is None
+    assert one["price"] == pytest.approx(p0 * math.exp(0.002))
+    assert all(one[b] is None and one[f"prediction_{b}"] is None for b in BOUNDS)
+    assert one["coverage_80"] is None and one["coverage_95"] is None
+
+
+def test_forecasts_of_an_asset_cover_its_markets(api):
+    both = api.get("/v1/forecasts/BTC").json()["forecasts"]
+    assert {(f["exchange"], f["symbol"]) for f in both} == {
+        ("binance", "BTC/USDT"),
+        ("coinbase", "BTC/USD"),
+    }
+    one = api.get("/v1/forecasts/BTC/USDT").json()["forecasts"]
+    assert [f for f in both if f["exchange"] == "binance"] == one
+    assert api.get("/v1/forecasts/BTC-USDT", exchange="binance").json()["forecasts"] == one
     assert api.get("/v1/forecasts/ETH").json()["forecasts"] == []
-    assert api.get("/v1/forecasts/BTC", exchange="coinbase").json()["forecasts"] == []
     assert api.get("/v1/forecasts/DOGE").status_code == 404
