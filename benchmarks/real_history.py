@@ -128,17 +128,30 @@ def print_report(result: dict, command_s: float, baseline_s: float) -> None:
     print(f"baseline (read + features + zero-return scoring): {baseline_s:.1f} s")
     print(f"ratio command / baseline: {command_s / baseline_s:.1f}x")
     print("\nhold-out, BTC+ETH pooled (p-values on non-overlapping origins)")
-    print("  h     RMSE lstm  RMSE zero  RMSE pers.  dir. acc (p)      QLIKE lstm  QLIKE ewma  n")
+    print(
+        "  h     RMSE lstm  RMSE zero  RMSE pers.  dir. acc (p)      QLIKE lstm  QLIKE ewma"
+        "  QLIKE har  LSTM vs HAR (DM p)  n"
+    )
     pooled = result["evaluation"]["ALL"]
     for h, cell in pooled.items():
         lstm, zero, pers, ewma = (
             cell[m] for m in ("lstm", "zero_return", "persistence", "ewma_vol")
         )
+        har = cell.get("har", {})
+        vs = lstm.get("vol_skill:har")
+        vs_text = "-" if vs is None else f"{vs:+.1%} ({lstm.get('vol_dm_pvalue:har') or 0:.2g})"
         print(
             f"  {h:<4} {lstm['rmse']:>10.6f} {zero['rmse']:>10.6f} {pers['rmse']:>11.6f}  "
             f"{lstm['direction_accuracy']:.3f} ({lstm['direction_pvalue']:.2g})"
-            f"{lstm['vol_qlike']:>16.3f} {ewma['vol_qlike']:>11.3f}  {lstm['rmse_n']}"
+            f"{lstm['vol_qlike']:>16.3f} {ewma['vol_qlike']:>11.3f} "
+            f"{har.get('vol_qlike', float('nan')):>10.3f}  {vs_text:>18}  {lstm['rmse_n']}"
         )
+    print("\nserving (hold-out winner; measured 80 / 95 % interval coverage)")
+    for key, e in result.get("serving", {}).items():
+        cov = " / ".join(
+            "n/a" if e[c] is None else f"{e[c]:.1%}" for c in ("coverage_80", "coverage_95")
+        )
+        print(f"  {key:<16} {e['model']:<12} {cov}; {e['reason']}")
     print(f"\npromotion rule vs baselines: {result['promotion_vs_baselines']['reason']}")
 
 
