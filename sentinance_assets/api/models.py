@@ -254,7 +254,10 @@ class Forecasts(_Model):
     symbol: str
     model: str = Field(description="registered forecaster name (each point names its own model)")
     model_version: str | None = Field(description="version whose run chose the serving models")
-    serving_version: str | None = Field(description="the registry's champion now")
+    serving_version: str | None = Field(
+        description="the forecaster version whose serving plan makes forecasts now (the latest "
+        "trained; each forecast names the model that serves it)"
+    )
     forecasts: list[ForecastPoint] = Field(
         description="per market, the latest origin's forecasts: every target and horizon"
     )
@@ -306,7 +309,9 @@ class ModelVersion(_Model):
 class Models(_Model):
     registered: list[ModelVersion]
     sentiment_serving: ModelRef
-    forecaster_serving: str | None = Field(description="champion version of the forecaster")
+    forecaster_serving: str | None = Field(
+        description="forecaster version whose serving plan makes the forecasts (latest trained)"
+    )
 
 
 # --------------------------------------------------------------------------- operations

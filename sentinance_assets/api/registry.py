@@ -15,6 +15,11 @@ from typing import Any
 
 from ml.tracking import CHAMPION_ALIAS
 
+#: The alias whose version serves, per registered model: the forecaster's forecasts come from the
+#: serving plan of its latest trained version (``ml.serving``), whatever its promotion; every
+#: other model serves its champion.
+SERVING_ALIAS = {"sentinance-forecaster": "latest_trained"}
+
 VERSIONS_SQL = """
 select v.name, v.version, v.creation_time, v.run_id, v.status,
        (select group_concat(a.alias) from registered_model_aliases a
@@ -57,7 +62,7 @@ def versions(db: Path) -> list[dict[str, Any]]:
                         "name": row["name"],
                         "version": str(row["version"]),
                         "aliases": aliases,
-                        "serving": CHAMPION_ALIAS in aliases,
+                        "serving": SERVING_ALIAS.get(row["name"], CHAMPION_ALIAS) in aliases,
                         "status": row["status"],
                         "created_at": (
                             datetime.fromtimestamp(created / 1000, UTC) if created else None
@@ -75,8 +80,8 @@ def versions(db: Path) -> list[dict[str, Any]]:
         return []  # no registry tables yet (a store that never registered a model)
 
 
-def champion(db: Path, name: str) -> str | None:
-    """The version of ``name`` holding the champion alias, or ``None``."""
+def serving(db: Path, name: str) -> str | None:
+    """The version of ``name`` that serves (:data:`SERVING_ALIAS`), or ``None``."""
     for v in versions(db):
         if v["name"] == name and v["serving"]:
             return str(v["version"])

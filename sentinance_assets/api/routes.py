@@ -319,7 +319,7 @@ def get_forecasts(
         "symbol": ref.symbol or ref.base,
         "model": REGISTERED_NAME,
         "model_version": rows[0]["model_version"] if rows else None,
-        "serving_version": registry.champion(st.settings.mlflow_db, REGISTERED_NAME),
+        "serving_version": registry.serving(st.settings.mlflow_db, REGISTERED_NAME),
         "forecasts": rows,
     }
 
@@ -352,7 +352,7 @@ def get_models(st: State) -> dict[str, Any]:
     return {
         "registered": registry.versions(st.settings.mlflow_db),
         "sentiment_serving": st.sentiment.describe(),
-        "forecaster_serving": registry.champion(st.settings.mlflow_db, REGISTERED_NAME),
+        "forecaster_serving": registry.serving(st.settings.mlflow_db, REGISTERED_NAME),
     }
 
 

@@ -61,6 +61,7 @@ def test_models_lists_versions_serving_and_metrics(api):
     assert champ["decision"] == "promoted" and champ["reason"] == "beats every baseline"
     assert champ["metrics"] == {"lstm.mae.1h.ALL": 0.008, "lstm.rmse.1h.ALL": 0.011}
     assert versions[("sentinance-sentiment", "1")]["serving"] is False
+    assert versions[("sentinance-forecaster", "1")]["serving"] is False  # not the latest trained
     assert versions[("sentinance-sentiment", "1")]["metrics"] == {"test_macro_f1": 0.8}
     assert body["forecaster_serving"] == "2"
     assert body["sentiment_serving"]["source"] == "baseline"
