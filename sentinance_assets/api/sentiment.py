@@ -43,7 +43,7 @@ class SentimentService:
         """(source, key) of the model that should serve now."""
         if self.settings.sentiment_model:
             return "configured", self.settings.sentiment_model
-        version = registry.champion(self.settings.mlflow_db, REGISTERED_NAME)
+        version = registry.serving(self.settings.mlflow_db, REGISTERED_NAME)
         return ("champion", version) if version else ("baseline", "vader")
 
     def _load(self, source: str) -> SentimentModel:
