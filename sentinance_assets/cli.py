@@ -168,19 +168,33 @@ def print_summary(settings: Settings) -> None:
         ).fetchall():
             print(f"  {kind:<26}{n:>12,}")
         try:
-            rows = conn.execute(
-                "select horizon, model, metric, avg(value) from ml.forecast_evaluation "
-                "where metric in ('mae', 'direction_accuracy') and symbol = 'ALL' "
-                "and not isnan(value) "
-                "and run_id = (select max_by(run_id, evaluated_at) from ml.forecast_evaluation) "
-                "group by all order by horizon, metric, model"
-            ).fetchall()
+            rows = conn.execute(SERVED_SQL).fetchall()
         except duckdb.Error:
             rows = []
         if rows:
-            print("forecaster on the hold-out (all symbols pooled)")
-            for horizon, model, metric, value in rows:
-                print(f"  {horizon:<4} {metric:<20} {model:<14}{value:>12.6f}")
+            print(
+                "forecasts served (the hold-out winner per target and horizon; interval "
+                "coverage measured on the hold-out)"
+            )
+            for target, horizon, model, version, markets, c80, c95 in rows:
+                cov = "  ".join(
+                    f"{level} %: " + ("n/a" if c is None else f"{c:.0%}")
+                    for level, c in ((80, c80), (95, c95))
+                )
+                print(
+                    f"  {target:<13}{horizon:<5}{model:<12} v{version:<4} {markets} markets  {cov}"
+                )
+
+
+#: The newest forecast run's serving model per target and horizon (`sentinance demo`'s summary).
+SERVED_SQL = """
+select target, horizon, any_value(model), any_value(model_version), count(*),
+       any_value(coverage_80), any_value(coverage_95)
+from ml.forecasts
+where created_at = (select max(created_at) from ml.forecasts)
+group by target, horizon
+order by target, case horizon when '1h' then 1 when '4h' then 4 when '24h' then 24 end
+"""
 
 
 def print_skips(skips: list[tuple[str, str]]) -> None:

@@ -76,11 +76,18 @@ def env_name(field_name: str) -> str:
     return ENV_PREFIX + field_name.upper()
 
 
+#: Days in the default window: two weeks, the least history on which every forecast horizon
+#: (24h included: a training window of 4 x 24 rows and a hold-out of 2 x 24 + 4 after the
+#: features' warm-up, :func:`ml.forecast_lifecycle.config_for`) is evaluated and served.
+DEFAULT_DAYS = 14
+
+
 def default_window(now: datetime | None = None) -> tuple[datetime, datetime]:
-    """The 7 full UTC days before today: runs on the same day see the same window."""
+    """The :data:`DEFAULT_DAYS` full UTC days before today: runs on the same day see the same
+    window."""
     today = (now or datetime.now(UTC)).astimezone(UTC).date()
     end = datetime.combine(today, time(0), tzinfo=UTC)
-    return end - timedelta(days=7), end
+    return end - timedelta(days=DEFAULT_DAYS), end
 
 
 # ---------------------------------------------------------------- field markers and validators
@@ -308,7 +315,7 @@ class Settings(BaseSettings):
         datetime,
         _BLANK_IS_UNSET,
         BeforeValidator(_utc_time),
-        Doc(default="7 days before today 00:00 UTC"),
+        Doc(default="14 days before today 00:00 UTC"),
     ] = Field(
         default_factory=lambda: default_window()[0],
         description="start of the window (UTC; ISO-8601 such as `2026-11-15` or "

@@ -18,6 +18,7 @@ COUNTED = (
     "marts.indicators",
     "marts.spreads",
     "ml.news_sentiment",
+    "ml.forecasts",
     "alerts.alerts",
 )
 
@@ -72,6 +73,9 @@ def test_demo_fills_every_layer(demo_home):
         assert rows > 0, table
     out = demo_home["_first_stdout"]
     assert "alerts by type" in out and "whale" in out
+    # three days: the 1h horizon is evaluated, and its hold-out winner serves both targets
+    served = out.split("forecasts served", 1)[1]
+    assert "log_return   1h" in served and "realized_vol 1h" in served
 
 
 def test_marts_contract_columns(demo_home):

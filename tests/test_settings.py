@@ -30,15 +30,15 @@ from sentinance_assets.settings import (
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_defaults_are_offline_and_a_week_of_full_days():
+def test_defaults_are_offline_and_two_weeks_of_full_days():
     s = Settings.from_env({})
     assert s.source == "simulated"
     assert s.exchanges == ("binance", "coinbase", "kraken")
     assert s.symbols == ("BTC", "ETH", "SOL")
     assert s.home.name == ".sentinance" and s.home.is_absolute()
-    assert (s.end - s.start).days == 7
+    assert (s.end - s.start).days == 14
     assert s.end.hour == 0 and s.end.tzinfo is not None
-    assert len(s.days()) == 7
+    assert len(s.days()) == 14
 
 
 def test_default_window_is_stable_within_a_day():
