@@ -67,10 +67,20 @@ def test_evaluate_prints_model_and_baselines_per_symbol_and_horizon(tmp_path, ca
     for sym in ("BTC/USDT", "ALL"):
         for h in out["horizons"]:
             cell = out["evaluation"][sym][h]
-            assert set(cell) == {"lstm", "zero_return", "persistence", "ewma_vol"}
+            assert set(cell) == {"lstm", "zero_return", "persistence", "ewma_vol", "har"}
             assert cell["lstm"]["rmse_n"] == cell["zero_return"]["rmse_n"] > 0
-            assert cell["lstm"]["vol_qlike_n"] == cell["ewma_vol"]["vol_qlike_n"] > 0
+            assert cell["lstm"]["vol_qlike_n"] == cell["har"]["vol_qlike_n"] > 0
             assert cell["zero_return"]["direction_accuracy"] is None  # no call, not 50 %
+            # HAR beside the other baselines, with DM tests and interval coverage
+            assert 0 <= cell["har"]["vol_dm_pvalue:ewma_vol"] <= 1
+            assert 0 <= cell["lstm"]["dm_pvalue:zero_return"] <= 1
+            assert 0 <= cell["zero_return"]["coverage_95"] <= 1
+    serving = out["serving"]
+    assert set(serving) == {
+        f"{t}:{h}" for t in ("log_return", "realized_vol") for h in out["horizons"]
+    }
+    assert all(e["reason"].startswith("lowest pooled") for e in serving.values())
+    assert out["realized_volatility_from"] == "hourly returns (no intraday data)"
     # one fold here (37 test origins); its training ends one max-horizon gap before the start
     assert [f["train_end"] for f in out["folds"]] == [(start - timedelta(hours=24)).isoformat()]
     assert out["config"]["epochs"] == 2 and out["config"]["seeds"] == [3, 4, 5]
