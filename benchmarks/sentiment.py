@@ -30,11 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ml.sentiment import VaderModel  # noqa: E402
-from ml.sentiment_eval import AGREEMENT_COL, load_labelled, split_labelled  # noqa: E402
-from ml.sentiment_lifecycle import evaluate_models  # noqa: E402
+from ml.sentiment_eval import calibration_report, load_labelled  # noqa: E402
+from ml.sentiment_lifecycle import evaluate_models, prepare_training  # noqa: E402
 from ml.sentiment_transformer import (  # noqa: E402
     TrainConfig,
-    agreement_weights,
     fine_tune,
     load_transformer,
     read_metadata,
@@ -87,8 +86,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"labelled data not found: {args.data}", file=sys.stderr)
         return 2
     set_threads(args.threads)
-    split = split_labelled(load_labelled(args.data), test_frac=0.2, val_frac=0.1, seed=7)
-    train = split.train.head(args.limit) if args.limit else split.train
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        seed=args.seed,
+        threads=args.train_threads or args.threads,
+        label_smoothing=args.label_smoothing,
+        layer_lr_decay=args.layer_lr_decay,
+        low_agreement_weight=args.low_agreement_weight,
+        teachers=args.teachers,
+        distill_alpha=args.distill_alpha,
+        distill_temperature=args.distill_temperature,
+    )
+    # the split, recipe and agreement weights of `sentinance sentiment train` (one function)
+    inputs = prepare_training(load_labelled(args.data), cfg, train_limit=args.limit)
+    split = inputs.split
+    train = split.train
     out: dict = {
         "data": str(args.data),
         "n_train": train.height,
@@ -103,27 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         out["model_dir"] = str(args.model_dir)
         out["int8_kept"] = bool(read_metadata(args.model_dir).get("quantize", False))
     else:
-        cfg = TrainConfig(
-            epochs=args.epochs,
-            learning_rate=args.lr,
-            seed=args.seed,
-            threads=args.train_threads or args.threads,
-            label_smoothing=args.label_smoothing,
-            layer_lr_decay=args.layer_lr_decay,
-            low_agreement_weight=args.low_agreement_weight,
-            teachers=args.teachers,
-            distill_alpha=args.distill_alpha,
-            distill_temperature=args.distill_temperature,
-        )
-        levels = train[AGREEMENT_COL].to_list() if AGREEMENT_COL in train.columns else None
         result = fine_tune(
-            train["text"].to_list(),
-            train["label"].to_list(),
-            split.val["text"].to_list(),
-            split.val["label"].to_list(),
-            config=cfg,
-            log=lambda m: print(m, file=sys.stderr, flush=True),
-            train_weights=agreement_weights(levels, cfg.low_agreement_weight, train.height),
+            **inputs.fine_tune_args(), log=lambda m: print(m, file=sys.stderr, flush=True)
         )
         fp32 = result.model
         out.update(
@@ -132,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             history=result.history,
             int8_kept=result.quantize,
             quantization=result.quantization,
+            temperature=result.temperature,
             teachers=result.teachers,
             config=cfg.to_params(),
         )
@@ -162,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, m in report["models"].items()
     }
     out["mcnemar"] = report["mcnemar"]
+    # ECE (15 bins) of the served runtime on the test rows, before / after its temperature
+    served = int8 if out.get("int8_kept") else onnx
+    out["calibration"] = calibration_report(served.logits(texts), labels, served.temperature)
     # what load_transformer serves: int8 when fine-tuning kept it, else fp32 on ONNX Runtime
     out["served"] = "transformer_int8" if out.get("int8_kept") else "transformer_onnx"
 

@@ -21,10 +21,13 @@ LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
 
 @dataclass(frozen=True)
 class SentimentPrediction:
-    """One text's sentiment: ``label`` in :data:`LABELS`, ``score`` signed in ``[-1, 1]``."""
+    """One text's sentiment: ``label`` in :data:`LABELS`, ``score`` signed in ``[-1, 1]``;
+    ``confidence`` = the (calibrated) probability of ``label`` for a probabilistic model,
+    ``None`` for VADER (its compound score is not a probability)."""
 
     label: str
     score: float
+    confidence: float | None = None
 
 
 @runtime_checkable

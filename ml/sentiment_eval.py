@@ -12,11 +12,19 @@ McNemar's test compares two classifiers on the *same* rows through the discordan
 discordant row is a fair coin, so the two-sided p-value is the exact binomial test of ``b`` in
 ``b + c`` (valid for any count, unlike the chi-square approximation). The chi-square statistic
 with continuity correction is reported too, for readers who expect it.
+
+Calibration: :func:`fit_temperature` fits one temperature ``T`` (Guo et al. 2017, "On
+Calibration of Modern Neural Networks") that minimises the negative log-likelihood of
+``softmax(logits / T)`` on the validation split; dividing by ``T`` never changes the argmax, so
+labels and accuracy stay as they were and only the confidence moves.
+:func:`expected_calibration_error` measures the result on the test split: confidence = the top
+class probability, 15 equal-width bins on ``[0, 1]``, ``ECE = sum_b n_b / n * |acc_b - conf_b|``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +37,18 @@ from ml.errors import InsufficientDataError
 from ml.sentiment import LABELS
 
 AGREEMENT_COL = "max_agreement"
+#: Other names an annotator-agreement column may carry in a plain ``text,label`` CSV; all are read
+#: into :data:`AGREEMENT_COL` (in percent: values in ``(0, 1]`` are taken as fractions).
+AGREEMENT_ALIASES = (AGREEMENT_COL, "agreement", "annotator_agreement")
+ECE_BINS = 15
+PHRASEBANK_CSV = "financial_phrasebank.csv"
+#: The Financial PhraseBank release's files, by the agreement level (percent) they stand for.
+PHRASEBANK_TXT = {
+    50.0: "Sentences_50Agree.txt",
+    66.0: "Sentences_66Agree.txt",
+    75.0: "Sentences_75Agree.txt",
+    100.0: "Sentences_AllAgree.txt",
+}
 
 
 @dataclass(frozen=True)
@@ -42,15 +62,24 @@ def load_labelled(path: str | Path) -> pl.DataFrame:
     """``text, label`` rows from a CSV (a folder: its ``financial_phrasebank.csv``), plus
     ``max_agreement`` when the file has it (used only to weight training sentences).
 
+    The folder and a plain CSV are read by this one function into the same frame, so
+    :func:`ml.sentiment_lifecycle.prepare_training` trains them with the same recipe: the
+    agreement column may be named as in :data:`AGREEMENT_ALIASES` and given in percent
+    (PhraseBank: 50..100) or as a fraction (0.5..1.0, converted to percent).
+
     Raises ``ValueError`` naming the problem when columns are missing, labels are unknown or
     there are no rows.
     """
     p = Path(path)
-    if p.is_dir():
-        p = p / "financial_phrasebank.csv"
-    if not p.is_file():
-        raise FileNotFoundError(f"labelled data not found: {p}")
-    df = pl.read_csv(p, infer_schema=False)
+    if p.is_dir() and not (p / PHRASEBANK_CSV).is_file() and _phrasebank_txt_files(p):
+        df = _read_phrasebank_txt(p)
+    else:
+        if p.is_dir():
+            p = p / PHRASEBANK_CSV
+        if not p.is_file():
+            raise FileNotFoundError(f"labelled data not found: {p}")
+        df = pl.read_csv(p, infer_schema=False)
+    df = df.rename({c: c.strip().lstrip("\ufeff").lower() for c in df.columns})
     text_col = "text" if "text" in df.columns else "sentence" if "sentence" in df.columns else None
     if text_col is None or "label" not in df.columns:
         raise ValueError(f"{p}: need columns text (or sentence) and label, got {df.columns}")
@@ -58,9 +87,14 @@ def load_labelled(path: str | Path) -> pl.DataFrame:
         pl.col(text_col).str.strip_chars().alias("text"),
         pl.col("label").str.strip_chars().str.to_lowercase().alias("label"),
     ]
-    if AGREEMENT_COL in df.columns:  # PhraseBank: annotator agreement in percent (50..100)
-        cols.append(pl.col(AGREEMENT_COL).cast(pl.Float64, strict=False))
+    agree_col = next((c for c in AGREEMENT_ALIASES if c in df.columns), None)
+    if agree_col is not None:  # PhraseBank: annotator agreement in percent (50..100)
+        cols.append(pl.col(agree_col).cast(pl.Float64, strict=False).alias(AGREEMENT_COL))
     df = df.select(cols).filter(pl.col("text").is_not_null() & (pl.col("text") != ""))
+    if agree_col is not None:
+        levels = df[AGREEMENT_COL].drop_nulls()
+        if levels.len() and float(levels.max()) <= 1.0:
+            df = df.with_columns(pl.col(AGREEMENT_COL) * 100.0)
     bad = sorted(set(df["label"].drop_nulls().to_list()) - set(LABELS)) + (
         ["<missing>"] if df["label"].null_count() else []
     )
@@ -69,6 +103,44 @@ def load_labelled(path: str | Path) -> pl.DataFrame:
     if df.is_empty():
         raise ValueError(f"{p}: no labelled rows")
     return df
+
+
+def _phrasebank_txt_files(folder: Path) -> dict[float, Path]:
+    """The release's ``Sentences_<level>.txt`` files by agreement level (in the folder or its
+    ``FinancialPhraseBank-v1.0`` sub-folder)."""
+    found: dict[float, Path] = {}
+    for base in (folder, folder / "FinancialPhraseBank-v1.0"):
+        for level, name in PHRASEBANK_TXT.items():
+            if level not in found and (base / name).is_file():
+                found[level] = base / name
+    return found
+
+
+def _read_phrasebank_txt(folder: Path) -> pl.DataFrame:
+    """The original release (``sentence@label`` lines, latin-1) as ``sentence, label,
+    max_agreement`` rows: one row per line of the widest file, each with the strictest
+    agreement file its sentence/label pair appears in (what ``financial_phrasebank.csv``
+    holds)."""
+    files = _phrasebank_txt_files(folder)
+    levels: dict[tuple[str, str], float] = {}
+    widest: list[tuple[str, str]] = []
+    for level in sorted(files):  # 50 first: the superset
+        rows = []
+        for line in files[level].read_text(encoding="latin-1").splitlines():
+            sentence, sep, label = line.rpartition("@")
+            if sep and sentence.strip():
+                rows.append((sentence.strip(), label.strip()))
+        for row in rows:
+            levels[row] = level
+        if not widest:
+            widest = rows
+    return pl.DataFrame(
+        {
+            "sentence": [r[0] for r in widest],
+            "label": [r[1] for r in widest],
+            AGREEMENT_COL: [str(levels[r]) for r in widest],
+        }
+    )
 
 
 def dedupe(df: pl.DataFrame) -> pl.DataFrame:
@@ -210,3 +282,81 @@ def mcnemar(
     stat = (abs(b - c) - 1) ** 2 / (b + c)
     p = float(binomtest(b, b + c, 0.5, alternative="two-sided").pvalue)
     return {"b": b, "c": c, "statistic": float(stat), "p_value": min(1.0, p)}
+
+
+# ---- calibration ----------------------------------------------------------------------------
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise ``softmax(logits / temperature)``."""
+    return np.exp(_log_softmax(np.asarray(logits, dtype=np.float64) / temperature))
+
+
+def nll(logits: np.ndarray, y: Sequence[int] | np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of the class indices ``y`` under ``softmax(logits / T)``."""
+    z = _log_softmax(np.asarray(logits, dtype=np.float64) / temperature)
+    idx = np.asarray(y, dtype=np.int64)
+    return float(-z[np.arange(len(idx)), idx].mean())
+
+
+def fit_temperature(
+    logits: np.ndarray, y: Sequence[int] | np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)
+) -> float:
+    """The temperature ``T`` minimising :func:`nll` of ``logits / T`` (bounded search on
+    ``log T``, so ``T`` stays positive; 1.0 for no rows)."""
+    from scipy.optimize import minimize_scalar
+
+    z = np.asarray(logits, dtype=np.float64)
+    if z.ndim != 2 or len(z) == 0:
+        return 1.0
+    if len(z) != len(y):
+        raise ValueError("one label per row of logits is needed")
+    res = minimize_scalar(
+        lambda log_t: nll(z, y, math.exp(log_t)),
+        bounds=(math.log(bounds[0]), math.log(bounds[1])),
+        method="bounded",
+        options={"xatol": 1e-6},
+    )
+    return float(math.exp(res.x))
+
+
+def expected_calibration_error(
+    probs: np.ndarray, y: Sequence[int] | np.ndarray, n_bins: int = ECE_BINS
+) -> float:
+    """ECE with ``n_bins`` equal-width confidence bins (confidence = the top probability; bin
+    ``b`` holds ``(b/n_bins, (b+1)/n_bins]``, the first also 0): the row-weighted mean of
+    ``|accuracy - mean confidence|`` over the non-empty bins."""
+    p = np.asarray(probs, dtype=np.float64)
+    idx = np.asarray(y, dtype=np.int64)
+    if len(p) == 0:
+        raise ValueError("no rows to evaluate")
+    conf = p.max(axis=1)
+    correct = (p.argmax(axis=1) == idx).astype(np.float64)
+    bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            ece += mask.sum() / len(p) * abs(correct[mask].mean() - conf[mask].mean())
+    return float(ece)
+
+
+def calibration_report(
+    logits: np.ndarray, labels: Sequence[str], temperature: float, n_bins: int = ECE_BINS
+) -> dict[str, float]:
+    """ECE and NLL of ``logits`` (in :data:`LABELS` order) on ``labels`` before (T = 1) and
+    after temperature scaling: ``{temperature, ece_before, ece_after, nll_before, nll_after}``."""
+    k = {label: i for i, label in enumerate(LABELS)}
+    y = np.array([k[t] for t in labels], dtype=np.int64)
+    return {
+        "temperature": float(temperature),
+        "ece_before": expected_calibration_error(softmax(logits), y, n_bins),
+        "ece_after": expected_calibration_error(softmax(logits, temperature), y, n_bins),
+        "nll_before": nll(logits, y),
+        "nll_after": nll(logits, y, temperature),
+    }

@@ -12,12 +12,14 @@ The same steps, with the same names, as :mod:`ml.forecast_lifecycle`:
 :func:`train_and_register` is what ``sentinance sentiment train`` and the Dagster training
 asset run:
 
-1. split the labelled data by unique text, seeded and stratified
-   (:func:`ml.sentiment_eval.split_labelled`);
-2. fine-tune the base transformer on train, choosing the epoch on validation;
+1. split the labelled data by unique text, seeded and stratified, and weight the training
+   sentences by annotator agreement (:func:`prepare_training`: the one recipe of every path,
+   a PhraseBank folder or a plain ``text,label[,agreement]`` CSV alike);
+2. fine-tune the base transformer on train, choosing the epoch on validation, and fit the
+   temperature of the served model on validation (temperature scaling);
 3. evaluate the served model (int8 when kept) and VADER on the untouched test split:
    accuracy, macro-F1, per-class precision/recall, confusion matrices, McNemar transformer vs
-   VADER;
+   VADER, and the transformer's expected calibration error before and after the temperature;
 4. score the champion on the same test rows: when it was scored on another held-out set
    (different :func:`~ml.sentiment_eval.heldout_digest`), it is re-evaluated on this one;
 5. decide: promote to ``champion`` only if the test macro-F1 beats the champion's **on the
@@ -47,6 +49,7 @@ from ml.sentiment import SentimentModel, VaderModel
 from ml.sentiment_eval import (
     AGREEMENT_COL,
     Split,
+    calibration_report,
     classification_metrics,
     confusion_frame,
     enough_labelled,
@@ -114,26 +117,61 @@ def evaluate_models(
     return report
 
 
-def _train(
-    split: Split, cfg: TrainConfig, log: Callable[[str], None]
-) -> tuple[TrainResult, list[float] | None]:
-    """Fine-tune on the train split, choosing the epoch on validation; returns the result and
-    the per-sentence loss weights used (``None``: unweighted)."""
+@dataclass(frozen=True)
+class TrainingInputs:
+    """Everything a fine-tune is given: the split, the recipe and the per-sentence weights.
+
+    Built only by :func:`prepare_training`, so the PhraseBank folder, a plain CSV, the CLI, the
+    Dagster asset and the benchmark all train the same recipe on the same kind of inputs."""
+
+    split: Split
+    config: TrainConfig
+    weights: list[float] | None  # per training sentence (agreement); None: unweighted
+    test_frac: float
+    val_frac: float
+    split_seed: int
+
+    def fine_tune_args(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`~ml.sentiment_transformer.fine_tune`."""
+        return {
+            "train_texts": self.split.train["text"].to_list(),
+            "train_labels": self.split.train["label"].to_list(),
+            "val_texts": self.split.val["text"].to_list(),
+            "val_labels": self.split.val["label"].to_list(),
+            "config": self.config,
+            "train_weights": self.weights,
+        }
+
+
+def prepare_training(
+    data: pl.DataFrame,
+    config: TrainConfig | None = None,
+    test_frac: float = 0.2,
+    val_frac: float = 0.1,
+    split_seed: int = 7,
+    train_limit: int | None = None,
+) -> TrainingInputs:
+    """The one training recipe: labelled rows (:func:`ml.sentiment_eval.load_labelled`, from a
+    folder or a CSV) -> de-duplicated, seeded stratified split -> agreement loss weights
+    (``config.low_agreement_weight``; unweighted without an agreement column). Raises
+    :class:`~ml.errors.InsufficientDataError` when a label is too thin. ``train_limit`` keeps
+    only the first N training sentences (the benchmark's quick runs)."""
+    cfg = config or TrainConfig()
+    enough_labelled(data)
+    split = split_labelled(data, test_frac=test_frac, val_frac=val_frac, seed=split_seed)
+    if train_limit:
+        split = Split(train=split.train.head(train_limit), val=split.val, test=split.test)
     weights = agreement_weights(
         split.train[AGREEMENT_COL].to_list() if AGREEMENT_COL in split.train.columns else None,
         cfg.low_agreement_weight,
         split.train.height,
     )
-    result = fine_tune(
-        split.train["text"].to_list(),
-        split.train["label"].to_list(),
-        split.val["text"].to_list(),
-        split.val["label"].to_list(),
-        config=cfg,
-        log=log,
-        train_weights=weights,
-    )
-    return result, weights
+    return TrainingInputs(split, cfg, weights, test_frac, val_frac, split_seed)
+
+
+def _train(inputs: TrainingInputs, log: Callable[[str], None]) -> TrainResult:
+    """Fine-tune on the train split, choosing the epoch on validation."""
+    return fine_tune(**inputs.fine_tune_args(), log=log)
 
 
 # ---- evaluate the champion on the same rows -------------------------------------------------
@@ -229,19 +267,31 @@ def train_and_register(
 
     Raises :class:`~ml.errors.InsufficientDataError` when a label has fewer than
     :data:`~ml.sentiment_eval.MIN_PER_LABEL` distinct sentences (nothing is trained)."""
-    cfg = config or TrainConfig()
-    enough_labelled(data)
-    split = split_labelled(data, test_frac=test_frac, val_frac=val_frac, seed=split_seed)
+    inputs = prepare_training(data, config, test_frac, val_frac, split_seed)
+    cfg, split, weights = inputs.config, inputs.split, inputs.weights
     test_texts, test_labels = split.test["text"].to_list(), split.test["label"].to_list()
     log(f"split: train {split.train.height}, val {split.val.height}, test {split.test.height}")
-    result, weights = _train(split, cfg, log)
+    result = _train(inputs, log)
     out_dir = Path(models_dir) / "sentiment" / result.version
+    served = result.serving()
     report = evaluate_models(
-        {"transformer": result.serving(), "vader": VaderModel()}, test_texts, test_labels
+        {"transformer": served, "vader": VaderModel()}, test_texts, test_labels
     )
     preds = report.pop("_predictions")
     digest = report[HELDOUT_TAG]
-    save_model(result, out_dir, extra={HELDOUT_TAG: digest, "test": report["models"]})
+    # expected calibration error on the untouched test rows, before / after the temperature
+    report["calibration"] = calibration_report(
+        served.logits(test_texts), test_labels, result.temperature
+    )
+    log(
+        f"test ECE {report['calibration']['ece_before']:.4f} -> "
+        f"{report['calibration']['ece_after']:.4f} (temperature {result.temperature:.4f})"
+    )
+    save_model(
+        result,
+        out_dir,
+        extra={HELDOUT_TAG: digest, "test": report["models"], "calibration": report["calibration"]},
+    )
 
     score = report["models"]["transformer"]["macro_f1"]
     champion = champion_score(store, test_texts, test_labels, digest, Path(models_dir), log)
@@ -258,6 +308,7 @@ def train_and_register(
         "quantize": result.quantize,
         "best_epoch": result.best_epoch,
         "agreement_weighted": weights is not None,
+        "temperature": result.temperature,
     }
     test_rows = split.test.with_columns(
         pl.Series("transformer", preds["transformer"]), pl.Series("vader", preds["vader"])
@@ -285,6 +336,7 @@ def train_and_register(
         "best_epoch": result.best_epoch,
         "quantize": result.quantize,
         "quantization": result.quantization,
+        "temperature": result.temperature,
         "history": result.history,
         "teachers": result.teachers,
         **report,
@@ -312,6 +364,12 @@ def _log_run(
     for key, test in report["mcnemar"].items():
         metrics.update({f"mcnemar_{key}_{k}": v for k, v in test.items()})
     metrics.update({f"quant_{k}": v for k, v in result.quantization.items()})
+    calibration = report.get("calibration", {})
+    metrics.update({f"test_{k}": v for k, v in calibration.items() if k != "temperature"})
+    if calibration:  # the served (calibrated) model's ECE under the plain name
+        metrics["test_ece"] = calibration["ece_after"]
+    metrics["temperature"] = result.temperature
+    metrics.update(result.calibration)
     for k, teacher in enumerate(result.teachers):
         metrics.update(
             {

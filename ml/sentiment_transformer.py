@@ -25,6 +25,10 @@ is optional; :func:`fine_tune` keeps it only when it costs at most one accuracy 
 validation split (never on the test split, which stays untouched for the final evaluation).
 
 The signed score is ``P(positive) - P(negative)`` in ``[-1, 1]``; the label is the argmax.
+Probabilities are ``softmax(logits / T)`` with the temperature ``T`` fitted on the validation
+split by :func:`fine_tune` (temperature scaling, :func:`ml.sentiment_eval.fit_temperature`);
+``T`` is stored in ``sentinance_model.json`` and applied by every runtime (torch, int8, ONNX
+Runtime), so a loaded model gives the same calibrated confidence it was measured with.
 """
 
 from __future__ import annotations
@@ -110,7 +114,10 @@ class TransformerSentimentModel:
         threads: int | None = None,
         quantized: bool = False,
         onnx_path: str | Path | None = None,
+        temperature: float = 1.0,
     ) -> None:
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ValueError(f"temperature must be a positive number, got {temperature!r}")
         model.eval()
         self.model = model
         self.tokenizer = tokenizer
@@ -119,6 +126,7 @@ class TransformerSentimentModel:
         self.max_length = max_length
         self.threads = threads
         self.quantized = quantized
+        self.temperature = float(temperature)  # probabilities = softmax(logits / temperature)
         self._order = _label_index(model.config.id2label)
         self.onnx_path = Path(onnx_path) if onnx_path else None
         self._session: Any = None
@@ -153,21 +161,39 @@ class TransformerSentimentModel:
             max_length=self.max_length,
             threads=self.threads,
             quantized=True,
+            temperature=self.temperature,
         )
 
     def probabilities(
         self, texts: Sequence[str | None], batch_size: int = 64, max_length: int | None = None
     ) -> np.ndarray:
-        """``(n, 3)`` class probabilities in :data:`LABELS` order; blank text -> neutral 1.0."""
+        """``(n, 3)`` calibrated class probabilities (``softmax(logits / temperature)``) in
+        :data:`LABELS` order; blank text -> neutral 1.0."""
+        logits, idx = self._logits(texts, batch_size, max_length)
+        out = np.zeros((len(texts), len(LABELS)), dtype=np.float64)
+        out[:, LABELS.index("neutral")] = 1.0
+        if idx:
+            out[idx] = _softmax(logits[idx] / self.temperature)
+        return out
+
+    def logits(
+        self, texts: Sequence[str | None], batch_size: int = 64, max_length: int | None = None
+    ) -> np.ndarray:
+        """``(n, 3)`` raw logits (before the temperature) in :data:`LABELS` order; blank text
+        -> zeros (it is not scored)."""
+        return self._logits(texts, batch_size, max_length)[0]
+
+    def _logits(
+        self, texts: Sequence[str | None], batch_size: int, max_length: int | None
+    ) -> tuple[np.ndarray, list[int]]:
         import torch
 
         set_threads(self.threads)
         n = len(texts)
         out = np.zeros((n, len(LABELS)), dtype=np.float64)
-        out[:, LABELS.index("neutral")] = 1.0
         idx = [i for i, t in enumerate(texts) if t is not None and str(t).strip()]
         if not idx:
-            return out
+            return out, idx
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         enc = self.tokenizer(
@@ -187,14 +213,13 @@ class TransformerSentimentModel:
                     batch = self.tokenizer.pad(feats, padding=True, return_tensors="np")
                     feed = {k: batch[k].astype(np.int64) for k in self._session_inputs}
                     logits = self._session.run(None, feed)[0].astype(np.float64)
-                    probs = _softmax(logits)[:, self._order]
                 else:
                     batch = self.tokenizer.pad(feats, padding=True, return_tensors="pt")
-                    logits = self.model(**batch).logits.float()
-                    probs = torch.softmax(logits, dim=-1)[:, self._order].numpy()
+                    logits = self.model(**batch).logits.double().numpy()
+                logits = logits[:, self._order]
                 for row, j in enumerate(chunk):
-                    out[idx[j]] = probs[row]
-        return out
+                    out[idx[j]] = logits[row]
+        return out, idx
 
     def predict(
         self, texts: Sequence[str | None], batch_size: int = 64
@@ -202,9 +227,13 @@ class TransformerSentimentModel:
         probs = self.probabilities(texts, batch_size=batch_size)
         pos, neg = LABELS.index("positive"), LABELS.index("negative")
         preds = []
-        for row in probs:
+        for text, row in zip(texts, probs, strict=True):
             score = float(max(-1.0, min(1.0, row[pos] - row[neg])))
-            preds.append(SentimentPrediction(LABELS[int(np.argmax(row))], score))
+            top = int(np.argmax(row))
+            # blank text is not scored: neutral 0 without a confidence
+            blank = text is None or not str(text).strip()
+            conf = None if blank else float(row[top])
+            preds.append(SentimentPrediction(LABELS[top], score, conf))
         return preds
 
 
@@ -344,6 +373,7 @@ def load_transformer(
         version=str(version),
         max_length=int(max_length or meta.get("max_length") or 128),
         threads=threads,
+        temperature=float(meta.get("temperature") or 1.0),
     )
     int8 = quantize if quantize is not None else bool(meta.get("quantize", False))
     if int8:
@@ -366,6 +396,7 @@ def load_transformer(
             max_length=loaded.max_length,
             threads=threads,
             onnx_path=onnx_path,
+            temperature=loaded.temperature,
         )
     except Exception as exc:
         if runtime == "onnx":
@@ -413,6 +444,9 @@ class TrainConfig:
     # > 0: first fine-tune this many teachers (seeds seed+1 ..), average their probabilities on
     # the training sentences and distil them into ONE student (served: still a single model)
     teachers: int = 0
+    # temperature scaling: fit one T on the served model's validation logits (minimum NLL);
+    # never changes a label, only the confidence
+    calibrate: bool = True
 
     def to_params(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items()}
@@ -433,9 +467,13 @@ class TrainResult:
     quantization: dict[str, float] = field(default_factory=dict)
     version: str = ""
     teachers: list[dict[str, Any]] = field(default_factory=list)
+    # fitted on the validation split (1.0: not calibrated); ``model`` already applies it
+    temperature: float = 1.0
+    calibration: dict[str, float] = field(default_factory=dict)
 
     def serving(self) -> TransformerSentimentModel:
-        """The model as served: int8 when quantization was kept, else fp32."""
+        """The model as served (with its temperature): int8 when quantization was kept, else
+        fp32."""
         return self.model.quantize() if self.quantize else self.model
 
 
@@ -657,6 +695,24 @@ def fine_tune(
         )
         quantize = q_acc >= fp_acc - cfg.max_quantization_loss
         qinfo = {"val_accuracy_fp32": fp_acc, "val_accuracy_int8": q_acc}
+    temperature, calib = 1.0, {}
+    if cfg.calibrate:
+        from ml.sentiment_eval import calibration_report, fit_temperature
+
+        served = wrapper.quantize() if quantize else wrapper
+        val_logits = served.logits(val_texts)
+        temperature = fit_temperature(val_logits, [LABEL2ID[label] for label in val_labels])
+        calib = {
+            f"val_{k}": v
+            for k, v in calibration_report(val_logits, val_labels, temperature).items()
+            if k != "temperature"
+        }
+        wrapper.temperature = temperature
+        if log is not None:
+            log(
+                f"temperature {temperature:.4f} (validation NLL {calib['val_nll_before']:.4f} "
+                f"-> {calib['val_nll_after']:.4f})"
+            )
     version = "minilm-ft-" + weights_digest(model)[:12]
     wrapper.version = version
     return TrainResult(
@@ -670,6 +726,8 @@ def fine_tune(
         quantize=quantize,
         quantization=qinfo,
         version=version,
+        temperature=temperature,
+        calibration=calib,
     )
 
 
@@ -686,7 +744,13 @@ def _distil_from_teachers(
     training sentences as soft labels, then one student (seed ``seed``) distilled from them."""
     t0 = time.monotonic()
     teacher_cfg = TrainConfig(
-        **{**cfg.to_params(), "teachers": 0, "distill_alpha": 0.0, "try_quantization": False}
+        **{
+            **cfg.to_params(),
+            "teachers": 0,
+            "distill_alpha": 0.0,
+            "try_quantization": False,
+            "calibrate": False,  # soft labels: the teachers' own (uncalibrated) probabilities
+        }
     )
     soft = np.zeros((len(train_texts), len(LABELS)))
     val_probs = np.zeros((len(val_texts), len(LABELS)))
@@ -739,7 +803,8 @@ def save_model(result: TrainResult, directory: str | Path, extra: dict | None = 
     """Write the fp32 weights, tokenizer and ``sentinance_model.json`` to ``directory``.
 
     int8 is re-applied at load time when ``quantize`` is recorded (dynamic quantization is a
-    transformation of the fp32 weights, so only those are stored). A model served in fp32 also
+    transformation of the fp32 weights, so only those are stored), and so is the fitted
+    ``temperature`` (applied by every runtime of the loaded model). A model served in fp32 also
     gets its ONNX export (``model.onnx``), so the registered folder is complete; if the export
     fails the model is served with torch (:func:`load_transformer` says so).
     """
@@ -757,6 +822,8 @@ def save_model(result: TrainResult, directory: str | Path, extra: dict | None = 
         "max_length": result.config.max_length,
         "quantize": result.quantize,
         "quantization": result.quantization,
+        "temperature": result.temperature,
+        "calibration": result.calibration,
         "best_epoch": result.best_epoch,
         "history": result.history,
         "train_seconds": result.train_seconds,

@@ -123,6 +123,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     print(f"analytics done ({time.monotonic() - t0:.1f} s)\n")
     print_summary(settings)
+    print_sentiment_summary(settings)
     print_skips(skips_in(result.all_events))
     print(f"\nfinished in {time.monotonic() - started:.0f} s")
     print(
@@ -195,6 +196,14 @@ where created_at = (select max(created_at) from ml.forecasts)
 group by target, horizon
 order by target, case horizon when '1h' then 1 when '4h' then 4 when '24h' then 24 end
 """
+
+
+def print_sentiment_summary(settings: Settings) -> None:
+    """Which model scores the news (VADER: its held-out accuracy and the command that trains
+    the transformer; see ``sentinance_assets.lib.sentiment_status``)."""
+    from sentinance_assets.lib.sentiment_status import summary_lines
+
+    print("\n".join(summary_lines(settings)))
 
 
 def print_skips(skips: list[tuple[str, str]]) -> None:

@@ -282,6 +282,13 @@ class SentimentScore(_Model):
     index: int
     label: Literal["negative", "neutral", "positive"]
     score: float = Field(ge=-1, le=1, description="signed, -1 (negative) .. 1 (positive)")
+    confidence: float | None = Field(
+        ge=0,
+        le=1,
+        description="the serving model's calibrated probability of `label` (temperature "
+        "scaling fitted on the validation split); null for VADER, whose score is not a "
+        "probability, and for blank text",
+    )
     baseline_label: Literal["negative", "neutral", "positive"]
     baseline_score: float = Field(ge=-1, le=1)
 

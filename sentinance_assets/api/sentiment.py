@@ -103,9 +103,16 @@ class SentimentService:
                     "index": i,
                     "label": p.label,
                     "score": max(-1.0, min(1.0, float(p.score))),
+                    "confidence": _confidence(p),
                     "baseline_label": b.label,
                     "baseline_score": max(-1.0, min(1.0, float(b.score))),
                 }
                 for i, (p, b) in enumerate(zip(preds, base, strict=True))
             ],
         }
+
+
+def _confidence(pred: Any) -> float | None:
+    """The calibrated probability of the predicted label (``None``: VADER, blank text)."""
+    conf = getattr(pred, "confidence", None)
+    return None if conf is None else max(0.0, min(1.0, float(conf)))

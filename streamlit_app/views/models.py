@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from sentinance_assets.lib import sentiment_status
 from streamlit_app import data
 
 EVAL_SQL = """
@@ -309,6 +310,48 @@ def _drift_section() -> None:
     st.dataframe(drift, hide_index=True, width="stretch")
 
 
+def _sentiment_metrics_section() -> None:
+    """The sentiment transformer's held-out metrics per registered version, next to VADER on
+    the same rows: accuracy, macro-F1, McNemar's test vs VADER, temperature and ECE."""
+    st.subheader("Sentiment classifier: held-out test vs VADER")
+    status = sentiment_status.serving_status(data.settings())
+    rows = sentiment_status.sentiment_versions(data.settings().mlflow_db)
+    if not rows:
+        st.info(f"{status['message']}\n\n{status.get('hint', '')}".strip())
+        return
+    st.caption(
+        f"{status['message']} Per registered version, on its untouched test split: the "
+        "transformer's accuracy and macro-F1, VADER's on the same rows, McNemar's test "
+        "(b = rows only the transformer gets right, c = only VADER; exact two-sided p), the "
+        "temperature fitted on validation and the expected calibration error (15 confidence "
+        "bins) before and after it. Empty: not recorded by that version's run."
+    )
+    fmt = st.column_config.NumberColumn
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "created_at": st.column_config.DatetimeColumn("Trained (UTC)"),
+            **{
+                c: fmt(format="%.3f")
+                for c in (
+                    "test_accuracy",
+                    "test_macro_f1",
+                    "vader_accuracy",
+                    "vader_macro_f1",
+                    "temperature",
+                    "ece_before",
+                    "ece_after",
+                )
+            },
+            "mcnemar_b": fmt("McNemar b", format="%d"),
+            "mcnemar_c": fmt("McNemar c", format="%d"),
+            "mcnemar_p": fmt("McNemar p", format="%.2g"),
+        },
+    )
+
+
 def render() -> None:
     st.title("Models")
     _registry_section()
@@ -321,6 +364,7 @@ def render() -> None:
     else:
         st.dataframe(runs, hide_index=True, width="stretch")
     _drift_section()
+    _sentiment_metrics_section()
     st.subheader("Sentiment models")
     sm = data.query(SENTIMENT_MODELS_SQL)
     if sm.empty:

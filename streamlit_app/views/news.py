@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from sentinance_assets.lib import sentiment_status
 from streamlit_app import data
 
 LABELS = ["positive", "neutral", "negative"]
@@ -50,8 +51,19 @@ where s.mean_score is not null
 """
 
 
+def serving_notice() -> None:
+    """Which model scores the news: VADER (with its held-out accuracy, below the majority
+    class, and the command that trains the transformer) or the trained/configured model."""
+    status = sentiment_status.serving_status(data.settings())
+    if status["kind"] == "vader":
+        st.info(f"{status['message']}\n\n{status['hint']}")
+    else:
+        st.caption(status["message"])
+
+
 def render() -> None:
     st.title("News & sentiment")
+    serving_notice()
     bases = data.bases()
     c1, c2, c3, c4 = st.columns([1, 2, 2, 2])
     asset = c1.selectbox("Asset", ["All", *bases], key="news_asset")

@@ -27,8 +27,27 @@ def test_sentiment_scores_with_the_serving_model_and_vader(api):
     for got, p in zip(body["results"], want, strict=True):
         assert (got["baseline_label"], got["baseline_score"]) == (p.label, pytest.approx(p.score))
         assert got["label"] in {"negative", "neutral", "positive"} and -1 <= got["score"] <= 1
+        assert got["confidence"] is None  # VADER's compound score is not a probability
     assert body["results"][0]["label"] == "positive"
     assert body["results"][1]["label"] == "negative"
+
+
+def test_a_transformer_serves_its_calibrated_confidence(tiny_settings, tmp_path):
+    from ml.sentiment_transformer import load_transformer
+    from sentinance_assets.api.models import SentimentResponse
+    from sentinance_assets.api.sentiment import SentimentService
+    from tests.ml.test_sentiment_transformer import make_tiny_model
+
+    folder = make_tiny_model(tmp_path / "tiny")
+    (folder / "sentinance_model.json").write_text('{"version": "t1", "temperature": 2.0}')
+    service = SentimentService(tiny_settings.replace(sentiment_model=str(folder)))
+    body = service.score(["profit rose", ""])
+    SentimentResponse.model_validate(body)  # the documented response shape
+    model = load_transformer(folder, threads=1)
+    assert model.temperature == 2.0
+    want = model.probabilities(["profit rose"])[0].max()
+    assert body["results"][0]["confidence"] == pytest.approx(want, abs=1e-6)
+    assert body["results"][1]["confidence"] is None  # blank text is not scored
 
 
 @pytest.mark.parametrize(

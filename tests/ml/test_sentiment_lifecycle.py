@@ -96,6 +96,14 @@ def test_train_register_and_promote_only_on_the_same_heldout(
     run = client.get_run(first["run_id"])
     assert "test_accuracy" in run.data.metrics and "vader_test_macro_f1" in run.data.metrics
     assert "mcnemar_transformer_vs_vader_p_value" in run.data.metrics
+    # temperature scaling: fitted on validation, ECE before/after on the test rows, logged
+    cal = first["calibration"]
+    assert set(cal) == {"temperature", "ece_before", "ece_after", "nll_before", "nll_after"}
+    assert cal["temperature"] == first["temperature"] == champ.temperature > 0
+    assert 0 <= cal["ece_after"] <= 1 and 0 <= cal["ece_before"] <= 1
+    for key in ("test_ece", "test_ece_before", "test_ece_after", "temperature", "val_nll_after"):
+        assert key in run.data.metrics, key
+    assert run.data.metrics["test_ece"] == pytest.approx(cal["ece_after"])
     assert run.data.tags["promotion_decision"] == "promoted"
     arts = {a.path for a in client.list_artifacts(first["run_id"], "tables")}
     assert "tables/confusion_matrix.csv" in arts
