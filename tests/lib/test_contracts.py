@@ -280,6 +280,68 @@ def test_empty_input_has_the_stored_layout():
     assert checked.late == 0
 
 
+def test_empty_input_is_not_checked_but_reports_its_missing_columns(monkeypatch):
+    monkeypatch.setattr(contracts, "_coerce", None)  # nothing to coerce: never called
+    checked = run(pl.DataFrame(schema={"trade_id": pl.String, "price": pl.Float64}))
+    assert checked.clean.schema == pl.Schema(RAW_TRADES.columns)
+    assert checked.quarantined.height == 0 and checked.received == 0 and checked.reconciles
+    assert "price" not in checked.missing_columns and "exchange" in checked.missing_columns
+
+
+def test_a_batch_every_rule_passes_skips_pandera_with_the_same_outcome(monkeypatch):
+    """Clean batches (most of every day) are not handed to pandera: one pass over the same
+    rule expressions says it would report nothing. Any failing row goes through pandera."""
+    import pandera.polars as pa
+
+    calls = []
+    validate = pa.DataFrameSchema.validate
+
+    def counting(self, *args, **kwargs):
+        calls.append(self.name)
+        return validate(self, *args, **kwargs)
+
+    monkeypatch.setattr(pa.DataFrameSchema, "validate", counting)
+    clean = trades([{"trade_id": str(i), "side": "buy"} for i in range(5)])
+    fast = run(clean)
+    assert calls == [] and fast.clean.height == 5 and fast.quarantined.height == 0
+    dirty = trades([{"trade_id": "a"}, {"trade_id": "b", "price": -1.0}])
+    assert run(dirty).quarantined["check"].to_list() == ["price_positive"]
+    assert calls == ["trades"]
+    # the same outcome as pandera's, for every entity
+    monkeypatch.setattr(contracts, "_passes_every_rule", lambda *_: False)
+    slow = run(clean)
+    assert fast.clean.equals(slow.clean) and fast.quarantined.equals(slow.quarantined)
+    assert calls == ["trades", "trades"]
+
+
+@pytest.mark.parametrize("entity", ["trades", "candles", "news"])
+def test_the_rule_pass_agrees_with_pandera_on_clean_and_dirty_batches(entity):
+    rules = {
+        "trades": contracts.trade_rules(("binance",), ("BTC",), NOW),
+        "candles": contracts.candle_rules(("binance",), ("BTC",), NOW),
+        "news": contracts.news_rules(NOW),
+    }[entity]
+    base = {
+        "trades": {"exchange": "binance", "symbol": "BTC/USDT", "trade_id": "1", "ts": NOW,
+                   "price": 1.0, "amount": 1.0, "side": "buy"},
+        "candles": {"exchange": "binance", "symbol": "BTC/USDT", "timeframe": "1m", "ts": NOW,
+                    "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 3.0},
+        "news": {"news_id": "n", "title": "Bitcoin", "link": "https://x/1", "published": NOW},
+    }[entity]  # fmt: skip
+    bad = {"trades": {"price": "x"}, "candles": {"high": 0.1}, "news": {"link": "ftp://x"}}
+    verdicts = []
+    for rows in ([base, base], [base, {**base, **bad[entity]}]):
+        coerced, _ = contracts._coerce(pl.DataFrame(rows), rules.columns)
+        try:
+            rules.schema.validate(coerced, lazy=True)
+            pandera_passes = True
+        except Exception:  # noqa: BLE001 - SchemaErrors: something failed
+            pandera_passes = False
+        assert contracts._passes_every_rule(coerced, rules) is pandera_passes
+        verdicts.append(pandera_passes)
+    assert verdicts == [True, False]
+
+
 def test_bare_asset_means_any_market_unified_symbol_means_that_market():
     df = trades(
         [

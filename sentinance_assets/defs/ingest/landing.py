@@ -133,8 +133,6 @@ def land(
             fetched = fetch(source, date.fromisoformat(day), target.dataset.empty())
             problems = unreadable_files(source, target.kind) if i == 0 else []
             parts.append(land_day(fetched.rows, problems=problems, **landing))
-            failures = source_failures(source, target.kind)
-            extra = outside_window(source.coverage(target.kind))
         else:
             existing = stored(settings.lake_dir, target.dataset, day)
             fetched = fetch(source, date.fromisoformat(day), existing)
@@ -145,6 +143,10 @@ def land(
             extra = {"stored_rows": landed.frame.height, **fetched.report(landed.frame)}
         if len(days) > 1 and (i + 1) % 100 == 0:
             context.log.info(f"{target.kind}: {i + 1}/{len(days)} days landed")
+    if not source.incremental:
+        # the files as read for the whole run: reported once, after its last day
+        failures = source_failures(source, target.kind)
+        extra = outside_window(source.coverage(target.kind))
     checked = combine(parts)
     if len(days) > 1:
         extra = {**extra, "days": len(days), "first_day": days[0], "last_day": days[-1]}

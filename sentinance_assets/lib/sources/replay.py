@@ -331,6 +331,8 @@ class ReplaySource(WholeDaySource):
         super().__init__()
         self.root = Path(root)
         self.window = window
+        # per kind: the state of its files (path, mtime, size) and their rows put together
+        self._loaded: dict[str, tuple[tuple[tuple[Path, int, int], ...], pl.DataFrame]] = {}
 
     # Files are parsed once per (path, mtime, size) for the life of the source.
     @lru_cache(maxsize=64)  # noqa: B019
@@ -356,11 +358,20 @@ class ReplaySource(WholeDaySource):
         )
 
     def load(self, kind: str) -> pl.DataFrame:
-        """Every row of one kind (trades | candles | news), all days."""
+        """Every row of one kind (trades | candles | news), all days.
+
+        Asked once per day landed (and for the coverage), so the rows of the files are put
+        together once per state of the folder (which files, each file's mtime and size): a
+        file that changes, appears or goes is read again (an unreadable one too, its problem
+        reported once)."""
+        files = [(path, path.stat()) for path in data_files(self.root, kind)]
+        state = tuple((path, st.st_mtime_ns, st.st_size) for path, st in files)
+        cached = self._loaded.get(kind)
+        if cached is not None and cached[0] == state:
+            return cached[1]
         ds = {"trades": RAW_TRADES, "candles": RAW_CANDLES, "news": RAW_NEWS}[kind]
         frames = []
-        for path in data_files(self.root, kind):
-            st = path.stat()
+        for path, st in files:
             try:
                 frame = self._load(kind, path, (st.st_mtime_ns, st.st_size))
                 frames.append(frame.with_columns(pl.lit(str(path)).alias(FILE_COLUMN)))
@@ -369,8 +380,11 @@ class ReplaySource(WholeDaySource):
                 if problem not in self.problems:
                     self.problems.append(problem)
         if not frames:
-            return ds.empty().with_columns(pl.lit(None, dtype=pl.String).alias(FILE_COLUMN))
-        return pl.concat(frames, how="vertical_relaxed")
+            rows = ds.empty().with_columns(pl.lit(None, dtype=pl.String).alias(FILE_COLUMN))
+        else:
+            rows = pl.concat(frames, how="vertical_relaxed")
+        self._loaded[kind] = (state, rows)
+        return rows
 
     def coverage(self, kind: str) -> dict[str, dict[str, int]]:
         col = "published" if kind == "news" else "ts"
@@ -401,8 +415,11 @@ class ReplaySource(WholeDaySource):
         return datetime.now(UTC) + FUTURE_SKEW
 
     def _day(self, kind: str, day: date, col: str) -> pl.DataFrame:
-        start, end = day_bounds(day)
+        ds = {"trades": RAW_TRADES, "candles": RAW_CANDLES, "news": RAW_NEWS}[kind]
         rows = self.load(kind)
+        if rows.height == 0:  # no file of this kind (or none readable): nothing to filter
+            return ds.empty()
+        start, end = day_bounds(day)
         t = pl.col(col)
         in_day = (t >= start) & (t < end)
         if day == self._anchor_day(kind, rows, col):
@@ -416,7 +433,6 @@ class ReplaySource(WholeDaySource):
                 )
             in_day = in_day | homeless
         df = rows.filter(in_day)
-        ds = {"trades": RAW_TRADES, "candles": RAW_CANDLES, "news": RAW_NEWS}[kind]
         arrived = df.with_columns(pl.lit(datetime.now(UTC)).cast(TS).alias("ingested_at"))
         # the stored layout, like every source (``late`` from this arrival; the contract
         # re-derives it anyway)

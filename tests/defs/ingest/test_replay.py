@@ -200,3 +200,50 @@ def test_a_range_of_days_lands_in_one_run_each_day_its_own_partition(tmp_path: P
         )
         by_day = lake.read_dataset(daily.lake_dir, ds).drop("ingested_at", "run_id", strict=False)
         assert ranged.sort(ranged.columns).equals(by_day.sort(by_day.columns)), ds.name
+
+
+def test_a_kind_without_files_still_lands_every_day_as_its_own_partition(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A replay folder with candles only (real downloads often are): trades and news hand over
+    nothing, cheaply, yet each day of the run is still replaced by an empty partition (a
+    re-run wipes what an earlier folder landed) and materialized; the files' coverage is
+    worked out once per run, not per day."""
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    from sentinance_assets.lib.schemas import QUARANTINE_NEWS
+    from sentinance_assets.lib.sources.replay import ReplaySource
+
+    _write_replay(tmp_path / "replay")
+    settings = replay_settings(tmp_path)
+    days = ["2023-02-28", "2023-03-01", "2023-03-02"]
+    tags = {ASSET_PARTITION_RANGE_START_TAG: days[0], ASSET_PARTITION_RANGE_END_TAG: days[-1]}
+    assert dg.materialize([raw_trades, raw_news], resources={"settings": settings}, tags=tags)
+    for kind in ("trades", "news"):  # the files go: a re-run must empty the stored days
+        for f in (tmp_path / "replay" / kind).iterdir():
+            f.unlink()
+    coverage_calls: list[str] = []
+    coverage = ReplaySource.coverage
+
+    def counting(self: ReplaySource, kind: str) -> dict[str, dict[str, int]]:
+        coverage_calls.append(kind)
+        return coverage(self, kind)
+
+    monkeypatch.setattr(ReplaySource, "coverage", counting)
+    result = dg.materialize([raw_trades, raw_news], resources={"settings": settings}, tags=tags)
+    assert result.success
+    assert sorted(coverage_calls) == ["news", "trades"]
+    events = result.get_asset_materialization_events()
+    materialized = [e.step_materialization_data.materialization for e in events]
+    assert sorted((m.asset_key.to_user_string(), m.partition) for m in materialized) == sorted(
+        (asset, day) for asset in ("raw/news", "raw/trades") for day in days
+    )
+    meta = materialized[0].metadata
+    assert meta["received"].value == 0 and meta["days"].value == 3
+    for ds in (RAW_TRADES, QUARANTINE_TRADES, RAW_NEWS, QUARANTINE_NEWS):
+        folder = settings.lake_dir / ds.schema / ds.name
+        assert sorted(p.name for p in folder.iterdir()) == [f"date={d}" for d in days], ds.name
+        assert lake.read_dataset(settings.lake_dir, ds).height == 0, ds.name

@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 
 from sentinance_assets.lib import contracts
+from sentinance_assets.lib.schemas import RAW_CANDLES, RAW_NEWS, RAW_TRADES
 from sentinance_assets.lib.sources import build_source
 from sentinance_assets.lib.sources.replay import ReplaySource, file_days, split_pair
 from sentinance_assets.settings import Settings
@@ -139,6 +140,70 @@ def test_a_bad_file_is_reported_not_fatal(tmp_path: Path) -> None:
     src = ReplaySource(tmp_path)
     assert src.candles(date(2023, 3, 1)).height == 5
     assert len(src.problems) == 1 and "junk.csv" in src.problems[0]["file"]
+
+
+def test_files_are_read_once_per_source_until_they_change(tmp_path: Path, monkeypatch) -> None:
+    """A long replay asks for every day (and the coverage) of the same files: each file is
+    parsed once, an unreadable one tried once (its problem reported once), and a file that
+    changes or appears is read again."""
+    from sentinance_assets.lib.sources import replay
+
+    _write_replay(tmp_path)
+    (tmp_path / "candles" / "junk.csv").write_text("a,b\n1,2\n")
+    reads: list[str] = []
+    real = replay.read_table
+
+    def counting(path: Path) -> pl.DataFrame:
+        reads.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(replay, "read_table", counting)
+    src = ReplaySource(tmp_path)
+    days = [date(2023, 2, 27), date(2023, 2, 28), date(2023, 3, 1), date(2023, 3, 2)]
+    first = [src.candles(d) for d in days]
+    src.coverage("candles")
+    assert sorted(reads) == ["ETHUSDT-1m-2023-03-01.csv", "c.parquet", "junk.csv"]
+    assert [f.height for f in first] == [0, 0, 5, 0]
+    assert len(src.problems) == 1 and "junk.csv" in src.problems[0]["file"]
+    # the files' rows are the same frame for every day asked
+    assert src.load("candles") is src.load("candles")
+
+    reads.clear()
+    kl = tmp_path / "candles" / "binance" / "ETHUSDT-1m-2023-03-01.csv"
+    kl.write_text(kl.read_text() + f"{MS_0301 + 3 * 60000},1,2,0.5,1,3,0,3,1,1,1,0\n")
+    assert src.candles(date(2023, 3, 1)).height == 6  # changed: read again
+    assert "ETHUSDT-1m-2023-03-01.csv" in reads
+    pl.DataFrame(
+        {
+            "exchange": ["coinbase"],
+            "symbol": ["ETH/USD"],
+            "timeframe": ["1m"],
+            "timestamp": ["2023-03-01T12:00:00Z"],
+            "open": [1.0],
+            "high": [1.0],
+            "low": [1.0],
+            "close": [1.0],
+            "volume": [1.0],
+        }
+    ).write_parquet(tmp_path / "candles" / "new.parquet")
+    assert src.candles(date(2023, 3, 1)).height == 7  # a new file is picked up
+    assert len(src.problems) == 1
+
+
+def test_a_kind_without_files_hands_over_empty_days_in_the_stored_layout(tmp_path: Path) -> None:
+    (tmp_path / "candles").mkdir()
+    src = ReplaySource(
+        tmp_path, window=(datetime(2023, 3, 1, tzinfo=UTC), datetime(2023, 3, 3, tzinfo=UTC))
+    )
+    for kind, rows in (
+        ("trades", src.trades(date(2023, 3, 1))),
+        ("candles", src.candles(date(2023, 3, 1))),
+        ("news", src.news(date(2023, 3, 1))),
+    ):
+        ds = {"trades": RAW_TRADES, "candles": RAW_CANDLES, "news": RAW_NEWS}[kind]
+        assert rows.height == 0 and rows.schema == ds.empty().schema, kind
+        assert src.coverage(kind) == {}
+    assert src.problems == []
 
 
 def test_pairs() -> None:
