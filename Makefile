@@ -4,7 +4,7 @@ BIN     := $(CURDIR)/$(VENV)/bin
 PYTHON  ?= python3
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test dev app serve status lint clean
+.PHONY: setup demo test soak dev app serve status lint clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,10 @@ demo: setup
 
 test: setup
 	$(BIN)/pytest
+
+# `sentinance serve` live against local fakes for about eight minutes (tests/test_soak.py)
+soak: setup
+	$(BIN)/pytest -m soak
 
 dev: setup
 	$(BIN)/sentinance dev

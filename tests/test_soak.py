@@ -9,7 +9,8 @@ minutes the test asserts: several automatic refreshes (ingest, then the marts an
 the newest 1-minute candle in the marts is never more than two refresh intervals behind the
 newest stored trade; every whale reaches the webhook exactly once; no run fails; after SIGKILL
 of the watch loop and then of the daemon during a run, both are restarted and the run finishes;
-each component's memory stays bounded. Selected with ``-m soak`` (it runs in the normal suite).
+each component's memory stays bounded. Not in the default run (``-m "not soak"`` in the
+pytest options): ``make soak``, a step of its own in ``.ci/run``.
 """
 
 from __future__ import annotations
