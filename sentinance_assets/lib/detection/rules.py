@@ -173,14 +173,14 @@ class DetectorConfig:
     whale_usd_by_symbol: dict[str, float] = field(default_factory=dict)  # market symbol -> USD
     whale_critical: float = 10.0  # critical from this multiple of the threshold
     spike_enabled: bool = True
-    spike_z: float = 1.0  # robust z of ln(1 + USD volume) against the hour (median, IQR)
+    spike_z: float = 0.25  # robust z of ln(1 + USD volume) against the hour (median, IQR)
     spike_min_ratio: float = 3.0  # volume must also be this multiple of the hourly median
     spike_history: int = 60  # 60-second windows in the rolling baseline (1 hour)
     spike_min_count_ratio: float = 6.0  # and the trade count this multiple of its hourly median
     spike_min_trades: int = 5
-    spike_count_z: float = 5.0  # Poisson z of the trade count, 2 (sqrt(n) - sqrt(median_n))
-    spike_cooldown: int = 5  # no alert when a window of the last N already qualified
-    spike_critical: float = 4.0
+    spike_count_z: float = 4.0  # Poisson z of the trade count, 2 (sqrt(n) - sqrt(median_n))
+    spike_cooldown: int = 1  # no alert when a window of the last N already qualified
+    spike_critical: float = 16.0
     divergence_enabled: bool = True
     divergence_pct: float = 0.5
     divergence_min_windows: int = 2

@@ -75,7 +75,7 @@ class WhaleRules(_Strict):
 class VolumeSpikeRules(_Strict):
     enabled: bool = Field(default=True, description="alert on bursts of volume and trade count")
     z: float = Field(
-        default=1.0,
+        default=0.25,
         gt=0,
         le=100,
         description="robust z of ln(1 + USD volume) of a 60 s window against the hour",
@@ -97,15 +97,17 @@ class VolumeSpikeRules(_Strict):
         default=5, ge=1, description="and at least this many trades in the window"
     )
     count_z: float = Field(
-        default=5.0, ge=0, description="Poisson z of the trade count against its hourly median"
+        default=4.0, ge=0, description="Poisson z of the trade count against its hourly median"
     )
     cooldown: int = Field(
-        default=5,
+        default=1,
         ge=1,
         le=60,
         description="no alert when one of the last N windows qualified (one per burst)",
     )
-    critical_ratio: float = Field(default=4.0, ge=1, description="critical from this multiple of z")
+    critical_ratio: float = Field(
+        default=16.0, ge=1, description="critical from this multiple of z"
+    )
 
 
 class VenuePair(_Strict):

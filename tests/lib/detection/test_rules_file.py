@@ -85,7 +85,7 @@ def test_legacy_ids_in_the_lake_are_rewritten_once(tmp_path, day):
 def test_defaults_file_is_the_built_in_rules_and_version_ignores_layout(tmp_path):
     text = default_rules_toml()
     assert load_rules(text=text).version == DetectorConfig().version
-    same = "# comments and order do not matter\n[volume_spike]\nz = 1.0\n[whale]\nusd = 1e5\n"
+    same = "# comments and order do not matter\n[volume_spike]\nz = 0.25\n[whale]\nusd = 1e5\n"
     assert load_rules(text=same).version == DetectorConfig().version
     other = load_rules(text="[volume_spike]\nz = 3.0\n")
     assert other.version != DetectorConfig().version and other.detector.spike_z == 3.0
