@@ -30,7 +30,9 @@ Rules (defaults in :class:`DetectorConfig`):
   fills. One alert per burst: not when one of the ``spike_cooldown`` windows before already
   qualified. Severity: critical from ``spike_critical`` x ``spike_z``. Decided when the
   window closes.
-* **divergence** - VWAP in USD per 30-second window per venue; the reference is the median of
+* **divergence** - VWAP in USD per 30-second window per venue (a stablecoin quote valued at its
+  live USD leg when the bars hold one, ``USDC/USD``, else at its static rate: a de-peg is not
+  a divergence of every market quoted in it); the reference is the median of
   all venues of the same base asset (the other venue when there are only two; a venue that
   did not trade in the window stands in with its VWAP of up to ``divergence_carry`` windows
   before). Diverging windows (|spread| > ``divergence_pct``) not interrupted by a traded
@@ -92,6 +94,8 @@ BAR = timedelta(seconds=30)
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 MARKET = ["exchange", "symbol"]
 IQR_SIGMA = 1.349  # interquartile range of a standard normal: IQR / 1.349 estimates sigma
+# oldest price of a stablecoin's USD leg that still values the markets quoted in it
+QUOTE_RATE_MAX_AGE = timedelta(hours=1)
 LOG_SCALE_FLOOR = 0.25  # smallest spread of ln(1 + USD volume) a spike z is measured against
 
 
@@ -605,16 +609,60 @@ def volume_spikes(
     return _finish(out.collect(), detected_at, cfg)
 
 
+def _at_live_quotes(v: pl.LazyFrame, cfg: DetectorConfig) -> pl.LazyFrame:
+    """Each window's VWAP in USD at its quote currency's live rate, where the bars hold that
+    currency's USD leg (``USDC/USD``, ``USDT/USD``: the median VWAP over its venues, no older
+    than :data:`QUOTE_RATE_MAX_AGE`); at the static rate (``quotes``) otherwise.
+
+    Why: with a static USDC = $1, a de-peg (USDC at $0.88 in March 2023) turns every
+    USDC-quoted market into one standing "divergence" of the stablecoin, not of the asset,
+    which both misleads and hides real divergences inside it. The legs themselves are quoted
+    in USD and so never change."""
+    static = {q: r for q, r in cfg.quote_rates().items() if q != "USD"}
+    legs = [f"{q}/USD" for q in static]
+    live = (
+        v.filter(pl.col("symbol").is_in(legs))
+        .group_by(pl.col("base").alias("quote"), "bucket")
+        .agg(pl.col("vwap").median().alias("live"))
+        .sort("bucket")
+    )
+    quote = pl.col("symbol").str.split("/").list.last()
+    return (
+        v.with_columns(quote.alias("quote"))
+        .sort("bucket")
+        .join_asof(  # both sides sorted by bucket above: polars cannot check it per group
+            live,
+            on="bucket",
+            by="quote",
+            strategy="backward",
+            tolerance=QUOTE_RATE_MAX_AGE,
+            check_sortedness=False,
+        )
+        .with_columns(
+            pl.when(pl.col("live").is_not_null())
+            .then(
+                pl.col("vwap")
+                * pl.col("live")
+                / pl.col("quote").replace_strict(static, default=1.0, return_dtype=pl.Float64)
+            )
+            .otherwise(pl.col("vwap"))
+            .alias("vwap")
+        )
+        .drop("quote", "live")
+    )
+
+
 def divergences(
     bars: pl.DataFrame, cfg: DetectorConfig, lo: datetime, hi: datetime, detected_at: datetime
 ) -> pl.DataFrame:
     """Divergence episodes whose end is decided in (lo, hi] (two windows after the last)."""
     if bars.height == 0:
         return ALERTS.empty()
-    v = (
+    v = _at_live_quotes(
         bars.lazy()
         .filter(pl.col("amount") > 0)
-        .with_columns((pl.col("usd") / pl.col("amount")).alias("vwap"))
+        .with_columns((pl.col("usd") / pl.col("amount")).alias("vwap")),
+        cfg,
     )
     # Every venue of the base on every bucket, its VWAP carried forward for up to
     # ``divergence_carry`` buckets: a venue that did not trade in this window still anchors the

@@ -118,3 +118,40 @@ def test_divergence_of_a_busy_venue_still_needs_two_windows():
     ]
     two = detect_bars(_bars(rows2), DetectorConfig(), NOW)
     assert two.filter(pl.col("type") == "divergence").height == 1
+
+
+def _depeg(usdc: float, with_leg: bool) -> pl.DataFrame:
+    """BTC at $20,000 on two USD venues and on a USDC venue where USDC trades at ``usdc``
+    dollars (so BTC/USDC prints 20,000 / usdc); the USDC/USD leg on kraken when ``with_leg``."""
+    rows = []
+    for k in range(120):
+        t = T0 + timedelta(seconds=30 * k)
+        for ex in ("binance", "coinbase"):
+            rows.append((ex, "BTC/USD", t, 20_000.0, 1.0, 3))
+        # the engine's usd: the static rate (USDC = $1) times the USDC price
+        rows.append(("kraken", "BTC/USDC", t, 20_000.0 / usdc, 1.0, 3))
+        if with_leg:
+            rows.append(("kraken", "USDC/USD", t, 1_000.0 * usdc, 1_000.0, 3))
+    return _bars(rows)
+
+
+def test_divergence_values_a_stablecoin_at_its_live_leg():
+    # USDC at $0.88 (March 2023): without its USD leg the USDC market stands 13.6 % apart
+    alone = detect_bars(_depeg(0.88, with_leg=False), DetectorConfig(), NOW)
+    assert alone.filter(pl.col("type") == "divergence")["symbol"].to_list() == ["BTC/USDC"]
+    # with the leg in the same bars, BTC/USDC is valued at the live rate: no divergence
+    both = detect_bars(_depeg(0.88, with_leg=True), DetectorConfig(), NOW)
+    assert both.filter(pl.col("type") == "divergence").height == 0
+    # and a real divergence inside the de-peg is still found: +1 % on the USDC venue
+    rows = _depeg(0.88, with_leg=True).with_columns(
+        pl.when(
+            (pl.col("symbol") == "BTC/USDC")
+            & pl.col("bucket").is_between(T0 + timedelta(minutes=20), T0 + timedelta(minutes=22))
+        )
+        .then(pl.col("usd") * 1.01)
+        .otherwise(pl.col("usd"))
+        .alias("usd")
+    )
+    found = detect_bars(rows, DetectorConfig(), NOW).filter(pl.col("type") == "divergence")
+    assert found["symbol"].to_list() == ["BTC/USDC"]
+    assert found["event_time"].to_list() == [T0 + timedelta(minutes=20)]
