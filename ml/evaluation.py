@@ -386,24 +386,27 @@ def _group_metrics(sc: _Scored, mask: np.ndarray) -> list[tuple[str, str, float,
     actual = sc.actual[mask]
     prefix = "" if sc.target == RETURN else "vol_"
     losses = {m: sc.loss(m) for m in sc.preds}
-    for model, full in sc.preds.items():
-        pred = full[mask]
+    point: dict[str, list[tuple[str, float, int]]] = {}
+    scale: dict[str, float] = {}  # the loss skill compares: RMSE, or normalised QLIKE
+    for model, full in sc.preds.items():  # once per model, not once per pair
         if sc.target == RETURN:
-            rows = _metrics(pred, actual, sc.independent[mask])
-            indep = sc.independent[mask]
-            net, trades = _trading(pred[indep], actual[indep])
-            rows.append(("net_bp", net, trades))
+            point[model] = _metrics(full[mask], actual, sc.independent[mask])
+            scale[model] = point[model][1][1]
         else:
-            rows = _vol_metrics(pred, actual)
+            point[model] = _vol_metrics(full[mask], actual)
+            scale[model] = _normalised_qlike(sc, model, mask)
+    for model, full in sc.preds.items():
+        rows = list(point[model])
+        if sc.target == RETURN:
+            indep = sc.independent[mask]
+            net, trades = _trading(full[mask][indep], actual[indep])
+            rows.append(("net_bp", net, trades))
         rows += _interval_metrics(sc, model, mask, prefix)
-        own = rows[1][1] if sc.target == RETURN else _normalised_qlike(sc, model, mask)
+        own = scale[model]
         for other in sc.preds:
             if other == model:
                 continue
-            if sc.target == RETURN:
-                theirs = _metrics(sc.preds[other][mask], actual, sc.independent[mask])[1][1]
-            else:
-                theirs = _normalised_qlike(sc, other, mask)
+            theirs = scale[other]
             skill = 1.0 - own / theirs if theirs and math.isfinite(theirs) else math.nan
             _, p, n = dm_test((losses[model] - losses[other])[mask], sc.ts[mask], sc.k)
             rows += [
