@@ -1,0 +1,117 @@
+"""Cross-validated sentiment estimates: k folds x seeds on the development rows only.
+
+    nice -n 10 .venv/bin/python benchmarks/sentiment_cv.py --out cv.json        # 5 folds, seed 7
+    .venv/bin/python benchmarks/sentiment_cv.py --seeds 7,8 --out cv.json        # more seeds
+    .venv/bin/python benchmarks/sentiment_cv.py --limit 300 --epochs 1 --out /tmp/cv.json  # smoke
+
+Data: ``../shared/data/financial_phrasebank`` beside the repository (read in place). The test
+split of ``sentinance sentiment train`` (20 %, seed 7) is never read: folds are drawn from the
+other 80 % (:mod:`ml.sentiment_cv`). Each fold trains the served recipe (``TrainConfig()``
+unless overridden) on four fifths, with an inner validation split for the epoch choice, and is
+scored on the fifth left out: on all rows and on the all-agree rows.
+
+Resumable: each finished (fold, seed) is written to ``--out`` at once, and a rerun with the same
+arguments skips the runs already there (a fold takes ~10 minutes on one thread), so a killed
+run loses at most the fold in progress. Prints mean +- sd over every fold and seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ml.sentiment_cv import cv_folds, development_rows, run_fold, summarize  # noqa: E402
+from ml.sentiment_eval import load_labelled  # noqa: E402
+from ml.sentiment_transformer import TrainConfig  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "financial_phrasebank"
+
+
+def _write(path: Path, doc: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(path)  # atomic: a kill leaves the old file or the new one
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--seeds", default="7", help="comma-separated training seeds")
+    ap.add_argument("--fold-seed", type=int, default=7, help="seed of the fold assignment")
+    ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--limit", type=int, default=None, help="first N development rows (smoke)")
+    ap.add_argument("--out", type=Path, required=True, help="JSON results (resumed if present)")
+    args = ap.parse_args(argv)
+    if not args.data.exists():
+        print(f"skipped: {args.data} is absent (the shared data folder)")
+        return 0
+    config = TrainConfig(threads=args.threads)
+    if args.epochs:
+        config = TrainConfig(threads=args.threads, epochs=args.epochs)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    dev = development_rows(load_labelled(args.data))
+    if args.limit:
+        dev = dev.sample(n=min(args.limit, dev.height), seed=args.fold_seed)
+    folds = cv_folds(dev, k=args.folds, seed=args.fold_seed)
+    setup = {
+        "data": str(args.data),
+        "development_rows": dev.height,
+        "folds": args.folds,
+        "fold_seed": args.fold_seed,
+        "limit": args.limit,
+        "config": {k: v for k, v in vars(config).items() if k != "threads"},
+    }
+    doc = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if doc and doc.get("setup") != setup:
+        raise SystemExit(f"{args.out} holds runs of another setup; use a new --out")
+    doc = {"setup": setup, "runs": doc.get("runs", [])}
+    done = {(r["fold"], r["seed"]) for r in doc["runs"]}
+    todo = [(f, s) for s in seeds for f in range(args.folds) if (f, s) not in done]
+    print(
+        f"{dev.height} development rows, {args.folds} folds x seeds {seeds}: "
+        f"{len(todo)} runs to go ({len(done)} already in {args.out})",
+        flush=True,
+    )
+    for i, (f, seed) in enumerate(todo, 1):
+        fit, held_out = folds[f]
+        t0 = time.time()
+        run = run_fold(fit, held_out, config, seed, log=lambda m: print(f"  {m}", flush=True))
+        run["fold"] = f
+        doc["runs"].append(run)
+        _write(args.out, doc)
+        sc = run["scores"]
+        print(
+            f"[{i}/{len(todo)}] fold {f} seed {seed}: accuracy {sc['accuracy']:.3f}, "
+            f"macro-F1 {sc['macro_f1']:.3f}"
+            + (
+                f"; all-agree {sc['allagree_accuracy']:.3f} / {sc['allagree_macro_f1']:.3f}"
+                if "allagree_accuracy" in sc
+                else ""
+            )
+            + f" ({time.time() - t0:.0f} s)",
+            flush=True,
+        )
+    summary = summarize(doc["runs"])
+    doc["summary"] = summary
+    _write(args.out, doc)
+    print(f"\nover {len(doc['runs'])} runs (folds x seeds), mean +- sd:")
+    for key, v in summary.items():
+        print(
+            f"  {key:<20} {v['mean']:.3f} +- {v['sd']:.3f}"
+            f"  (min {v['min']:.3f}, max {v['max']:.3f})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""Cross-validation folds never touch the test split, cover every development row once and
+keep the label mix; scores split the all-agree rows out; the summary is mean and sd."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from ml.sentiment_cv import (
+    cv_folds,
+    development_rows,
+    inner_split,
+    subset_scores,
+    summarize,
+)
+from ml.sentiment_eval import split_labelled
+
+
+def _labelled(n_per_label: int = 40) -> pl.DataFrame:
+    rows = []
+    for label in ("negative", "neutral", "positive"):
+        for i in range(n_per_label):
+            rows.append((f"{label} sentence {i}", label, 100.0 if i % 2 else 50.0))
+    return pl.DataFrame(rows, schema=["text", "label", "max_agreement"], orient="row")
+
+
+def test_development_rows_exclude_the_recipes_test_split():
+    data = _labelled()
+    dev = development_rows(data)
+    test = split_labelled(data).test
+    assert set(dev["text"]).isdisjoint(set(test["text"]))
+    assert dev.height + test.height == data.height
+
+
+def test_folds_partition_the_development_rows_and_keep_the_label_mix():
+    dev = development_rows(_labelled())
+    folds = cv_folds(dev, k=4, seed=3)
+    held = [set(h["text"]) for _, h in folds]
+    # every row held out exactly once, never also in its own fold's fitting rows
+    assert sum(len(h) for h in held) == dev.height
+    assert set().union(*held) == set(dev["text"])
+    for (fit, h), texts in zip(folds, held, strict=True):
+        assert texts.isdisjoint(set(fit["text"]))
+        counts = h.group_by("label").len()["len"].to_list()
+        assert max(counts) - min(counts) <= 1  # stratified: 8 of each label, give or take one
+    # seeded: the same folds again, other folds with another seed
+    again = cv_folds(dev, k=4, seed=3)
+    assert [set(h["text"]) for _, h in again] == held
+    assert [set(h["text"]) for _, h in cv_folds(dev, k=4, seed=4)] != held
+
+
+def test_folds_refuse_too_few_rows_or_folds():
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        cv_folds(_labelled(), k=1)
+    with pytest.raises(ValueError, match="too few for 5 folds"):
+        cv_folds(_labelled(n_per_label=3), k=5)
+
+
+def test_inner_split_holds_an_eighth_per_label():
+    fit, _ = cv_folds(development_rows(_labelled(80)), k=5)[0]
+    train, val = inner_split(fit, seed=1)
+    assert set(train["text"]).isdisjoint(set(val["text"]))
+    assert train.height + val.height == fit.height
+    share = val.height / fit.height
+    assert 0.10 < share < 0.15
+    assert set(val["label"]) == {"negative", "neutral", "positive"}
+
+
+def test_subset_scores_split_out_the_all_agree_rows():
+    truth = ["positive", "negative", "neutral", "neutral"]
+    pred = ["positive", "neutral", "neutral", "positive"]
+    agree = [100.0, 50.0, 100.0, 66.0]
+    s = subset_scores(truth, pred, agree)
+    assert s["accuracy"] == pytest.approx(0.5)
+    # the all-agree rows are the first and third: both right
+    assert s["allagree_accuracy"] == pytest.approx(1.0) and s["allagree_n"] == 2.0
+    assert "allagree_accuracy" not in subset_scores(truth, pred, None)
+
+
+def test_summary_is_mean_and_sample_sd_over_runs():
+    runs = [{"scores": {"accuracy": a, "n": 10.0}} for a in (0.80, 0.84, 0.88)]
+    s = summarize(runs)
+    assert s["accuracy"]["mean"] == pytest.approx(0.84)
+    assert s["accuracy"]["sd"] == pytest.approx(0.04)
+    assert "n" not in s
