@@ -19,6 +19,12 @@ Calibration of Modern Neural Networks") that minimises the negative log-likeliho
 labels and accuracy stay as they were and only the confidence moves.
 :func:`expected_calibration_error` measures the result on the test split: confidence = the top
 class probability, 15 equal-width bins on ``[0, 1]``, ``ECE = sum_b n_b / n * |acc_b - conf_b|``.
+
+Crypto news (issue #21): :func:`load_googlenews_finbert` and :func:`load_cryptonews` read the two
+shared crypto-news sets with their *machine* labels (FinBERT, TextBlob), for a domain-agreement
+check; :func:`draw_headline_sample`, :func:`load_hand_labels` and :func:`join_labels` give the
+seeded, stratified hand-labelled sample its texts at run time; :func:`bootstrap_ci` puts
+intervals on its small-n accuracy and macro-F1 (``benchmarks/sentiment_crypto.py``).
 """
 
 from __future__ import annotations
@@ -335,14 +341,28 @@ def expected_calibration_error(
     idx = np.asarray(y, dtype=np.int64)
     if len(p) == 0:
         raise ValueError("no rows to evaluate")
-    conf = p.max(axis=1)
-    correct = (p.argmax(axis=1) == idx).astype(np.float64)
+    return confidence_ece(p.max(axis=1), p.argmax(axis=1) == idx, n_bins)
+
+
+def confidence_ece(
+    confidence: Sequence[float] | np.ndarray,
+    correct: Sequence[bool] | np.ndarray,
+    n_bins: int = ECE_BINS,
+) -> float:
+    """ECE from each row's confidence (the probability of the predicted label) and whether
+    the prediction was right; the binning of :func:`expected_calibration_error`."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    if len(conf) == 0:
+        raise ValueError("no rows to evaluate")
+    if len(conf) != len(correct):
+        raise ValueError("one correctness flag per confidence is needed")
     bins = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
     ece = 0.0
     for b in range(n_bins):
         mask = bins == b
         if mask.any():
-            ece += mask.sum() / len(p) * abs(correct[mask].mean() - conf[mask].mean())
+            ece += mask.sum() / len(conf) * abs(correct[mask].mean() - conf[mask].mean())
     return float(ece)
 
 
@@ -359,4 +379,250 @@ def calibration_report(
         "ece_after": expected_calibration_error(softmax(logits, temperature), y, n_bins),
         "nll_before": nll(logits, y),
         "nll_after": nll(logits, y, temperature),
+    }
+
+
+# ---- crypto headlines: a domain check on machine labels, and a hand-labelled sample ---------
+#
+# Two public crypto-news sets are read in place from ``../shared/data`` (never copied into the
+# repository; see each folder's PROVENANCE.md). Their sentiment labels are *machine* labels
+# (FinBERT's for the Google News set, a TextBlob polarity class for the CryptoNews set), so
+# agreement with them is a domain-agreement check, not accuracy. Accuracy is measured on a
+# small hand-labelled sample whose keys and labels live in the repository and whose texts are
+# joined from the shared files at run time (:func:`join_labels`).
+
+GOOGLENEWS_DIR = "crypto_news_googlenews_finbert_2020_2022"
+GOOGLENEWS_CSV = "crypto_news.csv"
+CRYPTONEWS_DIR = "crypto_news_cryptonews_2021_2022"
+CRYPTONEWS_CSV = "cryptonews.csv"
+GOOGLENEWS = "googlenews_finbert"  # the ``dataset`` value of the rows of each set
+CRYPTONEWS = "cryptonews"
+#: Who produced each set's ``machine_label`` (both automatic, neither human).
+MACHINE_LABELLER = {GOOGLENEWS: "finbert", CRYPTONEWS: "textblob"}
+#: The columns of :func:`load_googlenews_finbert` and :func:`load_cryptonews`.
+CRYPTO_COLUMNS = ("dataset", "key", "year", "title", "text", "machine_label")
+HAND_LABEL_COLUMNS = ("dataset", "url", "label", "note")
+
+
+def _csv_in(path: str | Path, default_name: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        p = p / default_name
+    if not p.is_file():
+        raise FileNotFoundError(f"crypto news file not found: {p}")
+    return p
+
+
+def _check_machine_labels(df: pl.DataFrame, where: Path) -> pl.DataFrame:
+    bad = sorted(set(df["machine_label"].drop_nulls().to_list()) - set(LABELS))
+    if bad or df["machine_label"].null_count():
+        raise ValueError(f"{where}: unreadable sentiment labels {bad or ['<missing>']}")
+    return df
+
+
+def load_googlenews_finbert(path: str | Path) -> pl.DataFrame:
+    """The Google News crypto headlines with FinBERT's labels (folder or ``crypto_news.csv``).
+
+    Returns :data:`CRYPTO_COLUMNS`: ``dataset`` = ``googlenews_finbert``, ``key`` = the article
+    URL, ``year`` of ``created_at``, ``title`` = the headline without the Google News
+    ``" - <source_name>"`` suffix (every row has it; it names the publisher, it is not part of
+    the headline), ``text`` = ``title`` (the only text the set has, hence what FinBERT
+    labelled), ``machine_label`` = ``description_finbert``. An article found under several
+    search keywords (same URL, title and label) is kept once.
+    """
+    p = _csv_in(path, GOOGLENEWS_CSV)
+    raw = pl.read_csv(p, infer_schema=False)
+    need = {"title", "url", "source_name", "created_at", "description_finbert"}
+    if missing := sorted(need - set(raw.columns)):
+        raise ValueError(f"{p}: missing columns {missing}")
+    suffix = pl.lit(" - ") + pl.col("source_name").fill_null("")
+    title = (
+        pl.when(pl.col("title").str.ends_with(suffix))
+        .then(pl.col("title").str.head(pl.col("title").str.len_chars() - suffix.str.len_chars()))
+        .otherwise(pl.col("title"))
+        .str.strip_chars()
+    )
+    df = (
+        raw.filter(pl.col("url").is_not_null())
+        .unique("url", keep="first", maintain_order=True)
+        .select(
+            pl.lit(GOOGLENEWS).alias("dataset"),
+            pl.col("url").alias("key"),
+            pl.col("created_at").str.slice(0, 4).cast(pl.Int32).alias("year"),
+            title.alias("title"),
+            title.alias("text"),
+            pl.col("description_finbert")
+            .str.strip_chars()
+            .str.to_lowercase()
+            .alias("machine_label"),
+        )
+    )
+    return _check_machine_labels(df, p)
+
+
+def load_cryptonews(path: str | Path) -> pl.DataFrame:
+    """The CryptoNews / CoinTelegraph / CryptoPotato set (folder or ``cryptonews.csv``, ``;``
+    separated) with its TextBlob-style labels.
+
+    Returns :data:`CRYPTO_COLUMNS`: ``dataset`` = ``cryptonews``, ``key`` = ``url`` as written
+    in the file (rows without one cannot be keyed and are dropped), ``year`` of the day-first
+    ``date`` (``D-M-YYYY HH:MM``), ``title`` (null when the file's is empty), ``text`` = the
+    article's lede (the file's ``text`` column: the field the labels were computed on;
+    TextBlob's polarity/subjectivity recomputed on it reproduce the stored values, on the title
+    they do not), ``machine_label`` = the ``'class'`` entry of the ``sentiment`` dict string.
+    """
+    p = _csv_in(path, CRYPTONEWS_CSV)
+    raw = pl.read_csv(p, separator=";", infer_schema=False)
+    need = {"date", "sentiment", "text", "title", "url"}
+    if missing := sorted(need - set(raw.columns)):
+        raise ValueError(f"{p}: missing columns {missing}")
+    title = pl.col("title").str.strip_chars()
+    df = (
+        raw.filter(pl.col("url").is_not_null() & (pl.col("url").str.strip_chars() != ""))
+        .unique("url", keep="first", maintain_order=True)
+        .select(
+            pl.lit(CRYPTONEWS).alias("dataset"),
+            pl.col("url").alias("key"),
+            pl.col("date")
+            .str.extract(r"^\s*\d{1,2}-\d{1,2}-(\d{4})", 1)
+            .cast(pl.Int32)
+            .alias("year"),
+            pl.when(title == "").then(None).otherwise(title).alias("title"),
+            pl.col("text").str.strip_chars().alias("text"),
+            pl.col("sentiment")
+            .str.extract(r"""['"]class['"]\s*:\s*['"](\w+)['"]""", 1)
+            .str.to_lowercase()
+            .alias("machine_label"),
+        )
+    )
+    if df["year"].null_count():
+        raise ValueError(f"{p}: {df['year'].null_count()} dates not in the D-M-YYYY form")
+    return _check_machine_labels(df, p)
+
+
+def load_crypto_news(root: str | Path) -> pl.DataFrame:
+    """Both crypto sets under ``root`` (the shared data folder), one frame of
+    :data:`CRYPTO_COLUMNS` (Google News rows first)."""
+    base = Path(root)
+    return pl.concat(
+        [load_googlenews_finbert(base / GOOGLENEWS_DIR), load_cryptonews(base / CRYPTONEWS_DIR)]
+    )
+
+
+def draw_headline_sample(
+    news: pl.DataFrame, n_per_dataset: int = 60, seed: int = 21
+) -> pl.DataFrame:
+    """A seeded random draw of headlines, stratified by dataset and, within it, by year.
+
+    Every dataset gets ``n_per_dataset`` rows, split as evenly as possible over its years (the
+    remainder goes to the earliest years). Eligible: rows with a non-empty ``title``. Within a
+    stratum, rows are sorted by ``key`` before the draw, so the sample depends on the data and
+    the seed only (not on the file's row order). One ``numpy`` generator, strata visited in
+    (dataset, year) order. Returns ``dataset, key, year, title`` sorted that way.
+    """
+    rng = np.random.default_rng(seed)
+    eligible = news.filter(pl.col("title").is_not_null() & (pl.col("title") != ""))
+    parts = []
+    for dataset in sorted(eligible["dataset"].unique().to_list()):
+        rows = eligible.filter(pl.col("dataset") == dataset)
+        years = sorted(rows["year"].unique().to_list())
+        base, extra = divmod(n_per_dataset, len(years))
+        for i, year in enumerate(years):
+            stratum = rows.filter(pl.col("year") == year).sort("key")
+            n = base + (1 if i < extra else 0)
+            if n > stratum.height:
+                raise ValueError(f"{dataset} {year}: {stratum.height} rows, cannot draw {n}")
+            pick = np.sort(rng.choice(stratum.height, size=n, replace=False))
+            parts.append(stratum[pick.tolist()].select("dataset", "key", "year", "title"))
+    return pl.concat(parts)
+
+
+def load_hand_labels(path: str | Path) -> pl.DataFrame:
+    """The hand labels (``dataset, url, label, note``; ``url`` is each set's row key), e.g.
+    ``benchmarks/data/crypto_headlines_labels.csv`` (who labelled, and how: its
+    ``CRYPTO_HEADLINES_PROVENANCE.md``).
+
+    Raises ``ValueError`` on missing columns, unknown labels or datasets, or a key labelled
+    twice.
+    """
+    p = Path(path)
+    df = pl.read_csv(p, infer_schema=False)
+    if missing := [c for c in HAND_LABEL_COLUMNS if c not in df.columns]:
+        raise ValueError(f"{p}: missing columns {missing}")
+    df = df.select(
+        pl.col("dataset").str.strip_chars(),
+        pl.col("url").str.strip_chars(),
+        pl.col("label").str.strip_chars().str.to_lowercase(),
+        pl.col("note"),
+    )
+    if bad := sorted(set(df["label"].fill_null("<missing>").to_list()) - set(LABELS)):
+        raise ValueError(f"{p}: unknown labels {bad}; expected {', '.join(LABELS)}")
+    if bad := sorted(set(df["dataset"].fill_null("<missing>").to_list()) - set(MACHINE_LABELLER)):
+        raise ValueError(f"{p}: unknown datasets {bad}; expected {', '.join(MACHINE_LABELLER)}")
+    dup = df.filter(pl.struct("dataset", "url").is_duplicated())
+    if dup.height:
+        raise ValueError(f"{p}: keys labelled more than once: {dup['url'].unique().to_list()[:5]}")
+    return df
+
+
+def join_labels(labels: pl.DataFrame, news: pl.DataFrame) -> pl.DataFrame:
+    """The hand labels with their headlines: ``dataset, url, label, note, title,
+    machine_label`` in the labels' order.
+
+    Raises ``ValueError`` naming the keys (first five) when any labelled row is not found in
+    ``news`` or has no title: the texts are joined at run time from the shared files, and a
+    silently shorter sample would change every figure.
+    """
+    texts = news.select("dataset", pl.col("key").alias("url"), "title", "machine_label").unique(
+        ["dataset", "url"], keep="first"
+    )
+    joined = labels.join(texts, on=["dataset", "url"], how="left", maintain_order="left")
+    missing = joined.filter(pl.col("title").is_null())
+    if missing.height:
+        keys = [f"{d}:{u}" for d, u in missing.select("dataset", "url").iter_rows()][:5]
+        raise ValueError(
+            f"{missing.height} of {labels.height} labelled rows have no headline in the crypto "
+            f"news files (wrong data folder or changed files?): {keys}"
+        )
+    return joined
+
+
+def bootstrap_ci(
+    y_true: Sequence[str],
+    y_pred: Sequence[str],
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, list[float]]:
+    """Percentile bootstrap intervals of accuracy and macro-F1 (rows resampled with
+    replacement, ``n_boot`` times, seeded): ``{"accuracy": [lo, hi], "macro_f1": [lo, hi]}``.
+
+    Macro-F1 is over the three :data:`LABELS` as in :func:`classification_metrics` (a class
+    missing from a resample counts with F1 0, which widens the interval on tiny samples).
+    """
+    if len(y_true) != len(y_pred):
+        raise ValueError("y_true and y_pred differ in length")
+    if not y_true:
+        raise ValueError("no rows to evaluate")
+    k = {label: i for i, label in enumerate(LABELS)}
+    t = np.array([k[y] for y in y_true])
+    p = np.array([k[y] for y in y_pred])
+    rng = np.random.default_rng(seed)
+    n, m = len(t), len(LABELS)
+    accs, f1s = np.empty(n_boot), np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.integers(0, n, n)
+        cm = np.bincount(t[idx] * m + p[idx], minlength=m * m).reshape(m, m)
+        tp = np.diag(cm).astype(np.float64)
+        pred_n, true_n = cm.sum(axis=0), cm.sum(axis=1)
+        prec = np.divide(tp, pred_n, out=np.zeros(m), where=pred_n > 0)
+        rec = np.divide(tp, true_n, out=np.zeros(m), where=true_n > 0)
+        denom = prec + rec
+        f1 = np.divide(2 * prec * rec, denom, out=np.zeros(m), where=denom > 0)
+        accs[b] = tp.sum() / n
+        f1s[b] = f1.mean()
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    return {
+        "accuracy": [float(x) for x in np.percentile(accs, q)],
+        "macro_f1": [float(x) for x in np.percentile(f1s, q)],
     }

@@ -213,6 +213,22 @@ def distinct_values(table_column: str) -> list[str]:
     return df["v"].astype(str).tolist()
 
 
+def news_confidence_sql(alias: str = "s") -> str:
+    """The select expression for the calibrated confidence of ``ml.news_sentiment`` rows
+    (``alias`` = the query's alias of that table, a constant of the calling page).
+
+    A read side whose lake predates the ``confidence`` column (old score files and the old
+    empty placeholder, until the news scorer or the warehouse step rewrites them) has no such
+    column: the page then gets a typed NULL instead of an error.
+    """
+    if not alias.isidentifier():
+        raise ValueError(f"not an SQL alias: {alias!r}")
+    cols = query("select * from ml.news_sentiment limit 0").columns
+    if "confidence" in cols:
+        return f"{alias}.confidence"
+    return "null::double as confidence"
+
+
 def table_counts() -> pd.DataFrame:
     rows = []
     for name in COUNTED_TABLES:

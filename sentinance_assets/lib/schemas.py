@@ -206,8 +206,14 @@ NEWS_SENTIMENT = Dataset(
         "model_version": pl.String,
         "label": pl.String,  # positive | neutral | negative
         "score": pl.Float64,  # signed, -1 .. 1
+        # the calibrated probability of ``label`` (a transformer's temperature-scaled softmax
+        # maximum, 1/3 .. 1); null for VADER (its compound score is not a probability), for
+        # blank text and for rows written before the column existed
+        "confidence": pl.Float64,
         "scored_at": TS,
     },
+    # lake files written before ``confidence`` existed read back with it null (not a guess)
+    derived={"confidence": pl.lit(None, dtype=pl.Float64)},
 )
 
 FORECASTS = Dataset(

@@ -11,10 +11,18 @@ from sentinance_assets.lib import sentiment_status
 from streamlit_app import data
 
 LABELS = ["positive", "neutral", "negative"]
+CONFIDENCE_HELP = (
+    "Calibrated probability of the label (the transformer's temperature-scaled softmax; "
+    "0.33 = a coin toss between three labels, 1 = certain), calibrated on financial "
+    "sentences: on crypto headlines it runs high (docs/sentiment.md). Empty for VADER: its "
+    "score is not a probability."
+)
 
+# {confidence}: ``s.confidence``, or a typed NULL on a read side that predates the column
+# (:func:`streamlit_app.data.news_confidence_sql`); never user input
 ITEMS_SQL = """
 select n.published, n.assets, n.publisher, n.title, n.summary,
-       s.model, s.model_version, s.label, s.score
+       s.model, s.model_version, s.label, s.score, {confidence}
 from staging.stg_news as n
 left join ml.news_sentiment as s on s.news_id = n.news_id
 where (?::varchar is null or list_contains(string_split(coalesce(n.assets, ''), ','), ?))
@@ -76,7 +84,8 @@ def render() -> None:
     base = None if asset == "All" else asset
     pattern = f"%{text}%" if text else None
     items = data.query(
-        ITEMS_SQL, (base, base, labels, labels, models, models, pattern, pattern, pattern)
+        ITEMS_SQL.format(confidence=data.news_confidence_sql("s")),
+        (base, base, labels, labels, models, models, pattern, pattern, pattern),
     )
     st.subheader(f"News items ({len(items)})")
     if items.empty:
@@ -91,9 +100,15 @@ def render() -> None:
             column_config={
                 "published": st.column_config.DatetimeColumn("Published (UTC)"),
                 "score": st.column_config.NumberColumn("Score", format="%.3f"),
+                "confidence": st.column_config.NumberColumn(
+                    "Confidence",
+                    format="%.2f",
+                    help=CONFIDENCE_HELP,
+                ),
                 "title": st.column_config.TextColumn("Title", width="large"),
             },
         )
+        st.caption(f"Confidence: {CONFIDENCE_HELP[0].lower()}{CONFIDENCE_HELP[1:]}")
 
     st.subheader("Daily sentiment vs returns")
     chosen = base or (bases[0] if bases else None)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from sentinance_assets.definitions import defs
 from sentinance_assets.defs.ml.sentiment import news_sentiment, sentiment_drift
@@ -196,3 +197,70 @@ def test_training_asset_trains_registers_and_news_switches_to_the_champion(
     res = _materialize(news_sentiment, settings)
     model = res.asset_materializations_for_node("ml__news_sentiment")[0].metadata["model"].value
     assert model.startswith("transformer:v1-minilm-ft-")
+
+
+# ---- the calibrated confidence of each scored headline ---------------------------------------
+
+
+def test_vader_rows_store_no_confidence_and_a_transformer_its_calibrated_probability(
+    tiny_settings, tmp_path
+):
+    from ml.sentiment_transformer import load_transformer, read_metadata
+
+    titles = ["profit rose sharply", "sales fell", ""]
+    write_news(tiny_settings, [(t, None, T0) for t in titles])
+    _materialize(news_sentiment, tiny_settings)
+    scores = lake.read_dataset(tiny_settings.lake_dir, NEWS_SENTIMENT)
+    assert scores["confidence"].dtype == pl.Float64
+    assert scores["confidence"].null_count() == 3  # VADER: no probability, none made up
+    # a transformer with a temperature: the stored confidence is the calibrated top probability
+    model_dir = make_tiny_model(tmp_path / "calibrated")
+    meta_file = model_dir / "sentinance_model.json"
+    meta_file.write_text('{"version": "tiny-t2", "temperature": 2.0}')
+    assert read_metadata(model_dir)["temperature"] == 2.0
+    settings = tiny_settings.replace(sentiment_model=str(model_dir))
+    _materialize(news_sentiment, settings)
+    scores = lake.read_dataset(tiny_settings.lake_dir, NEWS_SENTIMENT)
+    mine = scores.filter(pl.col("model_version") == "tiny-t2").sort("news_id")
+    model = load_transformer(model_dir)
+    probs = model.probabilities(titles)
+    expected = [float(probs[0].max()), float(probs[1].max()), None]  # blank text: no confidence
+    got = mine["confidence"].to_list()
+    assert got[2] is None and got[:2] == pytest.approx(expected[:2], abs=1e-6)
+    assert all(1 / 3 <= c <= 1 for c in got[:2])
+    assert mine["label"].to_list()[:2] == [model.predict(titles)[i].label for i in (0, 1)]
+
+
+def test_scores_written_before_the_column_read_as_null_and_the_view_gets_it(tiny_settings):
+    from sentinance_assets.lib import warehouse
+
+    old_shape = {c: t for c, t in NEWS_SENTIMENT.columns.items() if c != "confidence"}
+    folder = lake.dataset_dir(tiny_settings.lake_dir, NEWS_SENTIMENT)
+    old = pl.DataFrame(
+        {
+            "news_id": ["old-1"],
+            "model": ["vader"],
+            "model_version": ["vaderSentiment-3.3.2"],
+            "label": ["positive"],
+            "score": [0.5],
+            "scored_at": [T0],
+        },
+        schema=old_shape,
+    )
+    lake.atomic_write_parquet(old, folder / "scores.parquet")  # an older release's files
+    lake.atomic_write_parquet(pl.DataFrame(schema=old_shape), folder / lake.PLACEHOLDER)
+    read = lake.read_dataset(tiny_settings.lake_dir, NEWS_SENTIMENT)
+    assert read.columns == list(NEWS_SENTIMENT.columns) and read["confidence"].to_list() == [None]
+    # the scorer keeps the old row (null confidence) beside its own
+    write_news(tiny_settings, [("Prices surge on great news", None, T0)])
+    _materialize(news_sentiment, tiny_settings)
+    stored = pl.read_parquet(folder / "scores.parquet")
+    assert "confidence" in stored.columns and stored.height == 2
+    # the warehouse step rewrites the old placeholder; the view then has the column
+    with warehouse.write_connection(tiny_settings.home / "w.duckdb") as conn:
+        warehouse.register_lake_views(conn, tiny_settings.lake_dir)
+        assert "confidence" in pl.read_parquet_schema(folder / lake.PLACEHOLDER)
+        rows = conn.execute(
+            "select news_id, confidence from ml.news_sentiment order by news_id"
+        ).fetchall()
+    assert rows == [("old-1", None), ("p-0", None)]

@@ -13,6 +13,12 @@ Which model scores the news (:func:`serving_model`), in order:
 Only items not yet scored by the current ``model`` + ``model_version`` are scored, so a newly
 promoted champion re-scores the history once, and the mart's "latest scoring wins" rule picks
 its scores up.
+
+Every row stores ``confidence``: for a transformer, the calibrated probability of its label
+(``softmax(logits / T)`` with the temperature fitted at training time, the same number
+``POST /v1/sentiment`` returns); for VADER ``null``, because its compound score is a lexicon
+sum squashed into ``[-1, 1]``, not a probability, and no probability is made up for it. Rows
+scored before the column existed read as ``null`` too.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -73,9 +79,11 @@ def score_news(settings: Settings, model: SentimentModel) -> dict:
             "model_version": model.version,
             "label": [p.label for p in preds],
             "score": [p.score for p in preds],
+            # calibrated probability of the label; None (null) for VADER and blank text
+            "confidence": [p.confidence for p in preds],
             "scored_at": datetime.now(UTC),
         },
-        schema_overrides={"label": pl.String, "score": pl.Float64},
+        schema_overrides={"label": pl.String, "score": pl.Float64, "confidence": pl.Float64},
     )
     merged = pl.concat([scored, NEWS_SENTIMENT.conform(new)]).unique(
         ["news_id", "model", "model_version"], keep="first"
@@ -89,8 +97,9 @@ def score_news(settings: Settings, model: SentimentModel) -> dict:
     group_name="ml",
     deps=[dg.AssetKey(["raw", "news"])],
     kinds={"python", "parquet"},
-    description="A sentiment label and signed score per news item, with the model version that "
-    "produced it. Scores only what the current model has not scored yet. Model: "
+    description="A sentiment label, signed score and calibrated confidence (probability of the "
+    "label; null for VADER, whose score is not a probability) per news item, with the model "
+    "version that produced it. Scores only what the current model has not scored yet. Model: "
     "SENTINANCE_SENTIMENT_MODEL if set, else the registered sentiment champion, else VADER.",
 )
 def news_sentiment(
