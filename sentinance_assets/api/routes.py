@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from sentinance_assets.api import queries, registry
+from sentinance_assets.api import queries
 from sentinance_assets.api.metrics import CONTENT_TYPE, ApiMetrics, watch_lag_s
 from sentinance_assets.api.models import (
     AlertPage,
@@ -37,6 +37,7 @@ from sentinance_assets.api.models import (
 from sentinance_assets.api.readside import DataUnavailable, ReadSide
 from sentinance_assets.api.sentiment import SentimentService
 from sentinance_assets.api.stream import AlertHub, events
+from sentinance_assets.lib import registry
 from sentinance_assets.lib.timestamps import TimestampError, parse_time
 from sentinance_assets.settings import Settings
 

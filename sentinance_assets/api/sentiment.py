@@ -18,7 +18,7 @@ from typing import Any
 
 from ml.sentiment import SentimentModel, VaderModel
 from ml.sentiment_lifecycle import REGISTERED_NAME
-from sentinance_assets.api import registry
+from sentinance_assets.lib import registry
 from sentinance_assets.settings import Settings
 
 log = logging.getLogger("sentinance.api")

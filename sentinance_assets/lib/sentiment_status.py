@@ -2,7 +2,7 @@
 
 Shared by the ``sentinance demo`` summary, the app's News & sentiment page and its Models page.
 Reads only the settings and the MLflow SQLite store opened read-only
-(:mod:`sentinance_assets.api.registry`): no model is loaded, MLflow is not imported.
+(:mod:`sentinance_assets.lib.registry`): no model is loaded, MLflow is not imported.
 
 Out of the box nothing is trained, so VADER scores the news. VADER is *below the majority
 class* on held-out Financial PhraseBank sentences (docs/sentiment.md): that is said next to
@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sentinance_assets.api import registry
+from sentinance_assets.lib import registry
 from sentinance_assets.settings import Settings
 
 REGISTERED_NAME = "sentinance-sentiment"  # = ml.sentiment_lifecycle.REGISTERED_NAME (no torch)
