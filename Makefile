@@ -4,7 +4,7 @@ BIN     := $(CURDIR)/$(VENV)/bin
 PYTHON  ?= python3
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup demo test soak dev app serve status lint clean
+.PHONY: setup demo test soak spark dev app serve status lint clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,11 @@ test: setup
 # `sentinance serve` live against local fakes for about eight minutes (tests/test_soak.py)
 soak: setup
 	$(BIN)/pytest -m soak
+
+# the marts built on Apache Spark (local PySpark, Java 17+) and on DuckDB must be equal
+# (tests marked spark; about 7 minutes on two cores, so outside the test suite's budget)
+spark: setup
+	$(BIN)/pytest -m spark
 
 dev: setup
 	$(BIN)/sentinance dev

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import annotated_types
 from pydantic import (
@@ -51,6 +51,9 @@ ENV_PREFIX = "SENTINANCE_"
 EXCHANGE_URL_PREFIX = ENV_PREFIX + "EXCHANGE_URL_"
 SOURCES = ("simulated", "replay", "live")
 WATCH_TRANSPORTS = ("auto", "ws", "poll")
+ENGINES = ("duckdb", "spark")
+# local, local[N], local[*] (this machine), or a cluster master URL
+_SPARK_MASTER_RE = re.compile(r"^(local(\[(\d+|\*)\])?|(spark|k8s)://\S+|yarn)$")
 DEFAULT_EXCHANGES = ("binance", "coinbase", "kraken")
 DEFAULT_SYMBOLS = ("BTC", "ETH", "SOL")
 DEFAULT_NEWS_FEEDS = (
@@ -242,6 +245,26 @@ def _default_end(data: dict[str, Any]) -> datetime:
 def _default_dead_letter(data: dict[str, Any]) -> Path:
     """Under home, whatever home is (fields validate in order, and home comes first)."""
     return data["home"] / "alerts-dead-letter.jsonl"
+
+
+def _default_spark_dir(data: dict[str, Any]) -> Path:
+    """Under home, like every other piece of state."""
+    return data["home"] / "spark"
+
+
+def _engine(value: object) -> object:
+    """Normalised, and one of :data:`ENGINES` (checked before the ``Literal``, so the error
+    lists the choices the way the other one-of settings do)."""
+    value = _normalised(value)
+    if isinstance(value, str) and value not in ENGINES:
+        raise ValueError(f"is not one of {', '.join(ENGINES)}")
+    return value
+
+
+def _spark_master(master: str) -> str:
+    if not _SPARK_MASTER_RE.match(master):
+        raise ValueError("is not a Spark master (local, local[N], local[*], spark://host:port)")
+    return master
 
 
 # ------------------------------------------------------------------------------ the table
@@ -524,6 +547,32 @@ class Settings(BaseSettings):
         le=86_400,
         description="live mode: `/ready` answers 503 when the watch loop lags more than this, "
         "seconds",
+    )
+
+    engine: Annotated[Literal["duckdb", "spark"], BeforeValidator(_engine)] = Field(
+        "duckdb",
+        description="what builds the dbt models (staging, intermediate, marts): `duckdb` "
+        "(embedded) or `spark` (dbt-spark on local PySpark, needs Java 17+; the marts are then "
+        "copied into the DuckDB warehouse, so readers are unchanged)",
+    )
+    spark_master: Annotated[str, AfterValidator(_spark_master)] = Field(
+        "local[2]",
+        description="`SENTINANCE_ENGINE=spark`: the Spark master of the build's session "
+        "(`local[N]`: N worker threads on this machine)",
+    )
+    spark_shuffle_partitions: int = Field(
+        4,
+        ge=1,
+        le=100_000,
+        description="`SENTINANCE_ENGINE=spark`: `spark.sql.shuffle.partitions` (Spark's 200 "
+        "suits a cluster, not a few cores)",
+    )
+    spark_dir: Annotated[
+        Path, _BLANK_IS_UNSET, AfterValidator(_absolute), Doc(default="`<home>/spark`")
+    ] = Field(
+        default_factory=_default_spark_dir,
+        description="`SENTINANCE_ENGINE=spark`: the Spark warehouse (tables the incremental "
+        "models grow) and its embedded metastore; one Spark build at a time per folder",
     )
 
     def __init__(self, **values: Any) -> None:

@@ -145,6 +145,10 @@ EVERY_VARIABLE: dict[str, Case] = {
     "api_max_body_kib": lambda t: ({"SENTINANCE_API_MAX_BODY_KIB": "2"}, 2),
     "api_sentiment_max_texts": lambda t: ({"SENTINANCE_API_SENTIMENT_MAX_TEXTS": "5"}, 5),
     "api_ready_max_lag_seconds": lambda t: ({"SENTINANCE_API_READY_MAX_LAG_SECONDS": "30"}, 30.0),
+    "engine": lambda t: ({"SENTINANCE_ENGINE": " Spark "}, "spark"),
+    "spark_master": lambda t: ({"SENTINANCE_SPARK_MASTER": "local[4]"}, "local[4]"),
+    "spark_shuffle_partitions": lambda t: ({"SENTINANCE_SPARK_SHUFFLE_PARTITIONS": "8"}, 8),
+    "spark_dir": lambda t: ({"SENTINANCE_SPARK_DIR": str(t / "s")}, t / "s"),
 }
 
 

@@ -35,3 +35,18 @@
         then greatest(-1.0, least(1.0, {{ cov }} / sqrt({{ vx }} * {{ vy }})))
     end
 {%- endmacro %}
+
+{#- sum() of an integer column with DuckDB's result type, a 128-bit integer (HUGEINT): Spark's
+    sum of a bigint is a bigint, so there it sums DECIMAL(38, 0), Spark's 128-bit integer
+    (sentinance_assets.lib.spark copies such columns into DuckDB as HUGEINT). -#}
+{% macro integer_sum(expr) -%}
+    {{ return(adapter.dispatch('integer_sum', 'sentinance')(expr)) }}
+{%- endmacro %}
+
+{% macro default__integer_sum(expr) -%}
+    sum({{ expr }})
+{%- endmacro %}
+
+{% macro spark__integer_sum(expr) -%}
+    sum(cast({{ expr }} as decimal(38, 0)))
+{%- endmacro %}

@@ -77,3 +77,27 @@
 {% macro market_key(exchange='exchange', symbol='symbol') -%}
     {{ dbt.concat([exchange, "'|'", symbol]) }}
 {%- endmacro %}
+
+{#- SQL deleting the rows of `relation` where `predicate` holds (an incremental model's
+    post-hook: marts.candles drops its marker rows). Spark's Parquet tables have no DELETE: the
+    table is rewritten without those rows and swapped in, and nothing is left to run (an empty
+    hook is skipped). -#}
+{% macro delete_rows(relation, predicate) -%}
+    {{ return(adapter.dispatch('delete_rows', 'sentinance')(relation, predicate)) }}
+{%- endmacro %}
+
+{% macro default__delete_rows(relation, predicate) -%}
+    delete from {{ relation }} where {{ predicate }}
+{%- endmacro %}
+
+{% macro spark__delete_rows(relation, predicate) -%}
+    {%- set table = relation.incorporate(type='table') -%}
+    {%- set kept = table.incorporate(path={'identifier': relation.identifier ~ '__dbt_kept'}) -%}
+    {%- do run_query('drop table if exists ' ~ kept) -%}
+    {%- do run_query(
+        'create table ' ~ kept ~ ' using parquet as select * from ' ~ table
+        ~ ' where not coalesce(' ~ predicate ~ ', false)'
+    ) -%}
+    {%- do adapter.drop_relation(table) -%}
+    {%- do adapter.rename_relation(kept, table) -%}
+{%- endmacro %}

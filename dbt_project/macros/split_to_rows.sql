@@ -41,3 +41,14 @@
     where src.{{ list_column }} is not null
       and length(src.{{ list_column }}) > 0
 {%- endmacro %}
+
+{#- Spark: split takes a regular expression, so the delimiter is quoted (\Q...\E); like
+    DuckDB's string_split it keeps empty elements, trailing ones included. -#}
+{% macro spark__split_to_rows(relation, id_column, list_column, value_alias, delimiter) -%}
+    select
+        src.{{ id_column }},
+        explode(split(src.{{ list_column }}, '\\Q{{ delimiter }}\\E', -1)) as {{ value_alias }}
+    from {{ relation }} as src
+    where src.{{ list_column }} is not null
+      and length(src.{{ list_column }}) > 0
+{%- endmacro %}

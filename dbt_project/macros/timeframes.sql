@@ -52,3 +52,11 @@
     {%- set us = sentinance.parse_timeframe(timeframe)['seconds'] * 1000000 -%}
     make_timestamptz(epoch_us({{ ts }}) - (epoch_us({{ ts }}) % {{ us }} + {{ us }}) % {{ us }})
 {%- endmacro %}
+
+{#- Spark: the same floored integer arithmetic on epoch microseconds as DuckDB (pmod is
+    non-negative, so also right before 1970). The default's dbt.dateadd would work too (with
+    this project's spark__dateadd), at the cost of a date_trunc and an extract per row. -#}
+{% macro spark__bucket_start(ts, timeframe) -%}
+    {%- set us = sentinance.parse_timeframe(timeframe)['seconds'] * 1000000 -%}
+    timestamp_micros(unix_micros({{ ts }}) - pmod(unix_micros({{ ts }}), {{ us }}))
+{%- endmacro %}

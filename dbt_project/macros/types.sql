@@ -40,6 +40,12 @@
     (epoch({{ end_ts }}) - epoch({{ start_ts }}))
 {%- endmacro %}
 
+{#- Spark: the same arithmetic as DuckDB's epoch() (microseconds / 1e6 as a double, then the
+    difference), so results agree to the bit; dbt-spark's datediff counts whole seconds. -#}
+{% macro spark__epoch_seconds_diff(start_ts, end_ts) -%}
+    ({{ sentinance.spark__epoch_seconds(end_ts) }} - {{ sentinance.spark__epoch_seconds(start_ts) }})
+{%- endmacro %}
+
 {# Seconds since the Unix epoch as a double. #}
 {% macro epoch_seconds(ts) -%}
     {{ return(adapter.dispatch('epoch_seconds', 'sentinance')(ts)) }}
@@ -51,4 +57,8 @@
 
 {% macro duckdb__epoch_seconds(ts) -%}
     epoch({{ ts }})
+{%- endmacro %}
+
+{% macro spark__epoch_seconds(ts) -%}
+    (cast(unix_micros({{ ts }}) as double) / 1000000)
 {%- endmacro %}

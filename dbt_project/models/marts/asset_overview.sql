@@ -160,7 +160,8 @@ select
     p.market_count,
     p.window_start_ts,
     {{ sentinance.epoch_seconds_diff('p.window_start_ts', 'a.as_of') }} / 3600.0
-        + p.last_bar_minutes / 60.0 as window_hours,
+        {#- a double division (integer / 60.0 is DECIMAL arithmetic on Spark, rounded) #}
+        + cast(p.last_bar_minutes as {{ sentinance.type_double() }}) / 60 as window_hours,
     se.day as sentiment_day,
     se.news_count as sentiment_news_count,
     se.scored_count as sentiment_scored_count,

@@ -122,7 +122,8 @@ select
     c.incomplete_bars,
     c.usable_bars,
     coalesce(g.indicator_gap_rows, 0) as indicator_gap_rows,
-    100.0 * c.usable_bars / c.expected_bars as completeness_pct
+    {#- a double on every engine (100.0 is a DECIMAL literal: Spark would keep a DECIMAL) #}
+    100 * cast(c.usable_bars as {{ sentinance.type_double() }}) / c.expected_bars as completeness_pct
 from counted as c
 left join duplicates as d
     on c.exchange = d.exchange

@@ -4,7 +4,7 @@
     unique_key=['exchange', 'symbol', 'timeframe', 'ts'],
     on_schema_change='fail',
     post_hook=[
-        "{% if is_incremental() %}delete from {{ this }} where source is null{% endif %}"
+        "{% if is_incremental() %}{{ sentinance.delete_rows(this, 'source is null') }}{% endif %}"
     ]
 ) }}
 {#

@@ -54,7 +54,7 @@ select
     {{ sentinance.exact_sum('volume') }} as volume,
     {{ sentinance.exact_sum('quote_volume_usd') }} as quote_volume_usd,
     {{ sentinance.exact_sum('quote_volume_usd') }} / nullif({{ sentinance.exact_sum('volume') }}, 0) as vwap_usd,
-    case when count(trade_count) = count(*) then sum(trade_count) end as trade_count,
+    case when count(trade_count) = count(*) then {{ sentinance.integer_sum('trade_count') }} end as trade_count,
     count(*) as venue_count
 from bars
 group by base, timeframe, ts

@@ -26,9 +26,10 @@ ranked as (
 
     select
         *,
-        row_number() over (
+        {#- bigint on every engine (Spark's row_number is an int) #}
+        cast(row_number() over (
             partition by day order by abs(return_pct) desc, base
-        ) as mover_rank
+        ) as bigint) as mover_rank
     from daily
     where return_pct is not null
 

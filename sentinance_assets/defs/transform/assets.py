@@ -14,10 +14,17 @@ would then require a partition key for every run of them, so the unpartitioned
 ``analytics_job`` (which mixes them with unpartitioned ML and detection assets) and
 ``sentinance demo`` could no longer materialize them; and incremental models need no partition
 to stay correct. The partition branch is there for a deployment that does attach one.
+
+Engines. ``SENTINANCE_ENGINE=spark`` builds the same project on Spark instead
+(``lib.spark.build_marts_on_spark``: in-process dbt-spark, the marts copied into the DuckDB
+warehouse, which is then published as usual); its dbt results become the same Dagster
+materializations and checks. Phase 1 always builds the whole project on Spark (a subset run
+still builds everything and reports the selected assets).
 """
 
 import json
 from collections.abc import Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +35,7 @@ from dagster_dbt import (
     DbtCliResource,
     dbt_assets,
 )
+from dagster_dbt.asset_utils import get_asset_check_key_for_test
 
 from sentinance_assets.defs.transform.project import dbt_project
 from sentinance_assets.lib.warehouse import (
@@ -73,6 +81,19 @@ def dbt_build_args(
 ) -> list[str]:
     """The ``dbt build`` arguments for a run: ``--vars`` with start_ts/end_ts when the config
     or the run's partition gives a window (the config wins), ``--full-refresh`` on request."""
+    args = ["build"]
+    window = dbt_window_vars(config, partition_window)
+    if window:
+        args += ["--vars", json.dumps(window)]
+    if config.full_refresh:
+        args.append("--full-refresh")
+    return args
+
+
+def dbt_window_vars(
+    config: DbtBuildConfig, partition_window: dg.TimeWindow | None = None
+) -> dict[str, str]:
+    """start_ts/end_ts of the run's window (config first, else the partition), as dbt vars."""
     start: datetime | None = None
     end: datetime | None = None
     if config.start or config.end:
@@ -82,15 +103,9 @@ def dbt_build_args(
         start, end = _utc(partition_window.start), _utc(partition_window.end)
     if start is not None and end is not None and start >= end:
         raise dg.Failure(f"empty dbt window: start {start} is not before end {end}")
-    args = ["build"]
-    window = {
+    return {
         k: v.isoformat(sep=" ") for k, v in (("start_ts", start), ("end_ts", end)) if v is not None
     }
-    if window:
-        args += ["--vars", json.dumps(window)]
-    if config.full_refresh:
-        args.append("--full-refresh")
-    return args
 
 
 def run_partition_window(context: dg.AssetExecutionContext) -> dg.TimeWindow | None:
@@ -124,6 +139,9 @@ def sentinance_dbt(
 
     Runs in the ``duckdb`` pool: the only writer of the warehouse file at any time.
     """
+    if settings.engine == "spark":
+        yield from _build_on_spark(context, settings, config)
+        return
     with write_connection(settings.warehouse_path) as conn:
         register_lake_views(conn, settings.lake_dir)
     args = dbt_build_args(config, run_partition_window(context))
@@ -131,3 +149,54 @@ def sentinance_dbt(
     yield from dbt.cli(args, context=context).stream()
     publish(settings.warehouse_path, settings.read_path)
     context.log.info(f"published the read side at {settings.read_path}")
+
+
+def _build_on_spark(
+    context: dg.AssetExecutionContext, settings: Settings, config: DbtBuildConfig
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """``SENTINANCE_ENGINE=spark``: the build on Spark, its dbt results as Dagster events, then
+    the same publish as the DuckDB path."""
+    from sentinance_assets.lib.spark import build_marts_on_spark
+
+    window = dbt_window_vars(config, run_partition_window(context))
+    context.log.info(f"dbt build on Spark ({settings.spark_master}), vars {window or '{}'}")
+    build = build_marts_on_spark(settings, vars=window, full_refresh=config.full_refresh)
+    yield from spark_build_events(
+        build.results(), context.selected_asset_keys, context.selected_asset_check_keys
+    )
+    publish(settings.warehouse_path, settings.read_path)
+    context.log.info(
+        f"Spark build took {build.seconds:.0f} s; published the read side at {settings.read_path}"
+    )
+
+
+def spark_build_events(
+    results: list[dict[str, Any]],
+    selected_assets: AbstractSet[dg.AssetKey],
+    selected_checks: AbstractSet[dg.AssetCheckKey],
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """dbt node results of a Spark build as the events ``dbt.cli(...).stream()`` yields:
+    a materialization per built model or seed, a check result per dbt test (a ``warn`` is a
+    failed check of WARN severity, as dagster-dbt reports it)."""
+    manifest = dbt_project.manifest_path
+    nodes = json.loads(manifest.read_text())
+    translator = SentinanceTranslator()
+    for r in results:
+        uid = r["unique_id"]
+        if uid.startswith(("model.", "seed.")) and r["status"] == "success":
+            key = translator.get_asset_key(nodes["nodes"][uid])
+            if key in selected_assets:
+                yield dg.MaterializeResult(asset_key=key, metadata={"engine": "spark"})
+        elif uid.startswith("test."):
+            check = get_asset_check_key_for_test(nodes, translator, uid, dbt_project)
+            if check is None or check not in selected_checks:
+                continue
+            yield dg.AssetCheckResult(
+                asset_key=check.asset_key,
+                check_name=check.name,
+                passed=r["status"] == "pass",
+                severity=dg.AssetCheckSeverity.WARN
+                if r["status"] == "warn"
+                else dg.AssetCheckSeverity.ERROR,
+                metadata={"status": r["status"], "failures": r.get("failures") or 0},
+            )
