@@ -177,11 +177,14 @@ def spark_build_events(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """dbt node results of a Spark build as the events ``dbt.cli(...).stream()`` yields:
     a materialization per built model or seed, a check result per dbt test (a ``warn`` is a
-    failed check of WARN severity, as dagster-dbt reports it)."""
+    failed check of WARN severity, as dagster-dbt reports it). A node reported by more than
+    one dbt step (the staging views: built on Spark, then created in DuckDB) yields one event,
+    from its last result: Dagster accepts one output per asset and step."""
     manifest = dbt_project.manifest_path
     nodes = json.loads(manifest.read_text())
     translator = SentinanceTranslator()
-    for r in results:
+    last = {r["unique_id"]: r for r in results}  # first position, last result
+    for r in last.values():
         uid = r["unique_id"]
         if uid.startswith(("model.", "seed.")) and r["status"] == "success":
             key = translator.get_asset_key(nodes["nodes"][uid])
