@@ -36,3 +36,25 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data not available: {path} is absent (needs ../shared beside the repo)")
     return path
+
+
+# small data: Spark's adaptive execution re-plans every stage, which costs more than it saves
+SPARK_TEST_CONF = {"spark.sql.adaptive.enabled": "false"}
+
+
+@pytest.fixture(scope="session")
+def spark_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Warehouse and metastore of the test process's Spark session (tests marked ``spark``)."""
+    return tmp_path_factory.mktemp("spark")
+
+
+@pytest.fixture(scope="session")
+def spark(spark_dir: Path):
+    """One Spark session (local[2]) for every test of the process: a process holds one session,
+    and its JVM start costs seconds. Skips when Java or PySpark is missing."""
+    from sentinance_assets.lib import spark as spark_engine
+
+    reason = spark_engine.spark_unavailable_reason()
+    if reason:
+        pytest.skip(f"Spark tests need Java and PySpark: {reason}")
+    return spark_engine.spark_session(spark_dir, "local[2]", 4, SPARK_TEST_CONF)

@@ -191,7 +191,7 @@ def register_lake_tables(spark: SparkSession, lake_dir: Path) -> None:
     for schema in warehouse.SCHEMAS:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {schema}")
     for ds in ALL_DATASETS:
-        columns = ", ".join(f"`{name}` {_spark_type(dtype)}" for name, dtype in ds.columns.items())
+        columns = ", ".join(f"`{name}` {spark_type(dtype)}" for name, dtype in ds.columns.items())
         location = dataset_dir(lake_dir, ds).resolve()
         spark.sql(f"DROP TABLE IF EXISTS {ds.qualified}")
         spark.sql(
@@ -200,12 +200,13 @@ def register_lake_tables(spark: SparkSession, lake_dir: Path) -> None:
         )
 
 
-def _spark_type(dtype: Any) -> str:
+def spark_type(dtype: Any) -> str:
+    """The Spark SQL type of a polars dtype of the lake schemas."""
     if isinstance(dtype, pl.Datetime):
         return "TIMESTAMP"
-    for polars_type, spark_type in _SPARK_TYPES.items():
+    for polars_type, name in _SPARK_TYPES.items():
         if dtype == polars_type:
-            return spark_type
+            return name
     raise TypeError(f"no Spark type for {dtype}")
 
 
@@ -233,7 +234,7 @@ def compute_indicators_on_spark(
     order), so grouping by it is exact: each call sees exactly the rows the DuckDB Python
     model's single call sees for that series, and returns the same values.
     """
-    schema = ", ".join(f"`{f.name}` {_arrow_to_ddl(f.type)}" for f in INDICATOR_SCHEMA)
+    schema = ", ".join(f"`{f.name}` {arrow_ddl(f.type)}" for f in INDICATOR_SCHEMA)
     result = (
         spark.table(source)
         .select(*INDICATOR_INPUTS)
@@ -245,7 +246,8 @@ def compute_indicators_on_spark(
     return int(spark.table(target).count())
 
 
-def _arrow_to_ddl(dtype: pa.DataType) -> str:
+def arrow_ddl(dtype: pa.DataType) -> str:
+    """The Spark SQL type of an Arrow type of a grouped map's output."""
     if pa.types.is_timestamp(dtype):
         return "TIMESTAMP"
     if pa.types.is_float64(dtype):

@@ -22,7 +22,8 @@ correlations, consolidated candles) may therefore differ in the last bits; the t
 many rows matched bit for bit.
 
 Dbt tests are excluded here (test_dbt_build runs them on DuckDB; on Spark they pass too but
-cost ~3 minutes). One Spark session for the module, its metastore and warehouse in a tmp dir.
+cost ~3 minutes). The test process's one Spark session (tests/conftest.py), its metastore
+and warehouse in a tmp dir.
 """
 
 from __future__ import annotations
@@ -61,8 +62,6 @@ ZONES = ("staging", "intermediate", "marts")
 SIGNIFICANT_DIGITS = 9
 # batch 2 arrives after everything of batch 1 (whose re-ingested copies landed at INGESTED + 1 h)
 BATCH2 = INGESTED + timedelta(hours=2)
-# small data: Spark's adaptive execution re-plans every stage, which costs more than it saves
-TEST_CONF = {"spark.sql.adaptive.enabled": "false"}
 
 
 def _batch2() -> dict[str, pl.DataFrame]:
@@ -161,16 +160,13 @@ def assert_equal(result: dict[str, dict]) -> None:
 
 
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def scenario(tmp_path_factory: pytest.TempPathFactory, spark_dir: Path, spark) -> dict:
     work = tmp_path_factory.mktemp("spark_equality")
     lake_dir = work / "lake"
     data = write_lake(lake_dir)
-    settings = Settings(home=work, engine="spark", spark_dir=work / "spark")
+    # the test process's session (tests/conftest.py): its folder, and shuffle partitions 4
+    settings = Settings(home=work, engine="spark", spark_dir=spark_dir, spark_shuffle_partitions=4)
     timings: dict[str, float] = {}
-
-    t0 = time.perf_counter()
-    spark = spark_engine.spark_session(settings.spark_dir, settings.spark_master, 4, TEST_CONF)
-    timings["session"] = time.perf_counter() - t0
 
     def spark_build(label: str, **kwargs) -> Path:
         t = time.perf_counter()

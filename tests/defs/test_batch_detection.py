@@ -5,6 +5,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 import polars as pl
+import pytest
 
 from sentinance_assets.defs.detection.assets import alerts as alerts_asset
 from sentinance_assets.defs.detection.batch import (
@@ -108,3 +109,25 @@ def test_the_asset_reports_what_it_read(tiny_settings):
 def _materialization(result: dg.ExecuteInProcessResult) -> dg.AssetMaterialization:
     (event,) = result.get_asset_materialization_events()
     return event.step_materialization_data.materialization
+
+
+@pytest.mark.spark
+def test_on_the_spark_engine_a_backfill_runs_on_spark_and_a_refresh_in_process(
+    tiny_settings, spark_dir, spark
+):
+    """SENTINANCE_ENGINE=spark: the asset detects several stale days on Spark (the same
+    alerts as in process, tests/lib/test_spark_detection.py), and one stale day in process."""
+    trades = _land(tiny_settings)
+    on_spark = tiny_settings.replace(engine="spark", spark_dir=spark_dir)
+    mat = _materialization(dg.materialize([alerts_asset], resources={"settings": on_spark}))
+    assert mat.metadata["engine"].value == "spark"
+    assert mat.metadata["days_detected"].value == [d.isoformat() for d in DAYS]
+    ids = sorted(_stored(tiny_settings)["alert_id"])
+    whole = detect_all(pl.concat(list(trades.values())))
+    assert ids == sorted(whole["alert_id"]) and ids
+    last = DAYS[-1].isoformat()
+    lake.write_partition(tiny_settings.lake_dir, RAW_TRADES, trades[last], partition=last)
+    mat = _materialization(dg.materialize([alerts_asset], resources={"settings": on_spark}))
+    assert mat.metadata["engine"].value == "polars"
+    assert mat.metadata["days_detected"].value == [last]
+    assert sorted(_stored(tiny_settings)["alert_id"]) == ids

@@ -1,11 +1,22 @@
 """Batch detection over the stored trades: the same detectors the watch loop runs, re-run
-only on the days whose trades changed since the last run (``batch.py``)."""
+only on the days whose trades changed since the last run (``batch.py``); with
+``SENTINANCE_ENGINE=spark``, a backfill of several days runs on Spark (``lib/spark_detection``)."""
+
+from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
-from sentinance_assets.defs.detection.batch import INPUT_RECORD, detect_stale_days
+from sentinance_assets.defs.detection.batch import (
+    INPUT_RECORD,
+    DetectMany,
+    detect_stale_days,
+    stale_days,
+)
 from sentinance_assets.lib.detection.delivery import Deliverer
 from sentinance_assets.lib.detection.engine import alert_summary, detect_all
+from sentinance_assets.lib.detection.rules import DetectorConfig
 from sentinance_assets.lib.detection.rules_file import RulesError, rules_for
 from sentinance_assets.lib.detection.versions import (
     migrate_legacy_ids,
@@ -48,8 +59,11 @@ def alerts(
     migrated = migrate_legacy_ids(settings.lake_dir)  # ids from before the stable hash
     # days made by other rules: kept beside, then re-detected and compared (versions.py)
     previous = prepare_rules_change(settings.lake_dir, rules.version, INPUT_RECORD)
-    # per stale day: one push + flush of the streaming engine
-    run = detect_stale_days(settings.lake_dir, lambda trades: detect_all(trades, rules.detector))
+    # per stale day: one push + flush of the streaming engine (several days: maybe on Spark)
+    many = _spark_backfill(context, settings, rules.detector)
+    run = detect_stale_days(
+        settings.lake_dir, lambda trades: detect_all(trades, rules.detector), many=many
+    )
     compared = record_rule_sets(settings.lake_dir, run.days, rules.version, previous)
     found = run.alerts
     deliverer = Deliverer.from_rules(rules, settings.home, settings.alert_channels)
@@ -74,5 +88,28 @@ def alerts(
             "rules_comparisons": dg.MetadataValue.json([c.summary() for c in compared]),
             "messages_delivered": delivered,
             "legacy_id_files_migrated": migrated,
+            "engine": "spark" if many is not None else "polars",
         }
     )
+
+
+def _spark_backfill(
+    context: dg.AssetExecutionContext, settings: Settings, cfg: DetectorConfig
+) -> DetectMany | None:
+    """With ``SENTINANCE_ENGINE=spark`` and more than one stale day (a backfill, a rules
+    change), the days are detected on Spark, one task per (asset, day). A single stale day (the
+    live refresh of today) stays in process: starting a Spark session would cost more than it."""
+    if settings.engine != "spark" or len(stale_days(settings.lake_dir)) < 2:
+        return None
+    from sentinance_assets.lib.spark import session_for
+    from sentinance_assets.lib.spark_detection import detect_days_on_spark
+
+    def on_spark(files: dict[str, Path], days: list[str]) -> tuple[pl.DataFrame, int]:
+        result = detect_days_on_spark(session_for(settings), files, days, cfg, datetime.now(UTC))
+        context.log.info(
+            f"detected {len(days)} day(s) on Spark in {result.seconds:.1f} s: "
+            f"{result.tasks} tasks (asset x day), {result.trades_scanned} trades"
+        )
+        return result.alerts, result.trades_scanned
+
+    return on_spark

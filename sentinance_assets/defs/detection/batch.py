@@ -7,11 +7,10 @@ from (``_batch_input.json``: the size and modification time of that day's trades
 the previous day's). A run re-detects a day when that record no longer matches, so a live
 refresh of today reads today (and the warm-up of yesterday), whatever the history holds.
 
-Warm-up: the window rules look back at most an hour (volume baseline) and carry state for a
-few buckets, so each day is detected over its own trades plus the last :data:`WARM_UP` of the
-previous day, and only the alerts whose event time falls in the day are kept. On the simulated
-market this gives exactly the alerts of one pass over the whole history (tests/defs/
-test_detection.py compares them).
+Each day is detected over its own trades plus a warm-up from the day before
+(``lib/detection/days.py``). The stale days are detected here one after another, or all at
+once by a ``DetectMany`` such as ``lib.spark_detection.detect_days_on_spark`` (a backfill on
+Spark, partitioned by base asset and day); either way each day is stored as soon as known.
 
 Plain functions (no definitions): ``assets.py`` calls them.
 """
@@ -21,20 +20,26 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 
 from sentinance_assets.lib import lake
+from sentinance_assets.lib.detection.days import (
+    WARM_UP,
+    Detect,
+    day_bounds,
+    detect_day,
+    previous_day,
+)
 from sentinance_assets.lib.schemas import ALERTS, RAW_TRADES
 
-WARM_UP = timedelta(hours=3)
 INPUT_RECORD = "_batch_input.json"
 BATCH_PART = "batch"
 LEGACY_FILE = "batch.parquet"  # the former single file over the whole history
 
-Detect = Callable[[pl.DataFrame], pl.DataFrame]
+#: (trade files by day, the days to detect) -> (the alerts of those days, trades scanned)
+DetectMany = Callable[[dict[str, Path], list[str]], tuple[pl.DataFrame, int]]
 
 
 def _stamp(path: Path) -> str | None:
@@ -56,7 +61,7 @@ def trade_days(lake_dir: Path) -> dict[str, Path]:
 
 
 def _input_of(day: str, files: dict[str, Path]) -> dict[str, str | None]:
-    previous = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+    previous = previous_day(day)
     return {
         day: _stamp(files[day]),
         previous: _stamp(files[previous]) if previous in files else None,
@@ -84,17 +89,11 @@ def stale_days(lake_dir: Path) -> list[str]:
     return out
 
 
-def _day_bounds(day: str) -> tuple[datetime, datetime]:
-    d = date.fromisoformat(day)
-    lo = datetime(d.year, d.month, d.day, tzinfo=UTC)
-    return lo, lo + timedelta(days=1)
-
-
 def day_trades(files: dict[str, Path], day: str) -> pl.DataFrame:
     """The day's trades plus the previous day's last :data:`WARM_UP`."""
-    lo, _ = _day_bounds(day)
+    lo, _ = day_bounds(day)
     frames = [RAW_TRADES.conform(pl.read_parquet(files[day]))]
-    previous = (lo.date() - timedelta(days=1)).isoformat()
+    previous = previous_day(day)
     if previous in files:
         tail = pl.scan_parquet(files[previous]).filter(pl.col("ts") >= lo - WARM_UP).collect()
         frames.insert(0, RAW_TRADES.conform(tail))
@@ -111,22 +110,33 @@ class BatchRun:
     stored_days: int = 0
 
 
-def detect_stale_days(lake_dir: Path, detect: Detect) -> BatchRun:
-    """Re-detect every stale day (:func:`stale_days`) with ``detect`` and store its alerts."""
+def detect_stale_days(lake_dir: Path, detect: Detect, many: DetectMany | None = None) -> BatchRun:
+    """Re-detect every stale day (:func:`stale_days`) and store its alerts: one day at a time
+    with ``detect``, or all stale days in one call of ``many`` (a Spark backfill)."""
     legacy = lake.dataset_dir(lake_dir, ALERTS) / LEGACY_FILE
     files = trade_days(lake_dir)
     run = BatchRun(stored_days=len(files))
     found = []
-    for day in stale_days(lake_dir):
-        expected = _input_of(day, files)  # before reading: a change while we read stays stale
-        trades = day_trades(files, day)
-        lo, hi = _day_bounds(day)
-        alerts = detect(trades).filter((pl.col("event_time") >= lo) & (pl.col("event_time") < hi))
+    stale = stale_days(lake_dir)
+    # taken before reading: a file that changes while we read stays stale
+    expected = {day: _input_of(day, files) for day in stale}
+
+    def store(day: str, alerts: pl.DataFrame) -> None:
         lake.write_partition(lake_dir, ALERTS, alerts, partition=day, part=BATCH_PART)
-        _write_record(day_dir(lake_dir, day) / INPUT_RECORD, expected)
+        _write_record(day_dir(lake_dir, day) / INPUT_RECORD, expected[day])
         run.days.append(day)
-        run.trades_scanned += trades.height
         found.append(alerts)
+
+    if many is not None and stale:
+        alerts, run.trades_scanned = many(files, stale)
+        for day in stale:
+            lo, hi = day_bounds(day)
+            store(day, alerts.filter((pl.col("event_time") >= lo) & (pl.col("event_time") < hi)))
+    else:
+        for day in stale:
+            trades = day_trades(files, day)
+            store(day, detect_day(trades, day, detect))
+            run.trades_scanned += trades.height
     if found:
         run.alerts = pl.concat(found, how="vertical")
     legacy.unlink(missing_ok=True)  # its alerts are in the day files now

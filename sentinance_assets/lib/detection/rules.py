@@ -609,6 +609,13 @@ def volume_spikes(
     return _finish(out.collect(), detected_at, cfg)
 
 
+def quote_legs(cfg: DetectorConfig) -> list[str]:
+    """The USD legs of the stablecoin quotes (``USDC/USD``, ``USDT/USD``): where the trades
+    hold them, they value every market quoted in that stablecoin (:func:`_at_live_quotes`), so
+    a divergence of ``BTC/USDC`` depends on the trades of ``USDC/USD``."""
+    return [f"{q}/USD" for q in cfg.quote_rates() if q != "USD"]
+
+
 def _at_live_quotes(v: pl.LazyFrame, cfg: DetectorConfig) -> pl.LazyFrame:
     """Each window's VWAP in USD at its quote currency's live rate, where the bars hold that
     currency's USD leg (``USDC/USD``, ``USDT/USD``: the median VWAP over its venues, no older
@@ -619,7 +626,7 @@ def _at_live_quotes(v: pl.LazyFrame, cfg: DetectorConfig) -> pl.LazyFrame:
     which both misleads and hides real divergences inside it. The legs themselves are quoted
     in USD and so never change."""
     static = {q: r for q, r in cfg.quote_rates().items() if q != "USD"}
-    legs = [f"{q}/USD" for q in static]
+    legs = quote_legs(cfg)
     live = (
         v.filter(pl.col("symbol").is_in(legs))
         .group_by(pl.col("base").alias("quote"), "bucket")
