@@ -18,12 +18,18 @@
    rule on XRP/ETH (2.5 days; ETH valued at a static $180, its October 2019 price, through the
    rules' ``quotes``) and BCH/EUR on Kraken (one day; EUR at $1.07).
 
+``--part delivery`` compares delivery settings (the spike route's grouping and timings) on the
+tune data: messages a day on the real tune week, and *delivered recall*, the share of injected
+events itemized in some message (detected is not enough: a repeat folded away into a count line
+does not reach the analyst). How the delivery defaults were chosen.
+
 Nothing is copied into the repository; a missing folder skips its part with the reason.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -33,7 +39,7 @@ import numpy as np
 import polars as pl
 
 from sentinance_assets.lib.detection.backtest import _grid, decided_at, evaluate, replay_layout
-from sentinance_assets.lib.detection.delivery import backtest_policy, simulate
+from sentinance_assets.lib.detection.delivery import Policy, Route, backtest_policy, simulate
 from sentinance_assets.lib.detection.engine import detect_all, detect_bars
 from sentinance_assets.lib.detection.quality import score_alerts
 from sentinance_assets.lib.detection.rules import QUOTE_USD
@@ -56,11 +62,39 @@ PERIODS = {
 TYPES = ("whale", "volume_spike", "divergence", "pump_and_dump", "wash_trading")
 
 
+def delivered(
+    found: pl.DataFrame, rules: Rules, policy: Policy | list[Policy] | None = None
+) -> list[dict]:
+    """The messages of ``rules``' delivery (or of ``policy``: one channel, or several whose
+    messages add up), each alert arriving when the engine decides it."""
+    if found.height == 0:
+        return []
+    when = [t.timestamp() for t in decided_at(found, rules.detector).to_list()]
+    arrivals = list(zip(when, alert_records(found), strict=True))
+    chosen = policy or backtest_policy(rules.delivery)
+    return [
+        m for p in (chosen if isinstance(chosen, list) else [chosen]) for m in simulate(p, arrivals)
+    ]
+
+
+def delivered_ids(
+    found: pl.DataFrame, rules: Rules, policy: Policy | list[Policy] | None = None
+) -> set[str]:
+    """The alerts itemized in some message: what reaches the analyst (a repeat folded away
+    into a count line does not)."""
+    return {i for m in delivered(found, rules, policy) for i in m["alert_ids"]}
+
+
+def _itemized(found: pl.DataFrame, ids: set[str]) -> pl.DataFrame:
+    return found.filter(pl.col("alert_id").is_in(list(ids)))
+
+
 # ------------------------------------------------------------------------------ simulator
 def simulated(rules: Rules, seeds: list[int], first: date, days: int) -> dict:
     """Per type over every seed and day: alerts, per market and day, precision, recall; and
     the messages after grouping per day (the rules' delivery policy)."""
     scores = []
+    delivered = []
     alerts_n = {t: 0 for t in TYPES}
     messages = 0
     markets = len(EXCHANGES) * len(SYMBOLS)
@@ -74,9 +108,15 @@ def simulated(rules: Rules, seeds: list[int], first: date, days: int) -> dict:
                 alerts_n[t] += n
             when = [t.timestamp() for t in decided_at(found, rules.detector).to_list()]
             arrivals = list(zip(when, alert_records(found), strict=True))
-            messages += len(simulate(backtest_policy(rules.delivery), arrivals))
+            msgs = simulate(backtest_policy(rules.delivery), arrivals)
+            messages += len(msgs)
+            ids = {i for m in msgs for i in m["alert_ids"]}
+            delivered.append(score_alerts(_itemized(found, ids), d.events, d.trades))
     cols = ["events", "unobservable", "alerts", "explained", "tp_alerts", "matched_events"]
     total = pl.concat(scores).group_by("type", maintain_order=True).agg(pl.col(cols).sum())
+    got = dict(
+        pl.concat(delivered).group_by("type").agg(pl.col("matched_events").sum()).iter_rows()
+    )
     n_days = len(seeds) * days
     rows = {}
     for r in total.iter_rows(named=True):
@@ -87,6 +127,7 @@ def simulated(rules: Rules, seeds: list[int], first: date, days: int) -> dict:
             "per_market_day": r["alerts"] / n_days / markets,
             "precision": r["tp_alerts"] / counted if counted else None,
             "recall": r["matched_events"] / observable if observable else None,
+            "delivered_recall": got.get(r["type"], 0) / observable if observable else None,
             "events": r["events"],
             "explained": r["explained"],
         }
@@ -289,10 +330,18 @@ def inject(bars: pl.DataFrame, seed: int, lo: datetime, hi: datetime) -> tuple:
 INJECT_SEEDS = tuple(range(7, 13))
 
 
-def injected_recall(rules: Rules, period: str, seeds: tuple[int, ...] = INJECT_SEEDS) -> dict:
+def injected_recall(
+    rules: Rules,
+    period: str,
+    seeds: tuple[int, ...] = INJECT_SEEDS,
+    policies: dict[str, Policy | list[Policy]] | None = None,
+) -> dict:
     """Recall on simulator-style events injected into the real bars of ``period``, pooled over
     ``seeds`` (one week holds ~56 spikes per draw: one draw alone moves the recall by several
-    points, so six draws are pooled)."""
+    points, so six draws are pooled); and *delivered recall*, the events with a matching alert
+    itemized in a message of the rules' delivery (:func:`delivered_ids`; the injected alerts
+    arrive among the week's real ones). With ``policies`` (name -> delivery policy), the
+    delivered recall of each under ``delivered_<name>`` instead."""
     lo, hi = PERIODS[period]
     bars = svb_bars().filter(
         (pl.col("bucket") >= lo - timedelta(hours=2)) & (pl.col("bucket") < hi)
@@ -300,7 +349,9 @@ def injected_recall(rules: Rules, period: str, seeds: tuple[int, ...] = INJECT_S
     total: dict[str, dict[str, int]] = {}
     for seed in seeds:
         injected, labels = inject(bars, seed, lo, hi)
-        found = detect_bars(injected, rules.detector).filter(pl.col("event_time") >= lo)
+        found = detect_bars(injected, rules.detector).filter(
+            (pl.col("event_time") >= lo) & (pl.col("event_time") < hi)
+        )
         # an event in a minute without a bar (no trade) changed nothing: unobservable
         seen = injected.select("exchange", "symbol", pl.col("bucket").alias("ts"))
         for r in score_alerts(found, labels, seen).iter_rows(named=True):
@@ -310,8 +361,17 @@ def injected_recall(rules: Rules, period: str, seeds: tuple[int, ...] = INJECT_S
             t["events"] += r["events"]
             t["unobservable"] += r["unobservable"]
             t["matched"] += r["matched_events"]
+        for name, pol in (policies or {"": None}).items():  # type: ignore[dict-item]
+            ids = delivered_ids(found, rules, pol)
+            key = f"delivered_{name}" if name else "delivered"
+            for r in score_alerts(_itemized(found, ids), labels, seen).iter_rows(named=True):
+                if r["type"] in total:
+                    t = total[r["type"]]
+                    t[key] = t.get(key, 0) + r["matched_events"]
     for t in total.values():
         observable = t["events"] - t["unobservable"]
+        for k in [k for k in t if k.startswith("delivered")]:
+            t[k + "_recall"] = t[k] / observable if observable else None  # type: ignore[assignment]
         t["recall"] = t["matched"] / observable if observable else None  # type: ignore[assignment]
     return total
 
@@ -469,6 +529,66 @@ def tune_grid(grid: dict | None = None, seed: int = 7) -> list[dict]:
     return out
 
 
+def delivery_variants(rules: Rules) -> dict[str, Policy | list[Policy]]:
+    """Delivery settings compared on the tune data (``--part delivery``): the rules' detector
+    with each policy. The volume spike's own route (``[delivery.by_type.volume_spike]``) is
+    varied; the other types keep Alertmanager's timings per market."""
+    base = backtest_policy(rules.delivery)
+    former = dataclasses.replace(base, type_routes={})  # spikes grouped with the market's alerts
+    gen = former.general
+    out: dict[str, Policy | list[Policy]] = {
+        "former: per market, repeat 4 h": former,
+        "former, repeat 12 h": dataclasses.replace(former, repeat_interval=12 * 3600.0),
+        "former, group_by asset": dataclasses.replace(former, group_by="asset"),
+        "former, critical spikes only": [
+            dataclasses.replace(former, types=former.types - {"volume_spike"}),
+            dataclasses.replace(
+                former, types=frozenset({"volume_spike"}), severities=frozenset({"critical"})
+            ),
+        ],
+    }
+    for by in ("market", "asset"):
+        for repeat in (12, 24):
+            r = Route(by, gen.group_wait, gen.group_interval, repeat * 3600.0)
+            out[f"spikes by {by}, repeat {repeat} h"] = dataclasses.replace(
+                former, type_routes={"volume_spike": r}
+            )
+    for by in ("market", "asset", "all"):
+        for hours in (1, 2, 3, 4, 6, 24):
+            if by != "all" and hours > 4:
+                continue
+            r = Route(by, gen.group_wait, hours * 3600.0, 0.0)
+            out[f"spikes by {by}, every {hours} h, repeat 0"] = dataclasses.replace(
+                former, type_routes={"volume_spike": r}
+            )
+    return out
+
+
+def delivery_grid(rules: Rules, period: str = "tune") -> list[dict]:
+    """Per variant of :func:`delivery_variants`: messages a day on the real bars of ``period``
+    (12 markets, and scaled to ten), and delivered recall of the injected events (six draws)."""
+    lo, hi = PERIODS[period]
+    bars = svb_bars().filter(
+        (pl.col("bucket") >= lo - timedelta(hours=2)) & (pl.col("bucket") < hi)
+    )
+    found = detect_bars(bars, rules.detector).filter(
+        (pl.col("event_time") >= lo) & (pl.col("event_time") < hi)
+    )
+    markets = bars.filter(pl.col("bucket") >= lo).select("exchange", "symbol").unique().height
+    days = (hi - lo).total_seconds() / 86_400
+    variants = delivery_variants(rules)
+    inj = injected_recall(rules, period, policies=variants)
+    rows = []
+    for name, pol in variants.items():
+        per_day = len(delivered(found, rules, pol)) / days
+        row = {"variant": name, "messages_per_day": per_day, "ten": per_day * 10 / markets}
+        for t, v in inj.items():
+            row[t] = v.get(f"delivered_{name}_recall")
+            row[f"{t}_detected"] = v["recall"]
+        rows.append(row)
+    return rows
+
+
 def export_sim(folder: Path, seed: int, first: date, days: int) -> None:
     sim = MarketSimulator(markets_for(EXCHANGES, SYMBOLS), seed=seed, trade_rate=6.0)
     out = [sim.day(first + timedelta(days=i)) for i in range(days)]
@@ -491,7 +611,9 @@ def main() -> None:
     )
     ap.add_argument("--rules", help="a rules file (default: the built-in rules)")
     ap.add_argument(
-        "--part", default="all", choices=("sim", "real", "inject", "trades", "tune", "all")
+        "--part",
+        default="all",
+        choices=("sim", "real", "inject", "trades", "tune", "delivery", "all"),
     )
     ap.add_argument("--sim-seeds", default="42")
     ap.add_argument("--sim-days", type=int, default=6)
@@ -538,6 +660,25 @@ def main() -> None:
                 f"{g['real_per_market_day']:>13.2f}"
             )
         result["tune"] = rows
+    if args.part == "delivery":
+        print(
+            f"== delivery settings on the {args.period} week: messages a day (12 real markets, "
+            "and for ten), delivered recall of the injected events (6 draws)"
+        )
+        grid = delivery_grid(rules, args.period)
+        print(f"{'variant':<42}{'msgs/day':>9}{'ten':>6}{'spike':>7}{'diverg':>7}")
+        for g in grid:
+            print(
+                f"{g['variant']:<42}{g['messages_per_day']:>9.1f}{g['ten']:>6.1f}"
+                f"{_fmt(g.get('volume_spike')):>7}{_fmt(g.get('divergence')):>7}"
+            )
+        print(
+            "detected recall: "
+            + ", ".join(
+                f"{t} {_fmt(grid[0].get(t + '_detected'))}" for t in ("volume_spike", "divergence")
+            )
+        )
+        result["delivery"] = grid
     if args.part in ("sim", "all"):
         seeds = [int(s) for s in args.sim_seeds.split(",")]
         first = date.fromisoformat(args.sim_first)
@@ -549,11 +690,13 @@ def main() -> None:
         )
         print(
             f"{'type':<15}{'events':>7}{'alerts':>7}{'/mkt/day':>9}{'precision':>10}{'recall':>8}"
+            f"{'delivered':>10}"
         )
         for t, r in s["by_type"].items():
             print(
                 f"{t:<15}{r['events']:>7}{r['alerts']:>7}{r['per_market_day']:>9.2f}"
                 f"{_fmt(r['precision']):>10}{_fmt(r['recall']):>8}"
+                f"{_fmt(r['delivered_recall']):>10}"
             )
         print(
             f"all: {s['alerts_per_market_day']:.2f} alerts per market and day; "
@@ -612,7 +755,8 @@ def main() -> None:
             "draws pooled): "
             + ", ".join(
                 f"{t} recall {_fmt(v['recall'])} ({v['matched']} of {v['events']}, "
-                f"{v['unobservable']} unobservable)"
+                f"{v['unobservable']} unobservable), delivered {_fmt(v['delivered_recall'])} "
+                f"({v['delivered']} itemized in a message)"
                 for t, v in inj.items()
             )
         )

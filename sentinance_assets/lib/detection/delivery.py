@@ -19,6 +19,10 @@ backtest with a simulated clock):
    less than ``repeat_interval_s`` (4 h) ago, at the same or a higher severity, is not itemized
    again (``suppressed``, counted in the message that goes out); a critical after a warning
    breaks through. ``repeat_interval_s = 0`` itemizes everything.
+   **Per-type routes** (``[delivery.by_type.<type>]``, Alertmanager's child routes) change
+   grouping and repeat for one type. Built in: volume spikes in one digest for every market
+   (``group_by = "all"``) at most every 2 h, each itemized (no repeat); whales never folded
+   as repeats (``rules_file.DEFAULT_BY_TYPE``).
 4. **Quiet hours** (``quiet_hours = "22:00-07:00"`` in ``quiet_timezone``): alerts below
    ``quiet_breakthrough`` (default: critical passes) are held and go out, grouped, when the
    quiet period ends.
@@ -61,6 +65,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from sentinance_assets.lib.detection.rules_file import (
+    DEFAULT_BY_TYPE,
     DEFAULT_FATIGUE,
     Channel,
     Delivery,
@@ -89,6 +94,14 @@ DEFAULT_BODY = {
     "trade rate, then fell back to {details[after_low]:,.2f} (threshold {threshold:g}%)",
     "wash_trading": "{time} **{value:.0f}** alternating trades of {details[amount]:g} {base} at "
     "{details[price]:,.2f} (threshold {threshold:g} trades)",
+}
+# one alert inside a digest line (group_by = "all"): short, the time and the figure that matters
+DEFAULT_ITEM = {
+    "whale": "{time} **${value:,.0f}** {details[side]}",
+    "volume_spike": "{time} **${details[usd]:,.0f}** in {details[n]} trades",
+    "divergence": "{time} **{value:+.2f}%** for {details[duration_s]:.0f} s",
+    "pump_and_dump": "{time} **+{value:.2f}%** then back to {details[after_low]:,.2f}",
+    "wash_trading": "{time} **{value:.0f}** alternating trades of {details[amount]:g} {base}",
 }
 SAMPLE_DETAILS: dict[str, dict[str, Any]] = {
     "whale": {"trade_id": "1", "price": 60_000.0, "amount": 2.5, "side": "buy", "quote": "USDT"},
@@ -202,6 +215,16 @@ def _minutes(hhmm: str) -> int:
 
 
 @dataclass(frozen=True)
+class Route:
+    """Grouping and repeat of a channel's alerts, or of one type's (``by_type``)."""
+
+    group_by: str  # market (exchange + symbol) | asset | all (one digest for every market)
+    group_wait: float
+    group_interval: float
+    repeat_interval: float
+
+
+@dataclass(frozen=True)
 class Policy:
     """One channel's effective routing, fatigue settings and templates."""
 
@@ -224,6 +247,33 @@ class Policy:
     bodies: Mapping[str, str]
     app_url: str
     max_age: float
+    # types with a route of their own (their own groups and timings; ``by_type``)
+    type_routes: Mapping[str, Route] = field(default_factory=dict)
+    items: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ITEM))
+
+    @property
+    def general(self) -> Route:
+        return Route(self.group_by, self.group_wait, self.group_interval, self.repeat_interval)
+
+    def route(self, kind: str | None) -> Route:
+        """The grouping and repeat that apply to alerts of ``kind``."""
+        return self.type_routes.get(str(kind), self.general) if kind else self.general
+
+    def group_of(self, a: Mapping[str, Any]) -> tuple[str, str | None]:
+        """The group key of an alert and the type whose own route it follows (None: the
+        channel's grouping). A type whose route groups otherwise than the channel groups
+        apart: ``<type>@<key>``; one that changes only the repeat interval does not."""
+        kind = str(a.get("type"))
+        r = self.type_routes.get(kind)
+        g = self.general
+        if r is not None and (r.group_by, r.group_wait, r.group_interval) != (
+            g.group_by,
+            g.group_wait,
+            g.group_interval,
+        ):
+            return f"{kind}@{_group_key(a, r.group_by)}", kind
+        # the channel's groups (a type whose route changes only its repeat stays in them)
+        return _group_key(a, self.group_by), None
 
     def routes(self, a: Mapping[str, Any]) -> bool:
         symbol = str(a.get("symbol") or "")
@@ -278,12 +328,41 @@ def _policy(d: Delivery, c: Channel, environ: Mapping[str, str] | None) -> Polic
 
     titles: dict[str, str] = {}
     bodies: dict[str, str] = dict(DEFAULT_BODY)
+    items: dict[str, str] = dict(DEFAULT_ITEM)
     for layer in (d.templates, c.templates):
         for kind, tpl in layer.items():
             if tpl.title is not None:
                 titles[kind] = tpl.title
             if tpl.body is not None:
                 bodies[kind] = tpl.body
+            if tpl.item is not None:
+                items[kind] = tpl.item
+    general = Route(
+        str(pick("group_by")),
+        float(pick("group_wait_s")),
+        float(pick("group_interval_s")),
+        float(pick("repeat_interval_s")),
+    )
+    layers: dict[str, list[Any]] = {}
+    for src in (c.by_type, d.by_type, DEFAULT_BY_TYPE):  # the most specific first
+        for t, route in src.items():
+            layers.setdefault(str(t), []).append(route)
+
+    def of(t: str, key: str) -> Any:
+        for layer in layers[t]:
+            value = layer.get(key) if isinstance(layer, dict) else getattr(layer, key)
+            if value is not None:
+                return value
+        return None
+
+    routes: dict[str, Route] = {}
+    for t in sorted(layers):
+        routes[t] = Route(
+            str(of(t, "group_by") or general.group_by),
+            float(v) if (v := of(t, "group_wait_s")) is not None else general.group_wait,
+            float(v) if (v := of(t, "group_interval_s")) is not None else general.group_interval,
+            float(v) if (v := of(t, "repeat_interval_s")) is not None else general.repeat_interval,
+        )
     quiet = pick("quiet_hours")
     return Policy(
         name=c.name,
@@ -305,6 +384,8 @@ def _policy(d: Delivery, c: Channel, environ: Mapping[str, str] | None) -> Polic
         bodies=bodies,
         app_url=d.app_url,
         max_age=d.max_alert_age_s,
+        type_routes=routes,
+        items=items,
     )
 
 
@@ -327,6 +408,8 @@ def _event_epoch(a: Mapping[str, Any]) -> float:
 
 
 def _group_key(a: Mapping[str, Any], by: str = "market") -> str:
+    if by == "all":
+        return "*"
     if by == "asset":
         return str(a.get("symbol") or "").split("/", 1)[0]
     return f"{a.get('exchange')}|{a.get('symbol')}"
@@ -398,8 +481,8 @@ class Planner:
                 if now - at > policy.max_age:
                     stale.append(aid)
                     continue
-                key = _group_key(a, policy.group_by)
-                group = st["pending"].setdefault(key, {"first": now, "alerts": []})
+                key, route = policy.group_of(a)
+                group = st["pending"].setdefault(key, {"first": now, "alerts": [], "route": route})
                 group["alerts"].append(dict(a))
             if stale:
                 events.append(Event(name, "stale", now, stale))
@@ -407,11 +490,12 @@ class Planner:
 
     def _due(self, policy: Policy, key: str, group: dict, now: float, flush: bool) -> float:
         st = self.state[policy.name]
+        route = policy.route(group.get("route"))
         last = st["groups"].get(key)
-        if last is not None and group["first"] - last < policy.group_interval:
-            due = last + policy.group_interval
+        if last is not None and group["first"] - last < route.group_interval:
+            due = last + route.group_interval
         else:
-            due = now if flush else group["first"] + policy.group_wait
+            due = now if flush else group["first"] + route.group_wait
         at = max(due, now)
         quiet_end = policy.quiet_until(at)
         if quiet_end is not None and not any(
@@ -438,10 +522,12 @@ class Planner:
                 if when > now or self._room(policy, now) > now:
                     continue
                 group = st["pending"].pop(key)
-                events.extend(self._message(policy, key, group["alerts"], now))
+                events.extend(self._message(policy, key, group["alerts"], now, group.get("route")))
         return events
 
-    def _message(self, policy: Policy, key: str, alerts: list[dict], now: float) -> list[Event]:
+    def _message(
+        self, policy: Policy, key: str, alerts: list[dict], now: float, route: str | None = None
+    ) -> list[Event]:
         st = self.state[policy.name]
         fresh: list[dict] = []
         repeats: list[dict] = []
@@ -450,7 +536,7 @@ class Planner:
             rank = SEVERITY_RANK.get(str(a.get("severity")), 0)
             if (
                 cond is not None
-                and now - cond[0] < policy.repeat_interval
+                and now - cond[0] < policy.route(a.get("type")).repeat_interval
                 and rank <= SEVERITY_RANK.get(cond[1], 0)
             ):
                 repeats.append(a)
@@ -467,12 +553,12 @@ class Planner:
             sev = str(a.get("severity"))
             if (
                 old is not None
-                and now - old[0] < policy.repeat_interval
+                and now - old[0] < policy.route(a.get("type")).repeat_interval
                 and SEVERITY_RANK.get(old[1], 0) > SEVERITY_RANK.get(sev, 0)
             ):
                 sev = old[1]  # the condition stays notified at its highest severity
             st["conditions"][ckey] = [now, sev]
-        title, body = compose(policy, fresh, repeats)
+        title, body = compose(policy, fresh, repeats, policy.route(route).group_by)
         ids = [a["alert_id"] for a in fresh]
         mid = hashlib.sha256(f"{policy.name}|{'|'.join(ids)}".encode()).hexdigest()[:16]
         critical = any(a.get("severity") == "critical" for a in fresh)
@@ -523,37 +609,81 @@ class Planner:
             if policy.max_age != float("inf"):
                 horizon = now - policy.max_age - 3600
                 st["seen"] = {k: t for k, t in st["seen"].items() if t >= horizon}
-            keep = max(policy.group_interval, policy.repeat_interval) + 3600
+            spans = [(r.group_interval, r.repeat_interval) for r in policy.type_routes.values()]
+            keep = max(policy.group_interval, policy.repeat_interval, *sum(spans, ())) + 3600
             st["groups"] = {k: t for k, t in st["groups"].items() if t >= now - keep}
             st["conditions"] = {k: v for k, v in st["conditions"].items() if v[0] >= now - keep}
 
 
-def compose(policy: Policy, fresh: list[dict], repeats: list[dict]) -> tuple[str, str]:
-    """Title and Markdown body of one message for one market."""
+PLURAL = {
+    "whale": "whales",
+    "volume_spike": "volume spikes",
+    "divergence": "divergences",
+    "pump_and_dump": "pumps and dumps",
+    "wash_trading": "wash-trading runs",
+}
+
+
+def _label(kind: Any, n: int = 1) -> str:
+    if n == 1:
+        return TYPE_LABEL.get(str(kind), str(kind)).lower()
+    return PLURAL.get(str(kind), str(kind))
+
+
+def compose(
+    policy: Policy, fresh: list[dict], repeats: list[dict], group_by: str | None = None
+) -> tuple[str, str]:
+    """Title and Markdown body of one message for one group (a market, an asset, or with
+    ``group_by = "all"`` a digest of every market: one line per market and type, each alert
+    itemized in it by its type's short ``item`` template)."""
+    by = group_by or policy.group_by
     first = fresh[0]
     app = policy.app_url
-    if len(fresh) == 1:
-        title = _safe(policy.titles.get(str(first["type"]), DEFAULT_TITLE), first, app)
-    else:
-        kinds = Counter(TYPE_LABEL.get(str(a["type"]), str(a["type"])).lower() for a in fresh)
-        what = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        worst = max((str(a.get("severity")) for a in fresh), key=lambda s: SEVERITY_RANK.get(s, 0))
-        markets = sorted({f"{a['exchange']} {a['symbol']}" for a in fresh})
-        market = markets[0] if len(markets) == 1 else f"{len(markets)} {_base(first)} markets"
-        title = f"{worst.upper()} · {len(fresh)} alerts on {market}: {what}"
+    worst = max((str(a.get("severity")) for a in fresh), key=lambda s: SEVERITY_RANK.get(s, 0))
+    kinds = Counter(str(a["type"]) for a in fresh)
+    what = ", ".join(f"{n} {_label(k, n)}" for k, n in sorted(kinds.items()))
+    if by != "all":  # the titles as they were: "2 alerts on ...: 1 volume spike, 1 whale"
+        labels = Counter(TYPE_LABEL.get(k, k).lower() for k in (str(a["type"]) for a in fresh))
+        what = ", ".join(f"{n} {k}" for k, n in sorted(labels.items()))
+    markets = sorted({f"{a['exchange']} {a['symbol']}" for a in fresh})
     lines = []
-    for a in fresh:
-        body = policy.bodies.get(str(a["type"]), "{time} {message}")
-        label = TYPE_LABEL.get(str(a["type"]), str(a["type"]))
-        where = f" on {a['exchange']} {a['symbol']}" if policy.group_by == "asset" else ""
-        lines.append(f"- {label}{where} ({a.get('severity')}): {_safe(body, a, app)}")
+    if by == "all":
+        where = markets[0] if len(markets) == 1 else f"{len(markets)} markets"
+        if len(kinds) == 1:
+            title = f"{worst.upper()} · {len(fresh)} {_label(first['type'], len(fresh))} on {where}"
+        else:
+            title = f"{worst.upper()} · {len(fresh)} alerts on {where}: {what}"
+        rows: dict[tuple[str, str, str], list[dict]] = {}
+        for a in fresh:
+            rows.setdefault((str(a["exchange"]), str(a["symbol"]), str(a["type"])), []).append(a)
+        for (ex, sym, kind), group in sorted(rows.items()):
+            tpl = policy.items.get(kind, "{time}")
+            shown = [
+                _safe(tpl, a, app) + (" (critical)" if a.get("severity") == "critical" else "")
+                for a in group
+            ]
+            label = TYPE_LABEL.get(kind, kind)
+            lines.append(f"- {label} on {ex} {sym} ({len(group)}): " + "; ".join(shown))
+    else:
+        if len(fresh) == 1:
+            title = _safe(policy.titles.get(str(first["type"]), DEFAULT_TITLE), first, app)
+        else:
+            market = markets[0] if len(markets) == 1 else f"{len(markets)} {_base(first)} markets"
+            title = f"{worst.upper()} · {len(fresh)} alerts on {market}: {what}"
+        for a in fresh:
+            body = policy.bodies.get(str(a["type"]), "{time} {message}")
+            label = TYPE_LABEL.get(str(a["type"]), str(a["type"]))
+            where = f" on {a['exchange']} {a['symbol']}" if by == "asset" else ""
+            lines.append(f"- {label}{where} ({a.get('severity')}): {_safe(body, a, app)}")
     if repeats:
-        kinds = Counter(TYPE_LABEL.get(str(a["type"]), str(a["type"])).lower() for a in repeats)
-        what = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        hours = policy.repeat_interval / 3600
+        folded = Counter(str(a["type"]) for a in repeats)
+        what = ", ".join(f"{n} {_label(k, n)}" for k, n in sorted(folded.items()))
+        hours = policy.route(str(repeats[0]["type"])).repeat_interval / 3600
         lines.append(f"- also {what} of conditions already notified (repeat interval {hours:g} h)")
     lines.append("")
-    if policy.group_by == "asset":
+    if by == "all":
+        link = f"{app.rstrip('/')}/alerts"
+    elif by == "asset":
         link = f"{app.rstrip('/')}/alerts?{urlencode({'symbol': first['symbol']})}"
     else:
         link = market_link(app, str(first["exchange"]), str(first["symbol"]))

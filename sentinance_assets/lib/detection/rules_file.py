@@ -267,9 +267,27 @@ _QUIET = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 class Template(_Strict):
     title: str | None = Field(default=None, description="message title of one alert of this type")
     body: str | None = Field(default=None, description="one line per alert of this type")
+    item: str | None = Field(
+        default=None, description="one alert of this type in a digest line (group_by = all)"
+    )
 
 
 Templates = dict[AlertType, Template]
+GroupBy = Literal["market", "asset", "all"]
+
+
+class TypeRoute(_Strict):
+    """Grouping and repeat of one alert type (an Alertmanager child route matching the type):
+    its alerts form groups of their own, with these timings; unset keys fall back to the
+    built-in per-type defaults (:data:`DEFAULT_BY_TYPE`), then to the channel's settings."""
+
+    group_by: GroupBy | None = None
+    group_wait_s: float | None = Field(default=None, ge=0, le=86_400)
+    group_interval_s: float | None = Field(default=None, ge=0, le=86_400)
+    repeat_interval_s: float | None = Field(default=None, ge=0, le=7 * 86_400)
+
+
+ByType = dict[AlertType, TypeRoute]
 
 
 class Fatigue(_Strict):
@@ -283,7 +301,8 @@ class Fatigue(_Strict):
     quiet_hours: str | None = Field(default=None, description="HH:MM-HH:MM in quiet_timezone")
     quiet_timezone: str | None = None
     quiet_breakthrough: Literal["warning", "critical", "none"] | None = None
-    group_by: Literal["market", "asset"] | None = None
+    group_by: GroupBy | None = None
+    by_type: ByType = Field(default_factory=dict)
 
     @field_validator("quiet_hours")
     @classmethod
@@ -376,6 +395,17 @@ DEFAULT_FATIGUE = {
     "quiet_timezone": "UTC",
     "quiet_breakthrough": "critical",
     "group_by": "market",
+}
+# Per-type routes of the built-in delivery, chosen on the tune data (benchmarks/alert_rates.py
+# --part delivery; docs/alerts.md, "How the delivery defaults were chosen"):
+# * volume spikes are routine on real markets (a burst the size of a simulated spike comes
+#   16-74 times a day per market): one digest for all markets at most every 2 h, every spike
+#   itemized in it (none folded away as a repeat);
+# * a whale is one trade, not an ongoing condition: every whale is itemized (no repeat), in
+#   its market's message as before.
+DEFAULT_BY_TYPE: dict[str, dict[str, Any]] = {
+    "whale": {"repeat_interval_s": 0.0},
+    "volume_spike": {"group_by": "all", "group_interval_s": 7200.0, "repeat_interval_s": 0.0},
 }
 
 
@@ -506,7 +536,7 @@ def check_templates(templates: Mapping[Any, Template]) -> None:
     from sentinance_assets.lib.detection.delivery import render_sample
 
     for kind, tpl in templates.items():
-        for part in ("title", "body"):
+        for part in ("title", "body", "item"):
             text = getattr(tpl, part)
             if text is None:
                 continue
@@ -731,13 +761,16 @@ def default_rules_toml() -> str:
         "[delivery]",
     ]
     for key, info in Delivery.model_fields.items():
-        if key in ("templates", "channels"):
+        if key in ("templates", "channels", "by_type"):
             continue
         default = DEFAULT_FATIGUE.get(key, info.default)
         if default is None:
             lines.append(f'# {key} = "22:00-07:00"')
         else:
             lines.append(f"{key} = {_toml_value(default)}")
+    for kind, route in DEFAULT_BY_TYPE.items():
+        lines += ["", f"[delivery.by_type.{kind}]  # this type's own grouping and repeat"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in route.items()]
     lines += [
         "",
         "# [[delivery.channels]]",

@@ -23,7 +23,9 @@ from sentinance_assets.lib.detection.delivery import (
     Deliverer,
     DeliverySink,
     Planner,
+    Route,
     backtest_policy,
+    compose,
     policies,
     read_delivery_log,
     render_sample,
@@ -173,6 +175,7 @@ def _channel(name: str, url: str, more: str = "") -> str:
 
 # ------------------------------------------------------------------------------ real deliveries
 def test_json_and_form_webhooks_get_one_readable_message_per_market(tmp_path, hub):
+    """Whales and divergences: one message per market; volume spikes: their own digest."""
     h = hub()
     clock = Clock()
     d = _deliverer(
@@ -183,26 +186,33 @@ def test_json_and_form_webhooks_get_one_readable_message_per_market(tmp_path, hu
     )
     spike = _alert("volume_spike", at=T + timedelta(seconds=10), value=26.2, threshold=2.5)
     whale = _alert(severity="critical", value=1_234_567.0)
+    whale2 = _alert(at=T + timedelta(seconds=5), value=150_000.0)
     other = _alert("divergence", "kraken", "ETH/USD", value=1.23, threshold=0.5)
-    d.submit(_frame([whale, spike, other]))
-    assert d.tick() == 0  # the group wait (30 s) holds the first alerts of a market
+    spike2 = _alert("volume_spike", "kraken", "ETH/USD", T + timedelta(seconds=20), "critical")
+    d.submit(_frame([whale, whale2, spike, other, spike2]))
+    assert d.tick() == 0  # the group wait (30 s) holds the first alerts of a group
     clock.t += 31
-    assert d.tick() == 4  # two markets x two channels
+    assert d.tick() == 6  # two markets and the spike digest x two channels
     msgs = {m["title"]: m for m in h.json("/json")}
-    grouped = msgs["CRITICAL · 2 alerts on binance BTC/USDT: 1 volume spike, 1 whale"]
+    grouped = msgs["CRITICAL · 2 alerts on binance BTC/USDT: 2 whale"]
     body = grouped["message"]
     assert "**$1,234,567** notional (threshold $100,000)" in body
     assert "buy of 2.5 BTC at 60,000.00 USDT" in body
-    assert "**$2,512,345** traded in 60 s over 83 trades" in body and "z = 26.2" in body
     assert "http://127.0.0.1:8501/alerts?exchange=binance&symbol=BTC%2FUSDT" in body
     assert grouped["type"] == "failure"  # critical
     single = msgs["WARNING · Divergence on kraken ETH/USD"]["message"]
     assert "**+1.23%** away from the other venues for 150 s (threshold ±0.5%" in single
+    digest = msgs["CRITICAL · 2 volume spikes on 2 markets"]["message"]
+    assert digest.splitlines()[:2] == [
+        "- Volume spike on binance BTC/USDT (1): 12:00:10 **$2,512,345** in 83 trades",
+        "- Volume spike on kraken ETH/USD (1): 12:00:20 **$2,512,345** in 83 trades (critical)",
+    ]
+    assert "http://127.0.0.1:8501/alerts)" in digest
     forms = [urllib.parse.parse_qs(b.decode()) for p, _, b in h.requests if "/form" in p]
     assert sorted(f["title"][0] for f in forms) == sorted(msgs)
     assert any("$1,234,567" in f["message"][0] for f in forms)
     log = read_delivery_log(tmp_path)
-    assert log.filter(pl.col("status") == "delivered").height == 4
+    assert log.filter(pl.col("status") == "delivered").height == 6
     assert set(log["url"]) == {f"json://127.0.0.1:{h.port}", f"form://127.0.0.1:{h.port}"}
 
 
@@ -358,8 +368,8 @@ def test_routing_by_type_severity_exchange_and_symbol(tmp_path):
     got = sorted((url, title) for url, title, _ in rec.sent)
     assert got == [
         ("json://a", "WARNING · Whale on binance BTC/USDT"),
-        ("json://b", "CRITICAL · Volume spike on kraken ETH/USD"),
-        ("json://c", "CRITICAL · Volume spike on kraken ETH/USD"),
+        ("json://b", "CRITICAL · 1 volume spike on kraken ETH/USD"),
+        ("json://c", "CRITICAL · 1 volume spike on kraken ETH/USD"),
     ]
 
 
@@ -372,11 +382,11 @@ def test_group_wait_interval_repeat_and_rate_cap():
     late = 4 * 3600 + 3100
     arrivals = [
         (0, _alert("whale", at=_at(0))),
-        (10, _alert("volume_spike", at=_at(10))),  # joins the group in its 30 s wait
+        (10, _alert("whale", at=_at(10))),  # joins the group in its 30 s wait
         (60, _alert("divergence", at=_at(60))),  # waits for the group interval (5 min)
-        (2000, _alert("whale", at=_at(2000))),  # the same condition within 4 h: suppressed
-        (3000, _alert("whale", at=_at(3000), severity="critical")),  # escalation: itemized
-        (late, _alert("whale", at=_at(late), severity="critical")),  # 4 h later: itemized
+        (2000, _alert("divergence", at=_at(2000))),  # the same condition within 4 h: suppressed
+        (3000, _alert("divergence", at=_at(3000), severity="critical")),  # escalation: itemized
+        (late, _alert("divergence", at=_at(late), severity="critical")),  # 4 h later: itemized
     ]
     burst = 20_000  # four markets at once; 3 messages an hour
     arrivals += [
@@ -398,6 +408,70 @@ def test_group_wait_interval_repeat_and_rate_cap():
     assert "CRITICAL" in msgs[2]["title"]
     ids = [i for m in msgs for i in m["alert_ids"]]
     assert len(ids) == len(set(ids)) == len(arrivals) - 1  # one suppressed repeat
+
+
+def test_volume_spikes_default_to_a_two_hour_digest_with_every_spike_itemized():
+    policy = backtest_policy()
+    spike = "volume_spike"
+    arrivals = [
+        (0, _alert(at=_at(0))),  # a whale: its market's message, as before
+        (0, _alert(spike, at=_at(0))),
+        (100, _alert(spike, "kraken", "ETH/USD", _at(100))),  # waits for the digest interval
+        (200, _alert(spike, at=_at(200))),  # same market and type: itemized, not a repeat
+        (3000, _alert(spike, "coinbase", "SOL/USD", _at(3000))),
+        (8000, _alert(spike, at=_at(8000))),
+        (9000, _alert(at=_at(9000), severity="critical")),  # the whale route is unchanged
+    ]
+    msgs = simulate(policy, [(T0 + t, a) for t, a in arrivals])
+    got = [(m["created"] - T0, m["group"], len(m["alert_ids"])) for m in msgs]
+    assert got == [
+        (30.0, "binance|BTC/USDT", 1),
+        (30.0, "volume_spike@*", 1),
+        (7230.0, "volume_spike@*", 3),  # one digest for three markets, 2 h after the last
+        (9030.0, "binance|BTC/USDT", 1),
+        (14430.0, "volume_spike@*", 1),
+    ]
+    ids = [i for m in msgs for i in m["alert_ids"]]
+    assert sorted(ids) == sorted(a["alert_id"] for _, a in arrivals)  # nothing folded away
+    assert msgs[2]["title"] == "WARNING · 3 volume spikes on 3 markets"
+    assert policy.route("divergence").repeat_interval == 4 * 3600
+    assert policy.route("volume_spike") == Route("all", 30.0, 7200.0, 0.0)
+    # whales: every one itemized (no repeat), still in their market's message
+    whales = [
+        (T0, _alert(at=_at(0))),
+        (T0 + 60, _alert(at=_at(60))),
+        (T0 + 61, _alert("divergence", at=_at(61))),
+    ]
+    msgs = simulate(policy, whales)
+    assert [(m["created"] - T0, len(m["alert_ids"])) for m in msgs] == [(30.0, 1), (330.0, 2)]
+
+
+def test_type_routes_per_file_and_channel_and_their_validation():
+    rules = load_rules(
+        text="[delivery]\nrepeat_interval_s = 3600\n"
+        '[delivery.by_type.volume_spike]\ngroup_by = "market"\ngroup_interval_s = 300\n'
+        "[delivery.by_type.whale]\nrepeat_interval_s = 0\n"
+        '[[delivery.channels]]\nname = "desk"\nurl = "json://a"\ngroup_wait_s = 5\n'
+        "[delivery.channels.by_type.whale]\nrepeat_interval_s = 60\n"
+        '[delivery.templates.volume_spike]\nitem = "{time} {details[n]}"\n'
+    )
+    (desk,) = policies(rules)
+    # the file's spike route replaces the built-in digest key by key; unset keys: the channel's
+    assert desk.route("volume_spike") == Route("market", 5.0, 300.0, 0.0)
+    assert desk.route("whale") == Route("market", 5.0, 300.0, 60.0)  # the channel's wins
+    assert desk.route("divergence") == desk.general == Route("market", 5.0, 300.0, 3600.0)
+    spike = _alert("volume_spike")
+    title, body = compose(desk, [{**spike, "details": json.loads(spike["details"])}], [], "all")
+    assert title == "WARNING · 1 volume spike on binance BTC/USDT"
+    assert body.startswith("- Volume spike on binance BTC/USDT (1): 12:00:00 83")
+    for bad, why in [
+        ("[delivery.by_type.volume_spike]\nevery = 1", "unknown key"),
+        ('[delivery.by_type.spikes]\ngroup_by = "all"', "delivery.by_type.spikes"),
+        ('[delivery.by_type.whale]\ngroup_by = "venue"', "group_by"),
+        ('[delivery.templates.whale]\nitem = "{nope}"', "templates.whale.item"),
+    ]:
+        with pytest.raises(RulesError, match=why):
+            load_rules(text=bad)
 
 
 def test_quiet_hours_hold_warnings_and_let_criticals_through():
@@ -470,7 +544,7 @@ def test_never_the_same_alert_twice_across_restarts_and_interruptions(tmp_path):
     second.tick()
     assert [t for _, t, _ in rec.sent] == [
         "WARNING · Whale on binance BTC/USDT",
-        "WARNING · Volume spike on kraken ETH/USD",
+        "WARNING · 1 volume spike on kraken ETH/USD",
     ]
     # a process that died while sending: its message is dead-lettered as interrupted, not resent
     state = json.loads((tmp_path / "delivery/state.json").read_text())
