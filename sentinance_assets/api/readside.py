@@ -38,6 +38,8 @@ from typing import Any, TypeVar
 
 import duckdb
 
+from sentinance_assets.lib.warehouse import sql_str
+
 log = logging.getLogger("sentinance.api")
 T = TypeVar("T")
 
@@ -53,10 +55,6 @@ class DataUnavailable(RuntimeError):
 
 class NotPublished(DataUnavailable):
     """Nothing has been published in this home yet."""
-
-
-def _sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 class _Snapshot:
@@ -124,7 +122,7 @@ class ReadSide:
                 # one thread per query: requests run side by side on two cores
                 conn = duckdb.connect(":memory:", config={"threads": 1})
                 try:
-                    conn.execute(f"ATTACH {_sql_str(str(self.read_path))} AS {CATALOG} (READ_ONLY)")
+                    conn.execute(f"ATTACH {sql_str(str(self.read_path))} AS {CATALOG} (READ_ONLY)")
                 except duckdb.Error:
                     conn.close()
                     raise

@@ -25,10 +25,10 @@ app, the API, notebooks) works exactly as after a DuckDB build.
   ``(exchange, symbol, timeframe)`` series in a Spark grouped map (``applyInArrow``). No second
   implementation of the maths; on Spark the model ``marts/spark/indicators.sql`` publishes it.
 * :func:`copy_into_duckdb`: the tables dbt built on Spark (marts, incremental intermediates,
-  seeds) are copied into the DuckDB warehouse as tables; the dbt *views* (staging,
-  intermediate) are created there by dbt-duckdb itself (``dbt run`` of the views only: no data
-  is read; in a child process, which closes the file), so they are the very views of a DuckDB
-  build, lazily over the lake.
+  seeds) are copied into the DuckDB warehouse as tables (DuckDB reads Spark's table files); the
+  dbt *views* (staging, intermediate) are created there by dbt-duckdb itself (``dbt run`` of
+  the views only: no data is read; in a child process, which closes the file), so they are the
+  very views of a DuckDB build, lazily over the lake.
 
 Spark keeps its own incremental state (its tables under ``SENTINANCE_SPARK_DIR``), so the next
 build only recomputes what changed; the DuckDB side is overwritten by the copy each time.
@@ -155,6 +155,9 @@ def spark_session(
         .appName("sentinance")
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
+        # instants in the table files as Parquet's standard UTC-adjusted micros (not INT96),
+        # which DuckDB reads as TIMESTAMPTZ when it copies the tables (copy_into_duckdb)
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         .config("spark.sql.warehouse.dir", str(warehouse_dir))
         .config(
             "spark.hadoop.javax.jdo.option.ConnectionURL",
@@ -410,30 +413,59 @@ def built_tables(steps: Iterable[DbtStep], manifest: Mapping[str, Any]) -> list[
 
 def copy_into_duckdb(spark: SparkSession, conn: Any, tables: Iterable[str]) -> dict[str, int]:
     """Replace each ``schema.table`` of the DuckDB connection with the Spark table of the same
-    name (through Arrow: Spark timestamps arrive as UTC instants, TIMESTAMPTZ in DuckDB);
-    returns the row counts."""
+    name; returns the row counts.
+
+    DuckDB reads the table's Parquet files where Spark wrote them (its warehouse folder), so
+    no row passes through the Spark driver: collecting a table into the driver (``toArrow``)
+    ran out of the JVM's heap at 28 M trades (benchmarks/scale.py). Only the schema comes from
+    Spark."""
     counts = {}
     for name in tables:
-        schema, _ = name.split(".")
-        arrow = spark.table(name).toArrow()
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-        conn.register("spark_copy", arrow)
-        try:
-            columns = ", ".join(_duckdb_column(f) for f in arrow.schema)
-            conn.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {columns} FROM spark_copy")
-        finally:
-            conn.unregister("spark_copy")
-        counts[name] = arrow.num_rows
+        schema = spark.table(name).limit(0).toArrow().schema
+        counts[name] = copy_parquet_into_duckdb(conn, name, schema, table_files(spark, name))
     return counts
+
+
+def table_files(spark: SparkSession, name: str) -> list[Path]:
+    """The data files of a Spark table (its location's ``part-*`` files, hidden files and
+    ``_SUCCESS`` markers left out)."""
+    detail = spark.sql(f"DESCRIBE TABLE EXTENDED {name}").collect()
+    location = next(r["data_type"] for r in detail if r["col_name"] == "Location")
+    root = Path(location.removeprefix("file:"))
+    return sorted(p for p in root.rglob("part-*") if not p.name.endswith(".crc"))
+
+
+def copy_parquet_into_duckdb(conn: Any, name: str, schema: pa.Schema, files: Sequence[Path]) -> int:
+    """``CREATE OR REPLACE TABLE name`` from Parquet ``files`` written by Spark, every column
+    typed as DuckDB would have typed it (``schema``: the Spark table's, as Arrow); returns the
+    row count. No files (an empty table): an empty table of that schema."""
+    target_schema, _ = name.split(".")
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {target_schema}")
+    columns = ", ".join(_duckdb_column(f) for f in schema)
+    if files:
+        listed = ", ".join(warehouse.sql_str(str(f)) for f in files)
+        source = f"read_parquet([{listed}])"
+    else:
+        conn.register("spark_copy", schema.empty_table())
+        source = "spark_copy"
+    try:
+        conn.execute(f"CREATE OR REPLACE TABLE {name} AS SELECT {columns} FROM {source}")
+    finally:
+        if not files:
+            conn.unregister("spark_copy")
+    return int(conn.execute(f"SELECT count(*) FROM {name}").fetchone()[0])
 
 
 def _duckdb_column(f: pa.Field) -> str:
     """A Spark column as DuckDB would have typed it: DECIMAL(38, 0) is how the project's
     Spark SQL spells DuckDB's 128-bit integer sums (macro integer_sum), so it becomes HUGEINT
-    again; every other type maps one to one."""
+    again; a timestamp is an instant (TIMESTAMPTZ, as the DuckDB build's); every other type
+    maps one to one."""
     quoted = '"' + f.name.replace('"', '""') + '"'
     if pa.types.is_decimal(f.type) and (f.type.precision, f.type.scale) == (38, 0):
         return f"CAST({quoted} AS HUGEINT) AS {quoted}"
+    if pa.types.is_timestamp(f.type):
+        return f"CAST({quoted} AS TIMESTAMPTZ) AS {quoted}"
     return quoted
 
 

@@ -36,7 +36,8 @@ def _utc(conn: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     return conn
 
 
-def _sql_str(value: str) -> str:
+def sql_str(value: str) -> str:
+    """A DuckDB string literal."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -49,7 +50,7 @@ def register_lake_views(conn: duckdb.DuckDBPyConnection, lake_dir: Path) -> None
         glob = str(dataset_dir(lake_dir, ds).resolve() / "**" / "*.parquet")
         conn.execute(
             f"CREATE OR REPLACE VIEW {ds.qualified} AS "
-            f"SELECT * FROM read_parquet({_sql_str(glob)}, union_by_name = true, "
+            f"SELECT * FROM read_parquet({sql_str(glob)}, union_by_name = true, "
             "hive_partitioning = false)"
         )
     # The batch asset and the watch loop may both report an event: same alert_id. The feed
@@ -117,7 +118,7 @@ def write_dbt_profile(profiles_dir: Path, warehouse_path: Path) -> Path:
         "  outputs:\n"
         "    dev:\n"
         "      type: duckdb\n"
-        f"      path: {_sql_str(str(warehouse_path.resolve()))}\n"
+        f"      path: {sql_str(str(warehouse_path.resolve()))}\n"
         "      schema: main\n"
         "      threads: 1\n"
         "      settings:\n"

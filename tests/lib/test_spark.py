@@ -55,43 +55,41 @@ def test_grouped_map_function_is_compute_indicators_per_series():
     assert per_series.sort("symbol", "ts").equals(whole.sort("symbol", "ts"))
 
 
-def test_copy_into_duckdb_maps_spark_types_back():
-    class FakeTable:
-        def __init__(self, table: pa.Table):
-            self.table = table
+def test_copy_into_duckdb_reads_the_table_files_with_duckdb_types(tmp_path):
+    """The copy reads Spark's Parquet files (never the driver) and types every column as the
+    DuckDB build does; an empty table (no files) still gets its columns."""
+    import pyarrow.parquet as pq
 
-        def toArrow(self) -> pa.Table:  # noqa: N802 (Spark's name)
-            return self.table
-
-    class FakeSpark:
-        def table(self, name: str) -> FakeTable:
-            return FakeTable(
-                pa.table(
-                    {
-                        "ts": pa.array(
-                            [datetime(2026, 1, 1, tzinfo=UTC)], pa.timestamp("us", "UTC")
-                        ),
-                        "trade_count": pa.array([12], pa.decimal128(38, 0)),
-                        "volume": pa.array([1.5], pa.float64()),
-                        "rank": pa.array([1], pa.int64()),
-                    }
-                )
-            )
-
-    conn = duckdb.connect()
-    counts = spark_engine.copy_into_duckdb(FakeSpark(), conn, ["marts.x"])
-    assert counts == {"marts.x": 1}
-    types = dict(
-        conn.sql(
-            "select column_name, data_type from duckdb_columns() where table_name = 'x'"
-        ).fetchall()
+    table = pa.table(
+        {
+            "ts": pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * 2, pa.timestamp("us", "UTC")),
+            "trade_count": pa.array([12, 7], pa.decimal128(38, 0)),
+            "volume": pa.array([1.5, 2.5], pa.float64()),
+            "rank": pa.array([1, 2], pa.int64()),
+        }
     )
-    assert types == {
-        "ts": "TIMESTAMP WITH TIME ZONE",
-        "trade_count": "HUGEINT",
-        "volume": "DOUBLE",
-        "rank": "BIGINT",
-    }
+    files = [tmp_path / "part-00000.parquet", tmp_path / "part-00001.parquet"]
+    pq.write_table(table.slice(0, 1), files[0])
+    pq.write_table(table.slice(1, 1), files[1])
+    conn = duckdb.connect()
+    assert spark_engine.copy_parquet_into_duckdb(conn, "marts.x", table.schema, files) == 2
+    assert spark_engine.copy_parquet_into_duckdb(conn, "marts.e", table.schema, []) == 0
+    for name in ("x", "e"):
+        types = dict(
+            conn.sql(
+                f"select column_name, data_type from duckdb_columns() where table_name = '{name}'"
+            ).fetchall()
+        )
+        assert types == {
+            "ts": "TIMESTAMP WITH TIME ZONE",
+            "trade_count": "HUGEINT",
+            "volume": "DOUBLE",
+            "rank": "BIGINT",
+        }
+    assert conn.sql("select sum(trade_count), max(ts) from marts.x").fetchone() == (
+        19,
+        datetime(2026, 1, 1, tzinfo=UTC),
+    )
 
 
 def test_built_tables_are_the_tables_and_seeds_that_succeeded():
