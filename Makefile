@@ -31,8 +31,8 @@ test: setup
 soak: setup
 	$(BIN)/pytest -m soak
 
-# the marts built on Apache Spark (local PySpark, Java 17+) and on DuckDB must be equal
-# (tests marked spark; about 7 minutes on two cores, so outside the test suite's budget)
+# the marts (and a detection backfill) on Apache Spark (local PySpark, Java 17+) must equal DuckDB's
+# (tests marked spark; about 4 minutes on two cores, outside the test suite's budget)
 spark: setup
 	$(BIN)/pytest -m spark
 
