@@ -30,6 +30,7 @@ from sentinance_assets.lib.detection.days import (
     Detect,
     day_bounds,
     detect_day,
+    in_day,
     previous_day,
 )
 from sentinance_assets.lib.schemas import ALERTS, RAW_TRADES
@@ -130,8 +131,7 @@ def detect_stale_days(lake_dir: Path, detect: Detect, many: DetectMany | None = 
     if many is not None and stale:
         alerts, run.trades_scanned = many(files, stale)
         for day in stale:
-            lo, hi = day_bounds(day)
-            store(day, alerts.filter((pl.col("event_time") >= lo) & (pl.col("event_time") < hi)))
+            store(day, in_day(alerts, day))
     else:
         for day in stale:
             trades = day_trades(files, day)

@@ -53,8 +53,12 @@ def in_trade_order(trades: pl.DataFrame) -> pl.DataFrame:
     return trades.sort(list(TRADE_ORDER), nulls_last=True)
 
 
+def in_day(alerts: pl.DataFrame, day: str) -> pl.DataFrame:
+    """The alerts whose event time falls in ``day``."""
+    lo, hi = day_bounds(day)
+    return alerts.filter((pl.col("event_time") >= lo) & (pl.col("event_time") < hi))
+
+
 def detect_day(trades: pl.DataFrame, day: str, detect: Detect) -> pl.DataFrame:
     """The alerts of ``day`` from its trades (with their warm-up, any order)."""
-    lo, hi = day_bounds(day)
-    alerts = detect(in_trade_order(trades))
-    return alerts.filter((pl.col("event_time") >= lo) & (pl.col("event_time") < hi))
+    return in_day(detect(in_trade_order(trades)), day)
