@@ -54,6 +54,7 @@ WATCH_TRANSPORTS = ("auto", "ws", "poll")
 ENGINES = ("duckdb", "spark")
 # local, local[N], local[*] (this machine), or a cluster master URL
 _SPARK_MASTER_RE = re.compile(r"^(local(\[(\d+|\*)\])?|(spark|k8s)://\S+|yarn)$")
+_SPARK_REMOTE_RE = re.compile(r"^sc://[^/:;\s]+(:\d{1,5})?/?(;\S*)?$")
 DEFAULT_EXCHANGES = ("binance", "coinbase", "kraken")
 DEFAULT_SYMBOLS = ("BTC", "ETH", "SOL")
 DEFAULT_NEWS_FEEDS = (
@@ -265,6 +266,12 @@ def _spark_master(master: str) -> str:
     if not _SPARK_MASTER_RE.match(master):
         raise ValueError("is not a Spark master (local, local[N], local[*], spark://host:port)")
     return master
+
+
+def _spark_remote(url: str | None) -> str | None:
+    if url is not None and not _SPARK_REMOTE_RE.match(url):
+        raise ValueError("is not a Spark Connect URL (sc://host:port, e.g. sc://spark:15002)")
+    return url
 
 
 # ------------------------------------------------------------------------------ the table
@@ -558,7 +565,14 @@ class Settings(BaseSettings):
     spark_master: Annotated[str, AfterValidator(_spark_master)] = Field(
         "local[2]",
         description="`SENTINANCE_ENGINE=spark`: the Spark master of the build's session "
-        "(`local[N]`: N worker threads on this machine)",
+        "(`local[N]`: N worker threads on this machine); not used with `SENTINANCE_SPARK_REMOTE`",
+    )
+    spark_remote: Annotated[str | None, _BLANK_IS_UNSET, AfterValidator(_spark_remote)] = Field(
+        None,
+        description="`SENTINANCE_ENGINE=spark`: build on a Spark Connect server (`sc://host:port`, "
+        "a cluster's or `start-connect-server.sh`) instead of a session in this process; its "
+        "lake and warehouse folders must be on a filesystem both sides read "
+        "(docs/scale-out.md)",
     )
     spark_shuffle_partitions: int = Field(
         4,

@@ -42,6 +42,7 @@ import shutil
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,14 @@ _SPARK_TYPES = {
     pl.Boolean: "BOOLEAN",
 }
 
+#: runtime settings of every build's session (a Connect server's static ones are its own)
+RUNTIME_CONF: dict[str, bool | float | int | str | None] = {
+    "spark.sql.session.timeZone": "UTC",
+    # instants in the table files as Parquet's standard UTC-adjusted micros (not INT96),
+    # which DuckDB reads as TIMESTAMPTZ when it copies the tables (copy_into_duckdb)
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+}
+
 
 class SparkUnavailableError(RuntimeError):
     """Spark cannot run here (no Java, or PySpark is not installed)."""
@@ -100,8 +109,18 @@ class SparkBuildError(RuntimeError):
     """A dbt step of the Spark build failed; the message names the failed nodes."""
 
 
-def spark_unavailable_reason() -> str | None:
-    """Why Spark cannot run on this machine, or None when it can (Java and PySpark present)."""
+def spark_unavailable_reason(remote: str | None = None) -> str | None:
+    """Why Spark cannot run from here, or None when it can: Java and PySpark for a session in
+    this process; for a Spark Connect server (``remote``) only PySpark's Connect client (the
+    JVM is the server's)."""
+    if remote:
+        try:
+            import pyspark.sql.connect  # noqa: F401  (checks grpcio, grpcio-status, ...)
+        except ImportError as exc:
+            return (
+                f"the Spark Connect client is not installed ({exc}; pip install 'pyspark[connect]')"
+            )
+        return None
     java_home = os.environ.get("JAVA_HOME")
     if shutil.which("java") is None and not (java_home and Path(java_home, "bin", "java").exists()):
         return "no java on PATH (Spark 4 needs Java 17+: apt-get install openjdk-17-jre-headless)"
@@ -119,6 +138,7 @@ def spark_session(
     shuffle_partitions: int = 4,
     conf: Mapping[str, str] | None = None,
     java_options: str = "",
+    remote: str | None = None,
 ) -> SparkSession:
     """The process's Spark session, created on first use.
 
@@ -126,10 +146,15 @@ def spark_session(
     starts, so asking for another ``spark_dir`` while one runs is an error rather than a
     silent use of the first one. Runtime settings (shuffle partitions, UTC) are (re)applied.
     ``conf``: further Spark settings; ``java_options``: further JVM options of the driver.
+    ``remote``: a Spark Connect URL (``sc://host:port``): the session is then a client of that
+    server (:func:`remote_session`) and ``spark_dir``, ``master`` and ``java_options`` are the
+    server's business.
     """
-    reason = spark_unavailable_reason()
+    reason = spark_unavailable_reason(remote)
     if reason:
         raise SparkUnavailableError(reason)
+    if remote:
+        return remote_session(remote, shuffle_partitions, conf)
     from pyspark.sql import SparkSession
 
     spark_dir = Path(spark_dir).resolve()
@@ -154,10 +179,7 @@ def spark_session(
         SparkSession.builder.master(master)
         .appName("sentinance")
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-        .config("spark.sql.session.timeZone", "UTC")
-        # instants in the table files as Parquet's standard UTC-adjusted micros (not INT96),
-        # which DuckDB reads as TIMESTAMPTZ when it copies the tables (copy_into_duckdb)
-        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        .config(map=RUNTIME_CONF)
         .config("spark.sql.warehouse.dir", str(warehouse_dir))
         .config(
             "spark.hadoop.javax.jdo.option.ConnectionURL",
@@ -177,9 +199,49 @@ def spark_session(
     return builder.getOrCreate()
 
 
+def remote_session(
+    url: str, shuffle_partitions: int = 4, conf: Mapping[str, str] | None = None
+) -> SparkSession:
+    """A Spark Connect session to the server at ``url`` (a cluster's, or
+    ``start-connect-server.sh`` on one machine), with this project's runtime settings.
+
+    dbt-spark's ``session`` method reaches its session through
+    ``SparkSession.builder.getOrCreate()``, which returns a Connect session only when the
+    ``SPARK_REMOTE`` environment variable names the server, so it is set for this process;
+    one server per process. The server must read the lake and write its warehouse where this
+    process reads them too (a shared filesystem; docs/scale-out.md), and its Python workers
+    need this project installed (the indicators and the detection run there).
+    """
+    from pyspark.sql import SparkSession
+
+    current = os.environ.get("SPARK_REMOTE")
+    if current and current != url:
+        raise SparkBuildError(
+            f"this process already talks to the Spark Connect server {current}; one server "
+            f"per process (asked for {url})"
+        )
+    os.environ["SPARK_REMOTE"] = url
+    # dbt-spark asks for Hive support, a static setting a running server already has
+    warnings.filterwarnings(
+        "ignore", message="Failed to set spark.sql.catalogImplementation", category=UserWarning
+    )
+    session = SparkSession.builder.remote(url).getOrCreate()
+    settings = {
+        **RUNTIME_CONF,
+        "spark.sql.shuffle.partitions": str(shuffle_partitions),
+        **(conf or {}),
+    }
+    for key, value in settings.items():
+        session.conf.set(key, str(value))
+    return session
+
+
 def session_for(settings: Settings) -> SparkSession:
     return spark_session(
-        settings.spark_dir, settings.spark_master, settings.spark_shuffle_partitions
+        settings.spark_dir,
+        settings.spark_master,
+        settings.spark_shuffle_partitions,
+        remote=settings.spark_remote,
     )
 
 
@@ -428,10 +490,17 @@ def copy_into_duckdb(spark: SparkSession, conn: Any, tables: Iterable[str]) -> d
 
 def table_files(spark: SparkSession, name: str) -> list[Path]:
     """The data files of a Spark table (its location's ``part-*`` files, hidden files and
-    ``_SUCCESS`` markers left out)."""
+    ``_SUCCESS`` markers left out). The location must be a folder this process reads: with a
+    Spark Connect server, the server's warehouse on a shared filesystem."""
     detail = spark.sql(f"DESCRIBE TABLE EXTENDED {name}").collect()
     location = next(r["data_type"] for r in detail if r["col_name"] == "Location")
     root = Path(location.removeprefix("file:"))
+    if "://" in location or not root.is_dir():
+        raise SparkBuildError(
+            f"the Spark table {name} is stored at {location}, which this machine cannot read: "
+            "the Spark warehouse must be on a filesystem shared with the machine that runs "
+            "the build (docs/scale-out.md)"
+        )
     return sorted(p for p in root.rglob("part-*") if not p.name.endswith(".crc"))
 
 

@@ -154,7 +154,7 @@ def assert_equal(result: dict[str, dict]) -> None:
     for name, r in result.items():
         assert r["types_equal"], (name, r["types"])
         assert r["rows"] == r["spark_rows"], (name, r["rows"], r["spark_rows"])
-        assert r["rounded"] == (0, 0), (name, r["rounded"])
+        assert tuple(r["rounded"]) == (0, 0), (name, r["rounded"])
     # non-empty marts: the comparison compares something
     assert all(result[m]["rows"] > 0 for m in result if m.startswith("marts."))
 

@@ -146,6 +146,7 @@ def test_unavailable_without_java(monkeypatch, tmp_path):
     assert "java" in (spark_engine.spark_unavailable_reason() or "")
     with pytest.raises(spark_engine.SparkUnavailableError, match="java"):
         spark_engine.spark_session(tmp_path / "spark")
+    assert spark_engine.spark_unavailable_reason("sc://spark-connect:15002") is None
 
 
 def test_engine_settings(tmp_path):
@@ -162,6 +163,12 @@ def test_engine_settings(tmp_path):
         Settings.from_env({"SENTINANCE_ENGINE": "flink"})
     with pytest.raises(SettingsError, match="SENTINANCE_SPARK_MASTER"):
         Settings.from_env({"SENTINANCE_SPARK_MASTER": "local[two]"})
+    # a Spark Connect server: a URL of its scheme, and no Java needed on this side
+    assert s.spark_remote is None
+    remote = Settings.from_env({"SENTINANCE_SPARK_REMOTE": "sc://spark-connect:15002"})
+    assert remote.spark_remote == "sc://spark-connect:15002"
+    with pytest.raises(SettingsError, match="SENTINANCE_SPARK_REMOTE.*not a Spark Connect URL"):
+        Settings.from_env({"SENTINANCE_SPARK_REMOTE": "spark://master:7077"})
 
 
 def test_spark_results_become_dagster_events():

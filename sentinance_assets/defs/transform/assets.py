@@ -159,7 +159,8 @@ def _build_on_spark(
     from sentinance_assets.lib.spark import build_marts_on_spark
 
     window = dbt_window_vars(config, run_partition_window(context))
-    context.log.info(f"dbt build on Spark ({settings.spark_master}), vars {window or '{}'}")
+    where = settings.spark_remote or settings.spark_master
+    context.log.info(f"dbt build on Spark ({where}), vars {window or '{}'}")
     build = build_marts_on_spark(settings, vars=window, full_refresh=config.full_refresh)
     yield from spark_build_events(
         build.results(), context.selected_asset_keys, context.selected_asset_check_keys
