@@ -12,6 +12,10 @@ after each alert against the market's usual movement; with two rule sets or more
 difference of each against the first. A readable table is printed (``--json``: the JSON
 report instead); the report is also saved under ``<home>/backtests/`` for the app's
 Backtests page (``--no-save``: not). Invalid rules or unreadable files exit 2.
+
+``--engine spark`` (the default when ``SENTINANCE_ENGINE=spark``) runs the detection on Spark,
+one task per base asset (the session of the Spark settings: local, or a Spark Connect server);
+the alerts are the same as in this process (``polars``), and the figures are computed here.
 """
 
 from __future__ import annotations
@@ -45,6 +49,12 @@ def register(subparsers: Any) -> None:
     bt.add_argument("--labels", help="labelled events: type,exchange,symbol,start_ts,end_ts")
     bt.add_argument(
         "--horizons", default="5,15,60", help="forward horizons in minutes (default 5,15,60)"
+    )
+    bt.add_argument(
+        "--engine",
+        choices=("polars", "spark"),
+        help="where the detection runs: this process (polars) or Spark, one task per asset "
+        "(default: spark when SENTINANCE_ENGINE=spark, else polars)",
     )
     bt.add_argument("--json", action="store_true", help="print the JSON report, not the table")
     bt.add_argument("--out", help="also write the JSON report to this file")
@@ -102,12 +112,19 @@ def cmd_backtest(settings: Any, args: argparse.Namespace) -> int:
     if trades.height == 0:
         print("error: the trade files hold no trades", file=sys.stderr)
         return 2
+    engine = args.engine or ("spark" if settings.engine == "spark" else "polars")
+    try:
+        detect = _spark_detect(settings) if engine == "spark" else None
+    except RuntimeError as exc:  # SparkUnavailableError: no Java, no PySpark
+        print(f"error: --engine spark: {exc}", file=sys.stderr)
+        return 2
     report = run_backtest(
         trades,
         rule_sets,
         labels=labels,
         horizons=horizons,
-        inputs={"trades": [str(p) for p in args.trades], "labels": args.labels},
+        inputs={"trades": [str(p) for p in args.trades], "labels": args.labels, "engine": engine},
+        detect=detect,
     )
     text = json.dumps(report, indent=1, default=str)
     if args.out:
@@ -117,3 +134,15 @@ def cmd_backtest(settings: Any, args: argparse.Namespace) -> int:
         print(f"saved for the app: {path}", file=sys.stderr)
     sys.stdout.write(text + "\n" if args.json else format_report(report))
     return 0
+
+
+def _spark_detect(settings: Any):
+    """``detect(trades, cfg)`` on the Spark session of the settings."""
+    from datetime import UTC, datetime
+
+    from sentinance_assets.lib.spark import session_for
+    from sentinance_assets.lib.spark_detection import detect_trades_on_spark
+
+    spark = session_for(settings)
+    detected_at = datetime.now(UTC)
+    return lambda trades, cfg: detect_trades_on_spark(spark, trades, cfg, detected_at)

@@ -18,6 +18,11 @@ What each task gets:
 
 Inside a task the rows are put in the engine's canonical order (``days.in_trade_order``), so
 the arbitrary order in which Spark delivers them changes nothing.
+
+A rule backtest (``sentinance backtest --engine spark``) replays one span of trades in one pass,
+not day by day: :func:`detect_trades_on_spark` runs the same tasks with one task per base asset
+over the whole span (:data:`WHOLE_SPAN`), which equals ``engine.detect_all`` over all the
+trades in canonical order.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 import pyarrow as pa
 
-from sentinance_assets.lib.detection.days import WARM_UP, detect_day, previous_day
+from sentinance_assets.lib.detection.days import WARM_UP, detect_day, in_trade_order, previous_day
 from sentinance_assets.lib.detection.engine import detect_all
 from sentinance_assets.lib.detection.rules import DetectorConfig, quote_legs
 from sentinance_assets.lib.schemas import ALERTS, RAW_TRADES
@@ -44,6 +49,8 @@ if TYPE_CHECKING:
 #: the task's key columns, added to the trades and dropped again inside the task
 TASK_BASE = "_task_base"
 TASK_DAY = "_task_day"
+#: the ``TASK_DAY`` of a task over a whole span (a backtest): every alert it finds is kept
+WHOLE_SPAN = "whole-span"
 
 
 def _spark_arrow(dtype: pa.DataType) -> pa.DataType:
@@ -70,14 +77,22 @@ class SparkDetection:
 
 
 def _detect_task(cfg: DetectorConfig, detected_at: datetime) -> Callable[[pa.Table], pa.Table]:
-    """The grouped-map function: one (asset, day)'s rows (Arrow) -> its alerts (Arrow)."""
+    """The grouped-map function: one (asset, day)'s rows (Arrow) -> its alerts (Arrow); for
+    the day :data:`WHOLE_SPAN`, all the asset's alerts of one pass over the rows."""
 
     def run(table: pa.Table) -> pa.Table:
         rows = pl.from_arrow(table)
         assert isinstance(rows, pl.DataFrame)
         base, day = rows[TASK_BASE][0], rows[TASK_DAY][0]
         trades = RAW_TRADES.conform(rows.drop(TASK_BASE, TASK_DAY))
-        alerts = detect_day(trades, day, lambda t: detect_all(t, cfg, detected_at))
+
+        def detect(t: pl.DataFrame) -> pl.DataFrame:
+            return detect_all(t, cfg, detected_at)
+
+        if day == WHOLE_SPAN:
+            alerts = detect(in_trade_order(trades))
+        else:
+            alerts = detect_day(trades, day, detect)
         mine = alerts.filter(pl.col("symbol").str.split("/").list.first() == base)
         return ALERTS.conform(mine).to_arrow().cast(ALERT_SCHEMA)
 
@@ -158,3 +173,25 @@ def detect_days_on_spark(
     alerts = ALERTS.conform(found).sort("event_time", "type", "exchange", "symbol", "alert_id")
     tasks = rows.select(TASK_BASE, TASK_DAY).distinct().count()
     return SparkDetection(alerts, by_day.count(), tasks, time.perf_counter() - t0)
+
+
+def detect_trades_on_spark(
+    spark: SparkSession, trades: pl.DataFrame, cfg: DetectorConfig, detected_at: datetime
+) -> pl.DataFrame:
+    """The alerts of one pass of the engine over ``trades`` (raw.trades layout, e.g. a
+    backtest's replay), detected on Spark: one task per base asset over the whole span, the
+    stablecoin legs copied into every task. Equal to ``detect_all(in_trade_order(trades), cfg,
+    detected_at)``, alert for alert."""
+    from pyspark.sql import functions as F
+
+    if trades.is_empty():
+        return ALERTS.empty()
+    table = RAW_TRADES.conform(trades).to_arrow()
+    table = table.cast(pa.schema([(f.name, _spark_arrow(f.type)) for f in table.schema]))
+    frame = spark.createDataFrame(table).withColumn(TASK_DAY, F.lit(WHOLE_SPAN))
+    rows = task_rows(frame, quote_legs(cfg))
+    ddl = ", ".join(f"`{f.name}` {arrow_ddl(f.type)}" for f in ALERT_SCHEMA)
+    result = rows.groupBy(TASK_BASE, TASK_DAY).applyInArrow(_detect_task(cfg, detected_at), ddl)
+    found = pl.from_arrow(result.toArrow())
+    assert isinstance(found, pl.DataFrame)
+    return ALERTS.conform(found).sort("event_time", "type", "exchange", "symbol", "alert_id")

@@ -24,6 +24,12 @@ alert type and market the report gives:
 
 The report is JSON (:func:`run_backtest`), rendered as a table by :func:`format_report`, and
 saved under ``<home>/backtests/`` for the app's Backtests page.
+
+The detection itself can run elsewhere (``detect``): on Spark, one task per base asset
+(``lib.spark_detection.detect_trades_on_spark``, ``sentinance backtest --engine spark``). The
+trades go into it in the engine's canonical order (``days.in_trade_order``): the engine's window
+sums are floating point, so a fixed order makes the alerts a function of the set of trades,
+which is what lets the Spark tasks reproduce them exactly.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +46,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from sentinance_assets.lib.detection.days import in_trade_order
 from sentinance_assets.lib.detection.delivery import backtest_policy, simulate
 from sentinance_assets.lib.detection.engine import detect_all
 from sentinance_assets.lib.detection.quality import TYPES, match_pairs, score_alerts
@@ -403,8 +410,12 @@ def run_backtest(
     labels: pl.DataFrame | None = None,
     horizons: Sequence[int] = HORIZONS,
     inputs: Mapping[str, Any] | None = None,
+    detect: Callable[[pl.DataFrame, DetectorConfig], pl.DataFrame] | None = None,
 ) -> dict[str, Any]:
-    """Replay ``trades`` through each rule set; the JSON-ready report."""
+    """Replay ``trades`` through each rule set; the JSON-ready report. ``detect(trades, cfg)``
+    finds the alerts (default: ``engine.detect_all`` in this process)."""
+    detect = detect or (lambda t, cfg: detect_all(t, cfg))
+    trades = in_trade_order(trades)
     days = _span_days(trades)
     markets = trades.select(MARKET).unique().height
     prices = minute_prices(trades)
@@ -425,7 +436,7 @@ def run_backtest(
     }
     found: list[pl.DataFrame] = []
     for rs in rule_sets:
-        alerts = detect_all(trades, rs.rules.detector)
+        alerts = detect(trades, rs.rules.detector)
         found.append(alerts)
         result = evaluate(
             alerts,

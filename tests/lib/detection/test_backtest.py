@@ -166,3 +166,14 @@ def test_backtest_command_end_to_end(tmp_path, sim_day, monkeypatch, capsys):
     assert main([*argv, "--rules", str(strict)]) == 2
     assert f"{strict}:2: whale.usd = 0" in capsys.readouterr().err
     assert ALERTS.columns["rules_version"] == pl.String
+
+
+def test_backtest_on_spark_needs_spark(tmp_path, sim_day, monkeypatch, capsys):
+    """``--engine spark`` without Java: a clear error and exit 2, not a traceback."""
+    monkeypatch.setenv("SENTINANCE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    trades = tmp_path / "trades.parquet"
+    replay_layout(sim_day.trades.head(100)).write_parquet(trades)
+    assert main(["backtest", "--trades", str(trades), "--engine", "spark", "--no-save"]) == 2
+    assert "--engine spark: no java on PATH" in capsys.readouterr().err
