@@ -19,11 +19,13 @@ from ml.sentiment import LABELS, SentimentModel, SentimentPrediction
 from ml.sentiment_transformer import (
     METADATA_FILE,
     ONNX_FILE,
+    ONNX_INT8_FILE,
     TrainConfig,
     TransformerSentimentModel,
     _param_groups,
     agreement_weights,
     fine_tune,
+    int8_model,
     load_transformer,
     save_model,
     weights_digest,
@@ -138,9 +140,68 @@ def test_onnx_runtime_gives_torch_probabilities_at_every_batch_shape(
 def test_runtime_choices_are_checked(tiny_model_dir: Path) -> None:
     with pytest.raises(ValueError, match="runtime"):
         load_transformer(tiny_model_dir, runtime="tensorrt")
-    with pytest.raises(ValueError, match="int8"):
-        load_transformer(tiny_model_dir, runtime="onnx", quantize=True)
+    assert load_transformer(tiny_model_dir, quantize=True).runtime == "onnx-int8"
+    assert (tiny_model_dir / ONNX_INT8_FILE).is_file()
+    assert load_transformer(tiny_model_dir, runtime="onnx", quantize=True).runtime == "onnx-int8"
+    assert load_transformer(tiny_model_dir, runtime="torch", quantize=True).runtime == "torch-int8"
+
+
+def test_int8_on_onnx_runtime_is_the_fp32_model_within_quantization_error(
+    tiny_model_dir: Path,
+) -> None:
+    """ONNX Runtime int8 (the fused export, weights int8 per channel) keeps the interface, the
+    input order, blank handling and the temperature, and stays close to fp32."""
+    texts = [None, *tiny_dataset(1)["text"].to_list(), "", "profit"]
+    fp32 = load_transformer(tiny_model_dir, threads=1, runtime="torch")
+    fp32.temperature = 0.8
+    q = int8_model(fp32)
+    assert q.runtime == "onnx-int8" and q.quantized and q.temperature == 0.8
+    assert not (tiny_model_dir / ONNX_INT8_FILE).exists()  # quantized in a temporary folder
+    want = fp32.probabilities(texts)
+    for batch_size in (1, 3, 64):  # activations are quantized per batch: close, not equal
+        got = q.probabilities(texts, batch_size=batch_size)
+        np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-6)
+        np.testing.assert_allclose(got, want, atol=0.05)
+    preds = q.predict(texts)
+    assert preds[0] == preds[-2] == SentimentPrediction("neutral", 0.0)
+    # the one int8 decision of fine_tune: measured on, and saved for, ONNX Runtime int8
+    data = tiny_dataset()
+    cfg = TrainConfig(
+        **{**TINY_TRAIN.to_params(), "base_model": str(tiny_model_dir), "epochs": 2}
+        | {"max_quantization_loss": 1.0}  # keep int8 whatever it costs on this tiny model
+    )
+    result = fine_tune(*(data[c].to_list() for c in ("text", "label", "text", "label")), cfg)
+    assert result.quantize and result.int8_runtime == "onnx"
+    served = result.serving()
+    assert served.runtime == "onnx-int8" and served.temperature == result.temperature
+    out = save_model(result, tiny_model_dir.parent / "saved")
+    assert (out / ONNX_FILE).is_file() and (out / ONNX_INT8_FILE).is_file()
+    assert json.loads((out / METADATA_FILE).read_text())["int8_runtime"] == "onnx"
+    loaded = load_transformer(out, threads=1)
+    assert loaded.runtime == "onnx-int8" and loaded.temperature == result.temperature
+    texts = data["text"].to_list()
+    np.testing.assert_allclose(loaded.probabilities(texts), served.probabilities(texts), atol=1e-6)
+    # a folder whose int8 was decided on torch (no int8_runtime recorded) is served on torch
+    meta = json.loads((out / METADATA_FILE).read_text())
+    del meta["int8_runtime"]
+    (out / METADATA_FILE).write_text(json.dumps(meta))
+    assert load_transformer(out, threads=1).runtime == "torch-int8"
+
+
+def test_int8_falls_back_to_torch_without_onnx_runtime(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ml.sentiment_transformer as st
+
+    def boom(folder: Path) -> Path:
+        raise RuntimeError("no quantizer here")
+
+    monkeypatch.setattr(st, "quantize_onnx", boom)
+    fp32 = load_transformer(tiny_model_dir, threads=1, runtime="torch")
+    assert int8_model(fp32).runtime == "torch-int8"
     assert load_transformer(tiny_model_dir, quantize=True).runtime == "torch-int8"
+    with pytest.raises(RuntimeError, match="no quantizer"):
+        load_transformer(tiny_model_dir, runtime="onnx", quantize=True)
 
 
 def test_a_broken_export_falls_back_to_torch_under_auto(
