@@ -147,6 +147,10 @@ EVERY_VARIABLE: dict[str, Case] = {
     "api_ready_max_lag_seconds": lambda t: ({"SENTINANCE_API_READY_MAX_LAG_SECONDS": "30"}, 30.0),
     "engine": lambda t: ({"SENTINANCE_ENGINE": " Spark "}, "spark"),
     "spark_master": lambda t: ({"SENTINANCE_SPARK_MASTER": "local[4]"}, "local[4]"),
+    "spark_remote": lambda t: (
+        {"SENTINANCE_SPARK_REMOTE": "sc://spark-connect:15002"},
+        "sc://spark-connect:15002",
+    ),
     "spark_shuffle_partitions": lambda t: ({"SENTINANCE_SPARK_SHUFFLE_PARTITIONS": "8"}, 8),
     "spark_dir": lambda t: ({"SENTINANCE_SPARK_DIR": str(t / "s")}, t / "s"),
 }

@@ -67,8 +67,9 @@ SPARK_TARGET = "spark"
 #: where :func:`compute_indicators_on_spark` writes (source ``spark.indicators_grouped_map``)
 GROUPED_MAP_TABLE = "intermediate.indicators_grouped_map"
 #: dbt's selection up to marts.candles, then the rest: marts.indicators and what reads it
-BEFORE_INDICATORS = ("--exclude", "indicators+")
-FROM_INDICATORS = ("--select", "indicators+")
+INDICATORS_AND_AFTER = "indicators+"
+BEFORE_INDICATORS = ("--exclude", INDICATORS_AND_AFTER)
+FROM_INDICATORS = ("--select", INDICATORS_AND_AFTER)
 # the columns compute_indicators reads from marts.candles (the DuckDB Python model's select)
 INDICATOR_INPUTS = ("exchange", "symbol", "timeframe", "ts", "high", "low", "close", "quality")
 INDICATOR_SCHEMA = pa.schema(
@@ -457,6 +458,34 @@ def project_vars(overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return {**declared, **(overrides or {})}
 
 
+@dataclass(frozen=True)
+class SparkSteps:
+    """The two dbt invocations of a Spark build around the indicators' grouped map."""
+
+    before: tuple[str, ...]  # selection args of the build up to marts.candles
+    after: tuple[str, ...]  # selection args of the build from marts.indicators on
+    indicators: bool  # whether the grouped map computes marts.indicators
+
+
+def spark_steps(models: Sequence[str] | None = None) -> SparkSteps:
+    """The selection of each step for the dbt ``models`` of a run (names; None: all of them).
+
+    The build is split at marts.indicators (computed in between by the grouped map), so a
+    subset is intersected with each side: the first step builds the selected models that are
+    not ``indicators+``, the second those that are (dbt's ``a,b`` is an intersection), and the
+    grouped map runs only when ``indicators`` itself is selected."""
+    if models is None:
+        return SparkSteps(BEFORE_INDICATORS, FROM_INDICATORS, True)
+    if not models:
+        raise ValueError("an empty dbt selection")
+    names = sorted(set(models))
+    return SparkSteps(
+        ("--select", *names, "--exclude", INDICATORS_AND_AFTER),
+        ("--select", *(f"{INDICATORS_AND_AFTER},{n}" for n in names)),
+        "indicators" in names,
+    )
+
+
 # ------------------------------------------------------------------------ copy into DuckDB
 def built_tables(steps: Iterable[DbtStep], manifest: Mapping[str, Any]) -> list[str]:
     """``schema.name`` of every table (not view) the dbt steps built: models and seeds."""
@@ -559,6 +588,7 @@ def build_marts_on_spark(
     full_refresh: bool = False,
     extra_args: Sequence[str] = (),
     work_dir: Path | None = None,
+    models: Sequence[str] | None = None,
 ) -> SparkBuild:
     """Build the dbt project on Spark from ``settings.lake_dir`` and copy the results into
     ``settings.warehouse_path`` (the caller publishes the read side, as after a DuckDB build).
@@ -567,7 +597,9 @@ def build_marts_on_spark(
     marts.candles, with its tests); the indicators in a grouped map; ``dbt build --select
     indicators+``; the copy into DuckDB; the dbt views on DuckDB. ``vars`` become dbt
     ``--vars`` (e.g. ``start_ts`` / ``end_ts``); ``extra_args`` go to both builds (e.g.
-    ``--exclude-resource-type test``). Raises :class:`SparkBuildError` when a dbt step fails.
+    ``--exclude-resource-type test``); ``models``: the dbt models of a subset run (names; their
+    tests come with them, :func:`spark_steps`), None for the whole project. Only the tables a
+    step built are copied. Raises :class:`SparkBuildError` when a dbt step fails.
     The caller must be the only writer of the warehouse file (the ``duckdb`` pool) and the only
     Spark build on ``settings.spark_dir``.
     """
@@ -581,10 +613,13 @@ def build_marts_on_spark(
         common += ["--vars", json.dumps(dict(vars))]
     if full_refresh:
         common.append("--full-refresh")
-    steps = [_checked(run_dbt(["build", *BEFORE_INDICATORS, *common], profiles, work))]
-    max_gap_bars = int(project_vars(vars).get("indicator_max_gap_bars") or 0)
-    indicator_rows = compute_indicators_on_spark(spark, max_gap_bars)
-    steps.append(_checked(run_dbt(["build", *FROM_INDICATORS, *common], profiles, work)))
+    plan = spark_steps(models)
+    steps = [_checked(run_dbt(["build", *plan.before, *common], profiles, work))]
+    indicator_rows = 0
+    if plan.indicators:
+        max_gap_bars = int(project_vars(vars).get("indicator_max_gap_bars") or 0)
+        indicator_rows = compute_indicators_on_spark(spark, max_gap_bars)
+    steps.append(_checked(run_dbt(["build", *plan.after, *common], profiles, work)))
 
     manifest = json.loads((work / "target" / "manifest.json").read_text())
     tables = built_tables(steps, manifest)

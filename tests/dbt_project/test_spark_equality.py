@@ -237,3 +237,18 @@ def test_readers_open_the_spark_build_like_a_duckdb_build(scenario):
     assert kinds["staging.stg_trades"] == "VIEW"
     for mart in ("candles", "indicators", "spreads", "asset_overview", "candle_completeness"):
         assert kinds[f"marts.{mart}"] == "BASE TABLE", mart
+
+
+def test_a_subset_builds_and_copies_only_the_selected_models(scenario):
+    """A subset run (``models``) builds the selected models and their tests on Spark, skips
+    the indicators' grouped map when ``indicators`` is not selected, and copies only what it
+    built."""
+    build = spark_engine.build_marts_on_spark(scenario["settings"], models=["news_sentiment_daily"])
+    on_spark = build.steps[:2]  # the third step creates the DuckDB views of every build
+    ok = ("success", "pass")  # a model built, a test passed
+    built = {r["unique_id"] for step in on_spark for r in step.results if r["status"] in ok}
+    assert "model.sentinance.news_sentiment_daily" in built
+    assert not any(u.startswith("model.") and "news_sentiment_daily" not in u for u in built)
+    assert any(u.startswith("test.") for u in built)  # its tests came with it
+    assert build.indicator_rows == 0
+    assert list(build.copied) == ["marts.news_sentiment_daily"]

@@ -198,3 +198,34 @@ def test_spark_results_become_dagster_events():
     [check] = [e for e in events if isinstance(e, dg.AssetCheckResult)]
     assert check.asset_key == dg.AssetKey(["staging", "quote_usd_rates"])
     assert (check.passed, check.severity) == (False, dg.AssetCheckSeverity.WARN)
+
+
+def test_a_subset_is_split_around_the_indicators():
+    whole = spark_engine.spark_steps()
+    assert (whole.before, whole.after, whole.indicators) == (
+        ("--exclude", "indicators+"),
+        ("--select", "indicators+"),
+        True,
+    )
+    some = spark_engine.spark_steps(["news_sentiment_daily", "candles", "candles"])
+    assert some.before == (
+        "--select",
+        "candles",
+        "news_sentiment_daily",
+        "--exclude",
+        "indicators+",
+    )
+    assert some.after == ("--select", "indicators+,candles", "indicators+,news_sentiment_daily")
+    assert not some.indicators  # the grouped map runs only for marts.indicators itself
+    assert spark_engine.spark_steps(["indicators"]).indicators
+    with pytest.raises(ValueError, match="empty"):
+        spark_engine.spark_steps([])
+
+
+def test_selected_dbt_models_from_asset_keys():
+    import dagster as dg
+
+    from sentinance_assets.defs.transform.assets import selected_models
+
+    keys = {dg.AssetKey(["marts", "candles"]), dg.AssetKey(["raw", "trades"])}
+    assert selected_models(keys) == ["candles"]  # raw/trades is a Python asset, not dbt's

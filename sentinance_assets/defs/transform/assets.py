@@ -18,8 +18,8 @@ to stay correct. The partition branch is there for a deployment that does attach
 Engines. ``SENTINANCE_ENGINE=spark`` builds the same project on Spark instead
 (``lib.spark.build_marts_on_spark``: in-process dbt-spark, the marts copied into the DuckDB
 warehouse, which is then published as usual); its dbt results become the same Dagster
-materializations and checks. Phase 1 always builds the whole project on Spark (a subset run
-still builds everything and reports the selected assets).
+materializations and checks. A subset run builds only the selected models (and their tests)
+on Spark, like ``dbt build --select`` on DuckDB (:func:`selected_models`).
 """
 
 import json
@@ -159,9 +159,15 @@ def _build_on_spark(
     from sentinance_assets.lib.spark import build_marts_on_spark
 
     window = dbt_window_vars(config, run_partition_window(context))
+    models = selected_models(context.selected_asset_keys) if context.is_subset else None
     where = settings.spark_remote or settings.spark_master
-    context.log.info(f"dbt build on Spark ({where}), vars {window or '{}'}")
-    build = build_marts_on_spark(settings, vars=window, full_refresh=config.full_refresh)
+    context.log.info(
+        f"dbt build on Spark ({where}), vars {window or '{}'}, "
+        f"models {'all' if models is None else ', '.join(models)}"
+    )
+    build = build_marts_on_spark(
+        settings, vars=window, full_refresh=config.full_refresh, models=models
+    )
     yield from spark_build_events(
         build.results(), context.selected_asset_keys, context.selected_asset_check_keys
     )
@@ -169,6 +175,11 @@ def _build_on_spark(
     context.log.info(
         f"Spark build took {build.seconds:.0f} s; published the read side at {settings.read_path}"
     )
+
+
+def selected_models(keys: AbstractSet[dg.AssetKey]) -> list[str]:
+    """The dbt names of the selected dbt assets (keys ``<schema>/<name>``, SentinanceTranslator)."""
+    return sorted(key.path[-1] for key in keys if key in sentinance_dbt.keys)
 
 
 def spark_build_events(
