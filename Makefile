@@ -24,15 +24,17 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/sentinance demo
 
+# two workers (pytest-xdist), a test file per worker at a time so its module fixtures (demo
+# homes, dbt and Spark builds) are built once; the Spark tests included (Java 17+)
 test: setup
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # `sentinance serve` live against local fakes for about eight minutes (tests/test_soak.py)
 soak: setup
 	$(BIN)/pytest -m soak
 
-# the marts (and a detection backfill) on Apache Spark (local PySpark, Java 17+) must equal DuckDB's
-# (tests marked spark; about 4 minutes on two cores, outside the test suite's budget)
+# only the Spark tests (also in `make test`): the marts, a detection backfill and a backtest on
+# Apache Spark (local PySpark and a local Spark Connect server) must equal DuckDB's / one machine's
 spark: setup
 	$(BIN)/pytest -m spark
 
