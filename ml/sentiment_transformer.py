@@ -139,6 +139,23 @@ class TransformerSentimentModel:
             self._session = _onnx_session(self.onnx_path, threads)
             self._session_inputs = [i.name for i in self._session.get_inputs()]
 
+    def variant(
+        self, model: Any | None = None, *, quantized: bool, onnx_path: str | Path | None = None
+    ) -> TransformerSentimentModel:
+        """This model (tokenizer, name, version, length, threads, temperature) on another
+        runtime: other weights (``model``, e.g. torch's int8) or an ONNX Runtime graph."""
+        return TransformerSentimentModel(
+            self.model if model is None else model,
+            self.tokenizer,
+            name=self.name,
+            version=self.version,
+            max_length=self.max_length,
+            threads=self.threads,
+            quantized=quantized,
+            onnx_path=onnx_path,
+            temperature=self.temperature,
+        )
+
     @property
     def runtime(self) -> str:
         """``onnx`` (ONNX Runtime, fp32), ``onnx-int8``, ``torch-int8`` or ``torch``."""
@@ -159,16 +176,7 @@ class TransformerSentimentModel:
             {torch.nn.Linear: per_channel_dynamic_qconfig},
             dtype=torch.qint8,
         )
-        return TransformerSentimentModel(
-            qmodel,
-            self.tokenizer,
-            name=self.name,
-            version=self.version,
-            max_length=self.max_length,
-            threads=self.threads,
-            quantized=True,
-            temperature=self.temperature,
-        )
+        return self.variant(qmodel, quantized=True)
 
     def probabilities(
         self, texts: Sequence[str | None], batch_size: int = 64, max_length: int | None = None
@@ -375,17 +383,7 @@ def int8_model(
             if not path.is_file():
                 path = quantize_onnx(folder)
             # the session reads the whole file when it is created: the folder may go after
-            return TransformerSentimentModel(
-                model.model,
-                model.tokenizer,
-                name=model.name,
-                version=model.version,
-                max_length=model.max_length,
-                threads=model.threads,
-                quantized=True,
-                onnx_path=path,
-                temperature=model.temperature,
-            )
+            return model.variant(quantized=True, onnx_path=path)
     except Exception as exc:  # noqa: BLE001 - torch int8 still works
         log.warning(
             "ONNX Runtime int8 unavailable (%s: %s); int8 on torch", type(exc).__name__, exc
@@ -463,17 +461,7 @@ def load_transformer(
         onnx_path = path / (ONNX_INT8_FILE if int8 else ONNX_FILE)
         if not onnx_path.is_file():
             onnx_path = quantize_onnx(path) if int8 else export_onnx(path)
-        return TransformerSentimentModel(
-            model,
-            tokenizer,
-            name=name,
-            version=loaded.version,
-            max_length=loaded.max_length,
-            threads=threads,
-            quantized=int8,
-            onnx_path=onnx_path,
-            temperature=loaded.temperature,
-        )
+        return loaded.variant(quantized=int8, onnx_path=onnx_path)
     except Exception as exc:
         if runtime == "onnx":
             raise

@@ -152,6 +152,16 @@ def task_rows(by_day: DataFrame, legs: list[str]) -> DataFrame:
     return own.unionByName(to_assets).unionByName(alone)
 
 
+def _alerts_of_tasks(rows: DataFrame, cfg: DetectorConfig, detected_at: datetime) -> pl.DataFrame:
+    """The engine in one grouped-map task per (``TASK_BASE``, ``TASK_DAY``) of ``rows``; the
+    alerts collected, in one total order."""
+    ddl = ", ".join(f"`{f.name}` {arrow_ddl(f.type)}" for f in ALERT_SCHEMA)
+    result = rows.groupBy(TASK_BASE, TASK_DAY).applyInArrow(_detect_task(cfg, detected_at), ddl)
+    found = pl.from_arrow(result.toArrow())
+    assert isinstance(found, pl.DataFrame)
+    return ALERTS.conform(found).sort("event_time", "type", "exchange", "symbol", "alert_id")
+
+
 def detect_days_on_spark(
     spark: SparkSession,
     files: dict[str, Path],
@@ -166,11 +176,7 @@ def detect_days_on_spark(
         return SparkDetection(ALERTS.empty(), 0, 0, 0.0)
     by_day = day_rows(spark, files, days)
     rows = task_rows(by_day, quote_legs(cfg))
-    ddl = ", ".join(f"`{f.name}` {arrow_ddl(f.type)}" for f in ALERT_SCHEMA)
-    result = rows.groupBy(TASK_BASE, TASK_DAY).applyInArrow(_detect_task(cfg, detected_at), ddl)
-    found = pl.from_arrow(result.toArrow())
-    assert isinstance(found, pl.DataFrame)
-    alerts = ALERTS.conform(found).sort("event_time", "type", "exchange", "symbol", "alert_id")
+    alerts = _alerts_of_tasks(rows, cfg, detected_at)
     tasks = rows.select(TASK_BASE, TASK_DAY).distinct().count()
     return SparkDetection(alerts, by_day.count(), tasks, time.perf_counter() - t0)
 
@@ -189,9 +195,4 @@ def detect_trades_on_spark(
     table = RAW_TRADES.conform(trades).to_arrow()
     table = table.cast(pa.schema([(f.name, _spark_arrow(f.type)) for f in table.schema]))
     frame = spark.createDataFrame(table).withColumn(TASK_DAY, F.lit(WHOLE_SPAN))
-    rows = task_rows(frame, quote_legs(cfg))
-    ddl = ", ".join(f"`{f.name}` {arrow_ddl(f.type)}" for f in ALERT_SCHEMA)
-    result = rows.groupBy(TASK_BASE, TASK_DAY).applyInArrow(_detect_task(cfg, detected_at), ddl)
-    found = pl.from_arrow(result.toArrow())
-    assert isinstance(found, pl.DataFrame)
-    return ALERTS.conform(found).sort("event_time", "type", "exchange", "symbol", "alert_id")
+    return _alerts_of_tasks(task_rows(frame, quote_legs(cfg)), cfg, detected_at)
