@@ -8,7 +8,9 @@ Data: ``../shared/data/financial_phrasebank`` beside the repository (read in pla
 split of ``sentinance sentiment train`` (20 %, seed 7) is never read: folds are drawn from the
 other 80 % (:mod:`ml.sentiment_cv`). Each fold trains the served recipe (``TrainConfig()``
 unless overridden) on four fifths, with an inner validation split for the epoch choice, and is
-scored on the fifth left out: on all rows and on the all-agree rows.
+scored on the fifth left out: on all rows and on the all-agree rows, as served and in fp32 and
+int8 each (same weights), with the paired int8 - fp32 difference that decides int8 by
+cross-validation (``int8_decision`` in the output).
 
 Resumable: each finished (fold, seed) is written to ``--out`` at once, and a rerun with the same
 arguments skips the runs already there (a fold takes ~10 minutes on one thread), so a killed
@@ -26,7 +28,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ml.sentiment_cv import cv_folds, development_rows, run_fold, summarize  # noqa: E402
+from ml.sentiment_cv import (  # noqa: E402
+    cv_folds,
+    development_rows,
+    int8_decision,
+    run_fold,
+    summarize,
+)
 from ml.sentiment_eval import load_labelled  # noqa: E402
 from ml.sentiment_transformer import TrainConfig  # noqa: E402
 
@@ -70,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         "fold_seed": args.fold_seed,
         "limit": args.limit,
         "config": {k: v for k, v in vars(config).items() if k != "threads"},
+        "scored": "served, fp32 and int8 on every fold",
     }
     doc = json.loads(args.out.read_text()) if args.out.exists() else {}
     if doc and doc.get("setup") != setup:
@@ -101,14 +110,30 @@ def main(argv: list[str] | None = None) -> int:
             + f" ({time.time() - t0:.0f} s)",
             flush=True,
         )
-    summary = summarize(doc["runs"])
-    doc["summary"] = summary
+    runs = doc["runs"]
+    doc["summary"] = summarize(runs)
+    doc["variants"] = {
+        v: summarize([{"scores": r["variants"][v]} for r in runs if v in r.get("variants", {})])
+        for v in ("fp32", "int8")
+    }
+    doc["int8_decision"] = int8_decision(runs, config.max_quantization_loss)
     _write(args.out, doc)
-    print(f"\nover {len(doc['runs'])} runs (folds x seeds), mean +- sd:")
-    for key, v in summary.items():
+    print(f"\nover {len(runs)} runs (folds x seeds), mean +- sd:")
+    for name, summary in [("served", doc["summary"])] + list(doc["variants"].items()):
+        print(f"  {name}:")
+        for key, v in summary.items():
+            print(
+                f"    {key:<20} {v['mean']:.3f} +- {v['sd']:.3f}"
+                f"  (min {v['min']:.3f}, max {v['max']:.3f})"
+            )
+    d = doc["int8_decision"]
+    if d["decided"]:
+        acc, f1 = d["accuracy_difference"], d["macro_f1_difference"]
         print(
-            f"  {key:<20} {v['mean']:.3f} +- {v['sd']:.3f}"
-            f"  (min {v['min']:.3f}, max {v['max']:.3f})"
+            f"int8 - fp32, paired over {d['runs']} runs: accuracy {acc['mean']:+.4f} +- "
+            f"{acc['sd']:.4f}, macro-F1 {f1['mean']:+.4f} +- {f1['sd']:.4f}; "
+            f"{'keep' if d['keep_int8'] else 'drop'} int8 (rule: loss <= {d['max_loss']:.2f}); "
+            f"the validation rule kept it in {d['kept_by_validation_rule']} of {d['runs']}"
         )
     return 0
 

@@ -11,6 +11,10 @@ the temperature, agreement loss weights, the same :class:`~ml.sentiment_transfor
 Every fold is scored on all its held-out rows (PhraseBank's 50 %-agreement data) and on those
 whose annotators all agreed (``max_agreement == 100``): the literature's figures differ by about
 ten points between the two.
+
+The int8 question is cross-validated too: every fold scores the same weights in fp32 and in
+int8 (on the runtime that would serve it), and :func:`int8_decision` keeps int8 when the mean
+paired loss over folds and seeds is within the recipe's one-point rule.
 """
 
 from __future__ import annotations
@@ -114,6 +118,60 @@ def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def variant_scores(
+    model: Any, held_out: pl.DataFrame, agreement: Sequence[Any] | None
+) -> dict[str, float]:
+    """Scores of one runtime of a fold's model on its held-out rows, with the expected
+    calibration error of its (temperature-scaled) probabilities: ``ece``."""
+    from ml.sentiment_eval import calibration_report
+
+    texts, truth = held_out["text"].to_list(), held_out["label"].to_list()
+    logits = model.logits(texts)
+    labels = [LABELS[i] for i in np.argmax(logits, axis=1)]
+    scores = subset_scores(truth, labels, agreement)
+    scores["ece"] = calibration_report(logits, truth, model.temperature)["ece_after"]
+    return scores
+
+
+def paired_difference(
+    runs: Sequence[dict[str, Any]], key: str = "accuracy", a: str = "int8", b: str = "fp32"
+) -> dict[str, float]:
+    """Mean, sd, min and max over runs of ``variants[a][key] - variants[b][key]`` (same fold,
+    same seed, same weights: a paired comparison, free of the fold-to-fold spread)."""
+    diffs = [
+        float(r["variants"][a][key]) - float(r["variants"][b][key])
+        for r in runs
+        if a in r.get("variants", {}) and b in r.get("variants", {})
+    ]
+    if not diffs:
+        return {}
+    return {
+        "mean": statistics.fmean(diffs),
+        "sd": statistics.stdev(diffs) if len(diffs) > 1 else 0.0,
+        "min": min(diffs),
+        "max": max(diffs),
+        "runs": float(len(diffs)),
+    }
+
+
+def int8_decision(runs: Sequence[dict[str, Any]], max_loss: float) -> dict[str, Any]:
+    """The served recipe's int8 question answered by cross-validation: int8 is kept when its
+    mean paired accuracy loss over folds and seeds is at most ``max_loss`` (the recipe's
+    one-point rule, here on every held-out fold instead of one validation split)."""
+    diff = paired_difference(runs)
+    if not diff:
+        return {"decided": False, "reason": "no run scored both fp32 and int8"}
+    return {
+        "decided": True,
+        "keep_int8": diff["mean"] >= -max_loss,
+        "max_loss": max_loss,
+        "accuracy_difference": diff,
+        "macro_f1_difference": paired_difference(runs, "macro_f1"),
+        "kept_by_validation_rule": sum(bool(r.get("quantized")) for r in runs),
+        "runs": len(runs),
+    }
+
+
 def run_fold(
     fit: pl.DataFrame,
     held_out: pl.DataFrame,
@@ -121,8 +179,10 @@ def run_fold(
     seed: int,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train the recipe on one fold's fitting rows (seed ``seed``) and score its held-out rows."""
-    from ml.sentiment_transformer import agreement_weights, fine_tune
+    """Train the recipe on one fold's fitting rows (seed ``seed``) and score its held-out rows:
+    ``scores`` for the model as served (int8 when the validation rule kept it), ``variants``
+    for fp32 and int8 each (same weights), so the int8 choice itself is cross-validated."""
+    from ml.sentiment_transformer import agreement_weights, fine_tune, int8_model
 
     cfg = replace(config, seed=seed)
     train, val = inner_split(fit, seed=seed)
@@ -141,14 +201,23 @@ def run_fold(
         log=log,
         train_weights=weights,
     )
-    labels = [p.label for p in result.serving().predict(held_out["text"].to_list())]
     agreement = held_out[AGREEMENT_COL].to_list() if AGREEMENT_COL in held_out.columns else None
+    fp32 = result.model
+    int8 = result.int8 if result.int8 is not None else int8_model(fp32)
+    int8.temperature = fp32.temperature
+    variants = {
+        "fp32": variant_scores(fp32, held_out, agreement),
+        "int8": variant_scores(int8, held_out, agreement),
+    }
     return {
         "seed": seed,
         "best_epoch": result.best_epoch,
         "quantized": result.quantize,
+        "int8_runtime": int8.runtime,
+        "temperature": fp32.temperature,
         "train_seconds": result.train_seconds,
         "n_train": train.height,
         "n_val": val.height,
-        "scores": subset_scores(held_out["label"].to_list(), labels, agreement),
+        "scores": variants["int8" if result.quantize else "fp32"],
+        "variants": variants,
     }

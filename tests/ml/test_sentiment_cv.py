@@ -1,5 +1,6 @@
 """Cross-validation folds never touch the test split, cover every development row once and
-keep the label mix; scores split the all-agree rows out; the summary is mean and sd."""
+keep the label mix; scores split the all-agree rows out; the summary is mean and sd; the int8
+choice is decided on the paired fold differences."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from ml.sentiment_cv import (
     cv_folds,
     development_rows,
     inner_split,
+    int8_decision,
+    paired_difference,
     subset_scores,
     summarize,
+    variant_scores,
 )
 from ml.sentiment_eval import split_labelled
 
@@ -83,3 +87,58 @@ def test_summary_is_mean_and_sample_sd_over_runs():
     assert s["accuracy"]["mean"] == pytest.approx(0.84)
     assert s["accuracy"]["sd"] == pytest.approx(0.04)
     assert "n" not in s
+
+
+class _FixedLogits:
+    """A model stand-in: fixed logits per text, with a temperature."""
+
+    def __init__(self, logits: dict[str, list[float]], temperature: float = 1.0) -> None:
+        self._logits, self.temperature = logits, temperature
+
+    def logits(self, texts):
+        import numpy as np
+
+        return np.array([self._logits[t] for t in texts], dtype=float)
+
+
+def test_variant_scores_take_labels_from_the_logits_and_report_ece():
+    held = pl.DataFrame(
+        {"text": ["a", "b", "c", "d"], "label": ["negative", "neutral", "positive", "positive"]}
+    )
+    # LABELS order is negative, neutral, positive; "d" is wrong (predicted neutral)
+    model = _FixedLogits(
+        {"a": [3, 0, 0], "b": [0, 3, 0], "c": [0, 0, 3], "d": [0, 2, 1]}, temperature=1.0
+    )
+    s = variant_scores(model, held, None)
+    assert s["accuracy"] == pytest.approx(0.75)
+    assert 0.0 < s["ece"] < 1.0
+    # a sharper temperature makes the confident-but-wrong row cost more calibration
+    sharp = variant_scores(_FixedLogits(model._logits, temperature=0.2), held, None)
+    assert sharp["accuracy"] == s["accuracy"] and sharp["ece"] != s["ece"]
+
+
+def _run(fp32: float, int8: float, quantized: bool = True) -> dict:
+    return {
+        "quantized": quantized,
+        "variants": {
+            "fp32": {"accuracy": fp32, "macro_f1": fp32 - 0.02},
+            "int8": {"accuracy": int8, "macro_f1": int8 - 0.03},
+        },
+    }
+
+
+def test_int8_is_decided_on_the_mean_paired_loss_over_folds():
+    small_loss = [_run(0.83, 0.825), _run(0.81, 0.80), _run(0.85, 0.846, quantized=False)]
+    d = int8_decision(small_loss, max_loss=0.01)
+    assert d["decided"] and d["keep_int8"]
+    assert d["accuracy_difference"]["mean"] == pytest.approx(-0.019 / 3)
+    assert d["kept_by_validation_rule"] == 2
+    # one fold losing 5 points pulls the mean past the one-point rule
+    big_loss = [*small_loss, _run(0.84, 0.79)]
+    assert not int8_decision(big_loss, max_loss=0.01)["keep_int8"]
+    assert paired_difference(big_loss, "macro_f1")["min"] == pytest.approx(-0.06)
+
+
+def test_int8_decision_says_when_nothing_was_paired():
+    d = int8_decision([{"scores": {"accuracy": 0.8}}], max_loss=0.01)
+    assert d == {"decided": False, "reason": "no run scored both fp32 and int8"}
