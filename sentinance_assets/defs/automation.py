@@ -52,7 +52,6 @@ from sentinance_assets.defs.ml.retraining import drift_exceeds
 from sentinance_assets.defs.ml.sentiment import SENTIMENT_DRIFT_KEY
 from sentinance_assets.defs.ml.sentiment_training import sentiment_training_job
 from sentinance_assets.lib.operations import freshness
-from sentinance_assets.lib.operations.supervision import LAKE_TAG
 from sentinance_assets.settings import Settings
 
 AC = dg.AutomationCondition
@@ -229,7 +228,6 @@ def automation_sensor(settings: Settings) -> dg.AutomationConditionSensorDefinit
         target=dg.AssetSelection.all(),
         default_status=sensor_status(settings),
         minimum_interval_seconds=settings.automation_interval_seconds,
-        run_tags=LAKE_TAG,  # one lake-writing run at a time (lib/operations/supervision.py)
         description="Evaluates the automation conditions of defs/automation.py: marts, news "
         "scores and batch detection on new data, forecasts hourly, drift daily, training "
         "weekly, retention daily. RUNNING by default in live mode.",

@@ -22,7 +22,6 @@ import dagster as dg
 from sentinance_assets.defs.automation import deployment_settings, schedule_status
 from sentinance_assets.defs.partitions import daily
 from sentinance_assets.defs.transform import assets as transform
-from sentinance_assets.lib.operations.supervision import LAKE_TAG
 from sentinance_assets.lib.sources.replay import data_files, file_days
 from sentinance_assets.settings import Settings
 
@@ -58,14 +57,12 @@ ingest_job = dg.define_asset_job(
     selection=INGEST,
     partitions_def=daily,
     description="Land one UTC day of trades, candles, events and news in the lake.",
-    tags=LAKE_TAG,
 )
 analytics_job = dg.define_asset_job(
     "analytics_job",
     selection=ANALYTICS,
     description="Everything downstream of ingest: dbt marts, sentiment, forecasting, drift, "
     "detection.",
-    tags=LAKE_TAG,
 )
 daily_ingest_schedule = dg.build_schedule_from_partitioned_job(
     ingest_job, hour_of_day=0, minute_of_hour=10, default_status=dg.DefaultScheduleStatus.STOPPED

@@ -58,6 +58,7 @@ def land_day(
         checked.quarantined = pl.concat([checked.quarantined, unreadable])
         checked.received += records.height
         checked.unreadable_files = records.height
-    lake.write_partition(lake_dir, dataset, checked.clean, partition=day)
-    lake.write_partition(lake_dir, quarantine, checked.quarantined, partition=day)
+    with lake.locked(lake.partition_path(lake_dir, dataset, day)):  # the pair as one
+        lake.write_partition(lake_dir, dataset, checked.clean, partition=day)
+        lake.write_partition(lake_dir, quarantine, checked.quarantined, partition=day)
     return checked

@@ -5,19 +5,41 @@ in the DuckDB file, and always atomically (write a temporary file beside the tar
 ``os.replace``). That is what makes concurrent use safe by construction: DuckDB allows one
 writing process per database file, but any number of processes may read Parquet files that
 never change once visible. The warehouse exposes each dataset as a view over its files.
+
+Two rules make runs that write the lake safe to run side by side (issue #20: ingest partitions
+in parallel under Dagster's pools):
+
+* **Readers of many files read a snapshot** (:func:`snapshot`). A reader that opens a file
+  more than once (DuckDB: metadata, then row groups, from several threads) can meet the old
+  file the first time and its replacement the next, and fails ("Invalid data"; 220 of 3,004
+  DuckDB scans did while another process replaced partitions in a loop). The dbt build therefore
+  reads hard links to the files as they were when it started: a replaced path gets a new
+  inode, the link keeps the old one, and the link is removed when the build ends.
+* **Writers that read, merge and write a file hold its lock** (:func:`locked`), so two runs
+  landing the same day cannot lose each other's rows.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import logging
 import os
+import shutil
+import time
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
 
 from sentinance_assets.lib.schemas import ALL_DATASETS, Dataset
 
+log = logging.getLogger(__name__)
+
 PLACEHOLDER = "_empty.parquet"
+SNAPSHOTS = ".snapshots"  # under the lake: hard links need the same file system
 
 
 def dataset_dir(lake_dir: Path, ds: Dataset) -> Path:
@@ -85,3 +107,88 @@ def ensure_placeholders(lake_dir: Path) -> None:
         placeholder = dataset_dir(lake_dir, ds) / PLACEHOLDER
         if not placeholder.exists() or pl.read_parquet_schema(placeholder) != ds.empty().schema:
             atomic_write_parquet(ds.empty(), placeholder)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the writers' lock of one lake file (``.<name>.lock`` beside it) for a
+    read-merge-write of that file. An advisory ``flock``: released when the process dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (path.parent / f".{path.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _link(src: Path, dst: Path) -> bool:
+    """Hard-link ``src`` to ``dst``; False when ``src`` is gone. ``link`` fails with ENOENT
+    when a concurrent ``os.replace`` drops the inode it found (the path itself always exists):
+    looked up again, the path names the new file."""
+    for _ in range(50):
+        try:
+            os.link(src, dst)
+            return True
+        except FileNotFoundError:
+            if not src.exists():
+                return False
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            log.warning("no hard links in the lake (%s): the snapshot copies %s", exc, src)
+            try:
+                shutil.copyfile(src, dst)  # a whole file, old or new: os.replace is atomic
+            except FileNotFoundError:
+                return False
+            return True
+    raise OSError(f"could not link {src}: replaced 50 times meanwhile")
+
+
+STALE_ORPHAN_S = 86_400.0
+
+
+def _drop_stale_snapshots(root: Path) -> None:
+    """Remove the snapshots no living process holds (their owner ended or was killed), and any
+    folder a day old whose lock file is gone (a cleanup that raced with its creation)."""
+    for folder in root.iterdir():
+        if folder.is_dir() and not (root / f"{folder.name}.lock").exists():
+            if time.time() - folder.stat().st_mtime > STALE_ORPHAN_S:
+                shutil.rmtree(folder, ignore_errors=True)
+    for lock_path in root.glob("*.lock"):
+        with lock_path.open("a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # in use
+            shutil.rmtree(root / lock_path.stem, ignore_errors=True)
+            lock_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def snapshot(lake_dir: Path, datasets: Sequence[Dataset] = ALL_DATASETS) -> Iterator[Path]:
+    """A lake folder of hard links to the files of ``datasets`` (all) as they are now, valid
+    until the block ends: what a reader scanning many files reads while other runs write (module
+    docstring). Same layout as the lake (``dataset_dir`` works on it); costs one link per file.
+    Its lock is held while it lives, so a snapshot left by a killed process is removed by the
+    next one."""
+    lake_dir = Path(lake_dir)
+    ensure_placeholders(lake_dir)
+    root = lake_dir / SNAPSHOTS
+    root.mkdir(parents=True, exist_ok=True)
+    _drop_stale_snapshots(root)
+    name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    target = root / name
+    with (root / f"{name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            for ds in datasets:
+                src_root = dataset_dir(lake_dir, ds)
+                for src in sorted(src_root.rglob("*.parquet")):
+                    dst = dataset_dir(target, ds) / src.relative_to(src_root)
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    _link(src, dst)
+            yield target
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
+            (root / f"{name}.lock").unlink(missing_ok=True)

@@ -54,7 +54,7 @@ import yaml
 
 from sentinance_assets.lib import warehouse
 from sentinance_assets.lib.indicators import OUTPUT_COLUMNS, SERIES_KEYS, compute_indicators
-from sentinance_assets.lib.lake import dataset_dir, ensure_placeholders
+from sentinance_assets.lib.lake import dataset_dir, ensure_placeholders, snapshot
 from sentinance_assets.lib.schemas import ALL_DATASETS
 
 if TYPE_CHECKING:
@@ -606,35 +606,39 @@ def build_marts_on_spark(
     t0 = time.perf_counter()
     work = work_dir or settings.spark_dir / "dbt"
     spark = session_for(settings)
-    register_lake_tables(spark, settings.lake_dir)
-    profiles = write_spark_profile(work / "profiles").parent
-    common = [*extra_args]
-    if vars:
-        common += ["--vars", json.dumps(dict(vars))]
-    if full_refresh:
-        common.append("--full-refresh")
-    plan = spark_steps(models)
-    steps = [_checked(run_dbt(["build", *plan.before, *common], profiles, work))]
-    indicator_rows = 0
-    if plan.indicators:
-        max_gap_bars = int(project_vars(vars).get("indicator_max_gap_bars") or 0)
-        indicator_rows = compute_indicators_on_spark(spark, max_gap_bars)
-    steps.append(_checked(run_dbt(["build", *plan.after, *common], profiles, work)))
+    with snapshot(settings.lake_dir) as snap:  # other runs may replace lake files meanwhile
+        register_lake_tables(spark, snap)
+        profiles = write_spark_profile(work / "profiles").parent
+        common = [*extra_args]
+        if vars:
+            common += ["--vars", json.dumps(dict(vars))]
+        if full_refresh:
+            common.append("--full-refresh")
+        plan = spark_steps(models)
+        steps = [_checked(run_dbt(["build", *plan.before, *common], profiles, work))]
+        indicator_rows = 0
+        if plan.indicators:
+            max_gap_bars = int(project_vars(vars).get("indicator_max_gap_bars") or 0)
+            indicator_rows = compute_indicators_on_spark(spark, max_gap_bars)
+        steps.append(_checked(run_dbt(["build", *plan.after, *common], profiles, work)))
 
-    manifest = json.loads((work / "target" / "manifest.json").read_text())
-    tables = built_tables(steps, manifest)
-    with warehouse.write_connection(settings.warehouse_path) as conn:
-        warehouse.register_lake_views(conn, settings.lake_dir)
-        copied = copy_into_duckdb(spark, conn, tables)
-    # the views of a DuckDB build (staging, intermediate), by dbt-duckdb itself
-    duck_profiles = warehouse.write_dbt_profile(work / "duckdb-profiles", settings.warehouse_path)
-    steps.append(
-        _checked(
-            run_dbt_process(
-                ["run", "--select", "config.materialized:view"],
-                duck_profiles.parent,
-                work / "duckdb",
+        manifest = json.loads((work / "target" / "manifest.json").read_text())
+        tables = built_tables(steps, manifest)
+        with warehouse.write_connection(settings.warehouse_path) as conn:
+            warehouse.register_lake_views(conn, settings.lake_dir)
+            copied = copy_into_duckdb(spark, conn, tables)
+        # the views of a DuckDB build (staging, intermediate), by dbt-duckdb itself
+        duck_profiles = warehouse.write_dbt_profile(
+            work / "duckdb-profiles", settings.warehouse_path
+        )
+        steps.append(
+            _checked(
+                run_dbt_process(
+                    ["run", "--select", "config.materialized:view"],
+                    duck_profiles.parent,
+                    work / "duckdb",
+                )
             )
         )
-    )
+        register_lake_tables(spark, settings.lake_dir)  # what the session's readers query next
     return SparkBuild(steps, indicator_rows, copied, time.perf_counter() - t0)

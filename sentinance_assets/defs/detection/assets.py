@@ -37,6 +37,7 @@ class AlertRulesConfig(dg.Config):
 @dg.asset(
     key=["alerts", "alerts"],
     group_name="detection",
+    pool="detection",  # one batch detection at a time (lib/operations/supervision.py)
     deps=[dg.AssetKey(["raw", "trades"])],
     kinds={"polars", "parquet"},
     description="Whale trades, volume spikes, cross-exchange divergences, pump-and-dumps and "

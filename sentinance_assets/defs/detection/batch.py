@@ -73,9 +73,10 @@ def day_dir(lake_dir: Path, day: str) -> Path:
     return lake.dataset_dir(lake_dir, ALERTS) / f"date={day}"
 
 
-def stale_days(lake_dir: Path) -> list[str]:
-    """The days whose alerts are missing or were computed from other trades than now."""
-    files = trade_days(lake_dir)
+def stale_days(lake_dir: Path, files: dict[str, Path] | None = None) -> list[str]:
+    """The days whose alerts are missing or were computed from other trades than now
+    (``files``: the trade files to judge, :func:`trade_days` of the lake by default)."""
+    files = trade_days(lake_dir) if files is None else files
     out = []
     for day in files:
         record = day_dir(lake_dir, day) / INPUT_RECORD
@@ -115,28 +116,30 @@ def detect_stale_days(lake_dir: Path, detect: Detect, many: DetectMany | None = 
     """Re-detect every stale day (:func:`stale_days`) and store its alerts: one day at a time
     with ``detect``, or all stale days in one call of ``many`` (a Spark backfill)."""
     legacy = lake.dataset_dir(lake_dir, ALERTS) / LEGACY_FILE
-    files = trade_days(lake_dir)
-    run = BatchRun(stored_days=len(files))
-    found = []
-    stale = stale_days(lake_dir)
-    # taken before reading: a file that changes while we read stays stale
-    expected = {day: _input_of(day, files) for day in stale}
+    # the trades are read through a snapshot (hard links: same stamps), so an ingest run that
+    # replaces a day meanwhile neither breaks a reader nor mixes two versions of that day
+    with lake.snapshot(lake_dir, [RAW_TRADES]) as snap:
+        files = trade_days(snap)
+        run = BatchRun(stored_days=len(files))
+        found = []
+        stale = stale_days(lake_dir, files)
+        expected = {day: _input_of(day, files) for day in stale}
 
-    def store(day: str, alerts: pl.DataFrame) -> None:
-        lake.write_partition(lake_dir, ALERTS, alerts, partition=day, part=BATCH_PART)
-        _write_record(day_dir(lake_dir, day) / INPUT_RECORD, expected[day])
-        run.days.append(day)
-        found.append(alerts)
+        def store(day: str, alerts: pl.DataFrame) -> None:
+            lake.write_partition(lake_dir, ALERTS, alerts, partition=day, part=BATCH_PART)
+            _write_record(day_dir(lake_dir, day) / INPUT_RECORD, expected[day])
+            run.days.append(day)
+            found.append(alerts)
 
-    if many is not None and stale:
-        alerts, run.trades_scanned = many(files, stale)
-        for day in stale:
-            store(day, in_day(alerts, day))
-    else:
-        for day in stale:
-            trades = day_trades(files, day)
-            store(day, detect_day(trades, day, detect))
-            run.trades_scanned += trades.height
+        if many is not None and stale:
+            alerts, run.trades_scanned = many(files, stale)
+            for day in stale:
+                store(day, in_day(alerts, day))
+        else:
+            for day in stale:
+                trades = day_trades(files, day)
+                store(day, detect_day(trades, day, detect))
+                run.trades_scanned += trades.height
     if found:
         run.alerts = pl.concat(found, how="vertical")
     legacy.unlink(missing_ok=True)  # its alerts are in the day files now

@@ -138,7 +138,7 @@ def land(
             fetched = fetch(source, date.fromisoformat(day), existing)
             failures = source_failures(source, target.kind)
             raise_if_nothing_fetched(failures, settings, target.kind)
-            landed = land_merged(fetched.rows, existing=existing, prefer=target.keep, **landing)
+            landed = land_merged(fetched.rows, prefer=target.keep, **landing)
             parts.append(landed.checked)
             extra = {"stored_rows": landed.frame.height, **fetched.report(landed.frame)}
         if len(days) > 1 and (i + 1) % 100 == 0:
@@ -169,6 +169,7 @@ def ingest_asset(
         check_specs=check_specs(target.asset),
         kinds={"polars", "parquet"},
         description=description,
+        pool="ingest",  # day partitions land side by side (lib/operations/supervision.py)
     )
     def ingest(
         context: dg.AssetExecutionContext, settings: dg.ResourceParam[Settings]

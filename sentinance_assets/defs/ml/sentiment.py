@@ -41,6 +41,7 @@ SENTIMENT_DRIFT_KEY = dg.AssetKey(["ml", "sentiment_drift"])
 DRIFT_CHECK = "sentiment_drift_below_limit"
 DRIFT_COLUMNS = ("score", "text_chars", "text_words", "label")
 CURRENT_WINDOW = timedelta(days=1)
+SCORES_PART = "scores"  # ml.news_sentiment is one file, rewritten with each new score
 
 
 def serving_model(settings: Settings, store: MlflowStore) -> SentimentModel:
@@ -65,30 +66,32 @@ def news_texts(news: pl.DataFrame) -> list[str]:
 
 def score_news(settings: Settings, model: SentimentModel) -> dict:
     """Score the news ``model`` has not scored yet; write ``ml.news_sentiment``."""
-    news = lake.read_dataset(settings.lake_dir, RAW_NEWS).unique("news_id", keep="last")
-    scored = lake.read_dataset(settings.lake_dir, NEWS_SENTIMENT)
-    done = scored.filter(
-        (pl.col("model") == model.name) & (pl.col("model_version") == model.version)
-    ).select("news_id")
-    todo = news.join(done, on="news_id", how="anti")
-    preds = model.predict(news_texts(todo))
-    new = pl.DataFrame(
-        {
-            "news_id": todo["news_id"],
-            "model": model.name,
-            "model_version": model.version,
-            "label": [p.label for p in preds],
-            "score": [p.score for p in preds],
-            # calibrated probability of the label; None (null) for VADER and blank text
-            "confidence": [p.confidence for p in preds],
-            "scored_at": datetime.now(UTC),
-        },
-        schema_overrides={"label": pl.String, "score": pl.Float64, "confidence": pl.Float64},
-    )
-    merged = pl.concat([scored, NEWS_SENTIMENT.conform(new)]).unique(
-        ["news_id", "model", "model_version"], keep="first"
-    )
-    lake.write_partition(settings.lake_dir, NEWS_SENTIMENT, merged, part="scores")
+    # one scorer at a time: a second run waits, then finds the news scored (no lost update)
+    with lake.locked(lake.partition_path(settings.lake_dir, NEWS_SENTIMENT, None, SCORES_PART)):
+        news = lake.read_dataset(settings.lake_dir, RAW_NEWS).unique("news_id", keep="last")
+        scored = lake.read_dataset(settings.lake_dir, NEWS_SENTIMENT)
+        done = scored.filter(
+            (pl.col("model") == model.name) & (pl.col("model_version") == model.version)
+        ).select("news_id")
+        todo = news.join(done, on="news_id", how="anti")
+        preds = model.predict(news_texts(todo))
+        new = pl.DataFrame(
+            {
+                "news_id": todo["news_id"],
+                "model": model.name,
+                "model_version": model.version,
+                "label": [p.label for p in preds],
+                "score": [p.score for p in preds],
+                # calibrated probability of the label; None (null) for VADER and blank text
+                "confidence": [p.confidence for p in preds],
+                "scored_at": datetime.now(UTC),
+            },
+            schema_overrides={"label": pl.String, "score": pl.Float64, "confidence": pl.Float64},
+        )
+        merged = pl.concat([scored, NEWS_SENTIMENT.conform(new)]).unique(
+            ["news_id", "model", "model_version"], keep="first"
+        )
+        lake.write_partition(settings.lake_dir, NEWS_SENTIMENT, merged, part=SCORES_PART)
     return {"newly_scored": todo.height, "total": merged.height}
 
 

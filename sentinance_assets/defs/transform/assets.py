@@ -38,6 +38,7 @@ from dagster_dbt import (
 from dagster_dbt.asset_utils import get_asset_check_key_for_test
 
 from sentinance_assets.defs.transform.project import dbt_project
+from sentinance_assets.lib.lake import snapshot as lake_snapshot
 from sentinance_assets.lib.warehouse import (
     publish,
     register_lake_views,
@@ -135,18 +136,23 @@ def sentinance_dbt(
     settings: dg.ResourceParam[Settings],
     config: DbtBuildConfig,
 ) -> Iterator[Any]:
-    """Register the lake views, ``dbt build`` (models + tests), then publish the read side.
+    """Register the lake views over a snapshot of the lake, ``dbt build`` (models + tests),
+    point the views back at the lake, then publish the read side.
 
     Runs in the ``duckdb`` pool: the only writer of the warehouse file at any time.
     """
     if settings.engine == "spark":
         yield from _build_on_spark(context, settings, config)
         return
-    with write_connection(settings.warehouse_path) as conn:
-        register_lake_views(conn, settings.lake_dir)
     args = dbt_build_args(config, run_partition_window(context))
     context.log.info(f"dbt {' '.join(args)}")
-    yield from dbt.cli(args, context=context).stream()
+    # dbt reads a snapshot of the lake: ingest runs may replace its files meanwhile (lib/lake.py)
+    with lake_snapshot(settings.lake_dir) as snap:
+        with write_connection(settings.warehouse_path) as conn:
+            register_lake_views(conn, snap)
+        yield from dbt.cli(args, context=context).stream()
+    with write_connection(settings.warehouse_path) as conn:
+        register_lake_views(conn, settings.lake_dir)  # what readers of the raw views query
     publish(settings.warehouse_path, settings.read_path)
     context.log.info(f"published the read side at {settings.read_path}")
 

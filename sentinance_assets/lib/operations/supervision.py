@@ -33,7 +33,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -277,12 +277,18 @@ def workspace_yaml(settings: Settings) -> str:
     )
 
 
-#: The runs that write the lake or the warehouse (ingest, the automation's refreshes, analytics)
-#: carry this tag, and the instance runs one of them at a time: DuckDB reading a Parquet file
-#: that another run replaces meanwhile can fail ("Invalid data"), so a refresh never reads what
-#: another refresh is rewriting. Training runs (they read the published warehouse) stay free.
-LAKE_TAG = {"sentinance/lake": "writes"}
-RUN_LIMITS = [{"key": "sentinance/lake", "value": "writes", "limit": 1}]
+#: Concurrency pools (Dagster's, enforced by the instance across runs and machines) and their
+#: limits, set on the instance when it has none for the pool (an operator's
+#: ``dagster instance concurrency set ingest 4`` is kept). ``duckdb``: the warehouse writer,
+#: one at a time (the instance's ``default_limit``). ``ingest``: day partitions landing side by
+#: side, two at a time to stay polite to the exchanges. ``detection``: the batch alerts, one at
+#: a time (a run re-detects every stale day). Runs that write the lake need no other limit:
+#: readers of many files read a snapshot and read-merge-writes hold the file's lock
+#: (lib/lake.py).
+POOL_LIMITS = {"ingest": 2, "detection": 1}
+#: The run-tag limit of earlier releases (one lake-writing run at a time), removed from an
+#: existing ``dagster.yaml``: the lake's snapshots and locks replace it.
+LEGACY_RUN_LIMIT_KEY = "sentinance/lake"
 
 # Added to the home's Dagster instance when missing (the rest is `sentinance`'s default):
 # run monitoring notices a run whose process died; tick retention keeps the instance small.
@@ -308,17 +314,22 @@ def prepare_instance(settings: Settings) -> Path:
     text = path.read_text() if path.exists() else DAGSTER_YAML
     config = yaml.safe_load(text) or {}
     missing = {k: v for k, v in INSTANCE_ADDITIONS.items() if k not in config}
-    runs = config.setdefault("concurrency", {}).setdefault("runs", {})
-    limits = runs.setdefault("tag_concurrency_limits", [])
-    if not any(limit.get("key") == RUN_LIMITS[0]["key"] for limit in limits):
-        limits.extend(RUN_LIMITS)
+    runs = config.get("concurrency", {}).get("runs", {})
+    limits = runs.get("tag_concurrency_limits") or []
+    kept = [limit for limit in limits if limit.get("key") != LEGACY_RUN_LIMIT_KEY]
+    if len(kept) < len(limits):
+        runs["tag_concurrency_limits"] = kept
+        if not kept:
+            del runs["tag_concurrency_limits"]
+        if not runs:
+            del config["concurrency"]["runs"]
         missing["concurrency"] = config["concurrency"]
     if missing:
         config.update(missing)
         text = (
             "# Written by `sentinance serve` (from `sentinance`'s default instance): the duckdb\n"
-            "# pool (one warehouse writer), runs that write the lake one at a time, run\n"
-            "# monitoring and tick retention.\n" + yaml.safe_dump(config, sort_keys=False)
+            "# pool (one warehouse writer), run monitoring and tick retention.\n"
+            + yaml.safe_dump(config, sort_keys=False)
         )
     if not path.exists() or missing:
         path.write_text(text)
@@ -330,9 +341,21 @@ def prepare_instance(settings: Settings) -> Path:
     try:
         instance.get_run_records(limit=1)
         instance.all_instigator_state()
+        set_pool_limits(instance)
     finally:
         instance.dispose()
     return path
+
+
+def set_pool_limits(instance: Any, limits: Mapping[str, int] = POOL_LIMITS) -> dict[str, int]:
+    """Give each pool of ``limits`` its limit where the instance has none; returns the limits
+    in force for those pools."""
+    storage = instance.event_log_storage
+    existing = set(storage.get_concurrency_keys())
+    for pool, limit in limits.items():
+        if pool not in existing:
+            storage.set_concurrency_slots(pool, limit)
+    return {pool: storage.get_concurrency_info(pool).slot_count for pool in limits}
 
 
 def write_files(settings: Settings, components: Sequence[Component] = COMPONENTS) -> Path:

@@ -147,27 +147,29 @@ def land_merged(
     day: str,
     source: str,
     run_id: str,
-    existing: pl.DataFrame | None = None,
     prefer: str = "new",
     now: datetime | None = None,
 ) -> Landed:
-    """Check ``new`` and merge it into the day's partition (and its quarantine)."""
+    """Check ``new`` and merge it into the day's partition (and its quarantine), under the
+    partition's lock: the stored day is read again inside it, so two runs landing the same
+    day (a refresh and a backfill) keep each other's rows."""
     now = now or datetime.now(UTC)
-    old = stored(lake_dir, dataset, day) if existing is None else existing
-    checked = contracts.check(new, rules, key, source=source, run_id=run_id, now=now)
-    clean = merge(old, dataset.conform(checked.clean), key, prefer=prefer)
-    old_q = stored(lake_dir, quarantine, day)
-    quarantined = pl.concat(
-        [old_q, quarantine.conform(checked.quarantined)], how="vertical_relaxed"
-    )
-    # the same bad record fetched again differs only in its ingested_at: keep it once
-    quarantined = (
-        quarantined.with_columns(
-            pl.col("payload").str.replace(r'"ingested_at":[^,}]*,?', "").alias("__k")
+    with lake.locked(lake.partition_path(lake_dir, dataset, day)):
+        old = stored(lake_dir, dataset, day)
+        checked = contracts.check(new, rules, key, source=source, run_id=run_id, now=now)
+        clean = merge(old, dataset.conform(checked.clean), key, prefer=prefer)
+        old_q = stored(lake_dir, quarantine, day)
+        quarantined = pl.concat(
+            [old_q, quarantine.conform(checked.quarantined)], how="vertical_relaxed"
         )
-        .unique(subset=["check", "__k"], keep="first", maintain_order=True)
-        .drop("__k")
-    )
-    lake.write_partition(lake_dir, dataset, clean, partition=day)
-    lake.write_partition(lake_dir, quarantine, quarantined, partition=day)
-    return Landed(checked, clean)
+        # the same bad record fetched again differs only in its ingested_at: keep it once
+        quarantined = (
+            quarantined.with_columns(
+                pl.col("payload").str.replace(r'"ingested_at":[^,}]*,?', "").alias("__k")
+            )
+            .unique(subset=["check", "__k"], keep="first", maintain_order=True)
+            .drop("__k")
+        )
+        lake.write_partition(lake_dir, dataset, clean, partition=day)
+        lake.write_partition(lake_dir, quarantine, quarantined, partition=day)
+        return Landed(checked, clean)
