@@ -3,6 +3,8 @@
     nice -n 10 .venv/bin/python benchmarks/sentiment_cv.py --out cv.json        # 5 folds, seed 7
     .venv/bin/python benchmarks/sentiment_cv.py --seeds 7,8 --out cv.json        # more seeds
     .venv/bin/python benchmarks/sentiment_cv.py --limit 300 --epochs 1 --out /tmp/cv.json  # smoke
+    .venv/bin/python benchmarks/sentiment_cv.py --set layer_lr_decay=1.0 \
+        --set low_agreement_weight=1.0 --out cv-a.json    # recipe A (docs/sentiment.md)
 
 Data: ``../shared/data/financial_phrasebank`` beside the repository (read in place). The test
 split of ``sentinance sentiment train`` (20 %, seed 7) is never read: folds are drawn from the
@@ -24,6 +26,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -47,6 +50,18 @@ def _write(path: Path, doc: dict) -> None:
     tmp.replace(path)  # atomic: a kill leaves the old file or the new one
 
 
+def _field(kv: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` -> a TrainConfig field and its value, typed like the field's default."""
+    key, _, raw = kv.partition("=")
+    defaults = vars(TrainConfig())
+    if key not in defaults or key in ("threads", "seed"):
+        raise SystemExit(f"--set {kv}: not a recipe field of TrainConfig")
+    kind = type(defaults[key])
+    if kind is bool:
+        return key, raw.lower() in ("1", "true", "yes")
+    return key, kind(raw) if defaults[key] is not None else raw
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -57,15 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fold-seed", type=int, default=7, help="seed of the fold assignment")
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="another recipe: a TrainConfig field, e.g. --set layer_lr_decay=1.0 (repeatable)",
+    )
     ap.add_argument("--limit", type=int, default=None, help="first N development rows (smoke)")
     ap.add_argument("--out", type=Path, required=True, help="JSON results (resumed if present)")
     args = ap.parse_args(argv)
     if not args.data.exists():
         print(f"skipped: {args.data} is absent (the shared data folder)")
         return 0
-    config = TrainConfig(threads=args.threads)
+    overrides: dict[str, Any] = dict(_field(kv) for kv in args.set)
     if args.epochs:
-        config = TrainConfig(threads=args.threads, epochs=args.epochs)
+        overrides["epochs"] = args.epochs
+    config = TrainConfig(threads=args.threads, **overrides)
     seeds = [int(s) for s in args.seeds.split(",")]
     dev = development_rows(load_labelled(args.data))
     if args.limit:
