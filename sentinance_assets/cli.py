@@ -33,7 +33,8 @@ DAGSTER_YAML = """\
 concurrency:
   pools:
     # Every warehouse writer runs in the `duckdb` pool: one at a time (DuckDB allows one
-    # writing process per file).
+    # writing process per file). The `ingest` and `detection` pools get their own limits
+    # (2 and 1) on the instance: `dagster instance concurrency get`.
     default_limit: 1
 telemetry:
   enabled: false
@@ -43,12 +44,16 @@ telemetry:
 def _instance(settings: Settings):
     import dagster as dg
 
+    from sentinance_assets.lib.operations.supervision import set_pool_limits
+
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(DAGSTER_YAML)
-    return dg.DagsterInstance.from_config(str(home))
+    instance = dg.DagsterInstance.from_config(str(home))
+    set_pool_limits(instance)  # ingest and detection: lib/operations/supervision.py
+    return instance
 
 
 def analytics_run_config(full_refresh: bool = False) -> dict:
