@@ -37,6 +37,7 @@ from __future__ import annotations
 import json
 import math
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -329,13 +330,15 @@ def evaluate(
     when = [d.timestamp() for d in decided.to_list()]
     msgs = simulate(backtest_policy(rules.delivery), list(zip(when, records, strict=True)))
     itemized = {i for m in msgs for i in m["alert_ids"]}
-    kind_of = dict(zip(alerts["alert_id"], alerts["type"], strict=True))
-    msg_types: dict[str, int] = {}
-    msg_markets: dict[str, int] = {}
+    of = {i: (k, e, s) for i, k, e, s in alerts.select("alert_id", "type", *MARKET).iter_rows()}
+    msg_types: Counter[str] = Counter()
+    # per (type, exchange, symbol): the messages that itemize one of its alerts, whatever
+    # their grouping (a market's own message, an asset's, or a digest of every market)
+    msg_markets: Counter[tuple[str, str, str]] = Counter()
     for m in msgs:
-        for k in {kind_of[i] for i in m["alert_ids"]}:
-            msg_types[k] = msg_types.get(k, 0) + 1
-        msg_markets[m["group"]] = msg_markets.get(m["group"], 0) + 1
+        keys = {of[i] for i in m["alert_ids"]}
+        msg_types.update({k for k, _, _ in keys})
+        msg_markets.update(keys)
     flagged = alerts.with_columns(
         pl.col("alert_id").is_in(list(itemized)).alias("itemized"), decided.alias("decided_at")
     )
@@ -376,7 +379,7 @@ def evaluate(
             "alerts": n,
             "per_day": round(n * per_day, 3),
             "delivered": int(d),
-            "messages_market": msg_markets.get(f"{ex}|{sym}", 0),
+            "messages": msg_markets[(kind, ex, sym)],
         }
         for kind, ex, sym, n, d in flagged.group_by("type", *MARKET)
         .agg(pl.len(), pl.col("itemized").sum())
