@@ -71,6 +71,7 @@ from sentinance_assets.lib.detection.rules_file import (
     Delivery,
     Rules,
     Template,
+    TypeRoute,
 )
 from sentinance_assets.lib.detection.sinks import alert_records
 
@@ -343,17 +344,13 @@ def _policy(d: Delivery, c: Channel, environ: Mapping[str, str] | None) -> Polic
         float(pick("group_interval_s")),
         float(pick("repeat_interval_s")),
     )
-    layers: dict[str, list[Any]] = {}
+    layers: dict[str, list[TypeRoute]] = {}
     for src in (c.by_type, d.by_type, DEFAULT_BY_TYPE):  # the most specific first
         for t, route in src.items():
             layers.setdefault(str(t), []).append(route)
 
     def of(t: str, key: str) -> Any:
-        for layer in layers[t]:
-            value = layer.get(key) if isinstance(layer, dict) else getattr(layer, key)
-            if value is not None:
-                return value
-        return None
+        return next((v for r in layers[t] if (v := getattr(r, key)) is not None), None)
 
     routes: dict[str, Route] = {}
     for t in sorted(layers):

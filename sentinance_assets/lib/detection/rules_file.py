@@ -403,9 +403,9 @@ DEFAULT_FATIGUE = {
 #   itemized in it (none folded away as a repeat);
 # * a whale is one trade, not an ongoing condition: every whale is itemized (no repeat), in
 #   its market's message as before.
-DEFAULT_BY_TYPE: dict[str, dict[str, Any]] = {
-    "whale": {"repeat_interval_s": 0.0},
-    "volume_spike": {"group_by": "all", "group_interval_s": 7200.0, "repeat_interval_s": 0.0},
+DEFAULT_BY_TYPE: dict[str, TypeRoute] = {
+    "whale": TypeRoute(repeat_interval_s=0.0),
+    "volume_spike": TypeRoute(group_by="all", group_interval_s=7200.0, repeat_interval_s=0.0),
 }
 
 
@@ -770,7 +770,8 @@ def default_rules_toml() -> str:
             lines.append(f"{key} = {_toml_value(default)}")
     for kind, route in DEFAULT_BY_TYPE.items():
         lines += ["", f"[delivery.by_type.{kind}]  # this type's own grouping and repeat"]
-        lines += [f"{k} = {_toml_value(v)}" for k, v in route.items()]
+        set_keys = route.model_dump(exclude_none=True).items()
+        lines += [f"{k} = {_toml_value(v)}" for k, v in set_keys]
     lines += [
         "",
         "# [[delivery.channels]]",
