@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/sentiment_cv.py --seeds 7,8 --out cv.json        # more seeds
     .venv/bin/python benchmarks/sentiment_cv.py --limit 300 --epochs 1 --out /tmp/cv.json  # smoke
     .venv/bin/python benchmarks/sentiment_cv.py --set layer_lr_decay=1.0 \
-        --set low_agreement_weight=1.0 --out cv-a.json    # recipe A (docs/sentiment.md)
+        --set low_agreement_weight=1.0 --out cv-a.json --compare cv.json  # recipe A - B
 
 Data: ``../shared/data/financial_phrasebank`` beside the repository (read in place). The test
 split of ``sentinance sentiment train`` (20 %, seed 7) is never read: folds are drawn from the
@@ -35,6 +35,7 @@ from ml.sentiment_cv import (  # noqa: E402
     cv_folds,
     development_rows,
     int8_decision,
+    recipe_difference,
     run_fold,
     summarize,
 )
@@ -81,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--limit", type=int, default=None, help="first N development rows (smoke)")
     ap.add_argument("--out", type=Path, required=True, help="JSON results (resumed if present)")
+    ap.add_argument(
+        "--compare",
+        type=Path,
+        default=None,
+        help="another recipe's --out on the same folds: print the paired difference (this - it)",
+    )
     args = ap.parse_args(argv)
     if not args.data.exists():
         print(f"skipped: {args.data} is absent (the shared data folder)")
@@ -158,6 +165,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{'keep' if d['keep_int8'] else 'drop'} int8 (rule: loss <= {d['max_loss']:.2f}); "
             f"the validation rule kept it in {d['kept_by_validation_rule']} of {d['runs']}"
         )
+    if args.compare is not None:
+        other = json.loads(args.compare.read_text())
+        if other["setup"]["folds"] != args.folds or other["setup"]["fold_seed"] != args.fold_seed:
+            raise SystemExit(f"{args.compare} used other folds")
+        print(f"this recipe - {args.compare}, paired over the same (fold, seed) runs:")
+        for key in ("accuracy", "macro_f1", "allagree_accuracy", "allagree_macro_f1", "ece"):
+            d = recipe_difference(runs, other["runs"], key)
+            if d:
+                print(
+                    f"  {key:<20} {d['mean']:+.4f} (sd {d['sd']:.4f}, "
+                    f"standard error {d['se']:.4f}, {d['runs']:.0f} runs)"
+                )
     return 0
 
 

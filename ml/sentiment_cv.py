@@ -154,6 +154,28 @@ def paired_difference(
     }
 
 
+def recipe_difference(
+    runs: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]], key: str = "macro_f1"
+) -> dict[str, float]:
+    """Mean, sd and standard error over the (fold, seed) runs both hold of ``scores[key]`` in
+    ``runs`` minus ``other`` (two recipes on the same folds: a paired comparison)."""
+    theirs = {(r["fold"], r["seed"]): r for r in other}
+    diffs = [
+        float(r["scores"][key]) - float(theirs[(r["fold"], r["seed"])]["scores"][key])
+        for r in runs
+        if (r["fold"], r["seed"]) in theirs and key in r["scores"]
+    ]
+    if not diffs:
+        return {}
+    sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    return {
+        "mean": statistics.fmean(diffs),
+        "sd": sd,
+        "se": sd / len(diffs) ** 0.5,
+        "runs": float(len(diffs)),
+    }
+
+
 def int8_decision(runs: Sequence[dict[str, Any]], max_loss: float) -> dict[str, Any]:
     """The served recipe's int8 question answered by cross-validation: int8 is kept when its
     mean paired accuracy loss over folds and seeds is at most ``max_loss`` (the recipe's

@@ -13,6 +13,7 @@ from ml.sentiment_cv import (
     inner_split,
     int8_decision,
     paired_difference,
+    recipe_difference,
     subset_scores,
     summarize,
     variant_scores,
@@ -142,3 +143,15 @@ def test_int8_is_decided_on_the_mean_paired_loss_over_folds():
 def test_int8_decision_says_when_nothing_was_paired():
     d = int8_decision([{"scores": {"accuracy": 0.8}}], max_loss=0.01)
     assert d == {"decided": False, "reason": "no run scored both fp32 and int8"}
+
+
+def test_two_recipes_are_compared_on_the_runs_they_share():
+    def runs(scores):
+        return [{"fold": f, "seed": 7, "scores": {"macro_f1": v}} for f, v in enumerate(scores)]
+
+    a, b = runs([0.80, 0.82, 0.84]), runs([0.79, 0.80, 0.84, 0.99])  # b has an extra fold
+    d = recipe_difference(a, b)
+    assert d["runs"] == 3.0
+    assert d["mean"] == pytest.approx(0.01)
+    assert d["se"] == pytest.approx(d["sd"] / 3**0.5)
+    assert recipe_difference(a, runs([])) == {}
