@@ -153,7 +153,11 @@ def _drop_stale_snapshots(root: Path) -> None:
     folder a day old whose lock file is gone (a cleanup that raced with its creation)."""
     for folder in root.iterdir():
         if folder.is_dir() and not (root / f"{folder.name}.lock").exists():
-            if time.time() - folder.stat().st_mtime > STALE_ORPHAN_S:
+            try:
+                orphan = time.time() - folder.stat().st_mtime > STALE_ORPHAN_S
+            except FileNotFoundError:  # removed by another cleanup meanwhile
+                continue
+            if orphan:
                 shutil.rmtree(folder, ignore_errors=True)
     for lock_path in root.glob("*.lock"):
         with lock_path.open("a") as lock:
@@ -163,6 +167,25 @@ def _drop_stale_snapshots(root: Path) -> None:
                 continue  # in use
             shutil.rmtree(root / lock_path.stem, ignore_errors=True)
             lock_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _held_lock(root: Path) -> Iterator[str]:
+    """A new snapshot name whose lock file this process holds. A cleanup in another process
+    may remove a lock file between its creation and the ``flock``: then the lock held is of a
+    file no longer there, and another name is tried."""
+    while True:
+        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        path = root / f"{name}.lock"
+        with path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                still_there = os.stat(path).st_ino == os.fstat(lock.fileno()).st_ino
+            except FileNotFoundError:
+                still_there = False
+            if still_there:
+                yield name
+                return
 
 
 @contextmanager
@@ -177,10 +200,8 @@ def snapshot(lake_dir: Path, datasets: Sequence[Dataset] = ALL_DATASETS) -> Iter
     root = lake_dir / SNAPSHOTS
     root.mkdir(parents=True, exist_ok=True)
     _drop_stale_snapshots(root)
-    name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    target = root / name
-    with (root / f"{name}.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _held_lock(root) as name:
+        target = root / name
         try:
             for ds in datasets:
                 src_root = dataset_dir(lake_dir, ds)

@@ -5,6 +5,7 @@ left by a killed process is removed."""
 
 import fcntl
 import multiprocessing as mp
+import os
 import subprocess
 import sys
 import time
@@ -126,6 +127,17 @@ def test_a_snapshot_left_by_a_killed_process_is_removed_and_a_live_one_kept(tmp_
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_day_old_snapshot_folder_without_its_lock_file_is_removed(tmp_path: Path):
+    root = tmp_path / lake.SNAPSHOTS
+    (root / "orphan").mkdir(parents=True)
+    (root / "young").mkdir()
+    day_ago = time.time() - lake.STALE_ORPHAN_S - 60
+    os.utime(root / "orphan", (day_ago, day_ago))
+    with lake.snapshot(tmp_path, [RAW_TRADES]):
+        names = {p.name for p in root.iterdir()}
+    assert "orphan" not in names and "young" in names  # young: maybe a snapshot being made
 
 
 def _append_locked(path: str, start: int, n: int) -> None:
