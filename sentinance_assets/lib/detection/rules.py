@@ -94,9 +94,6 @@ BAR = timedelta(seconds=30)
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 MARKET = ["exchange", "symbol"]
 IQR_SIGMA = 1.349  # interquartile range of a standard normal: IQR / 1.349 estimates sigma
-# oldest price of a stablecoin's USD leg that still values the markets quoted in it
-QUOTE_RATE_MAX_AGE = timedelta(hours=1)
-LOG_SCALE_FLOOR = 0.25  # smallest spread of ln(1 + USD volume) a spike z is measured against
 
 
 # The parameters a market override may set (thresholds and switches; window lengths are
@@ -185,11 +182,14 @@ class DetectorConfig:
     spike_count_z: float = 4.0  # Poisson z of the trade count, 2 (sqrt(n) - sqrt(median_n))
     spike_cooldown: int = 1  # no alert when a window of the last N already qualified
     spike_critical: float = 16.0
+    spike_log_scale_floor: float = 0.25  # smallest spread of ln(1 + USD) a z is measured against
     divergence_enabled: bool = True
     divergence_pct: float = 0.5
     divergence_min_windows: int = 2
     divergence_carry: int = 4  # buckets a venue's last VWAP stands in when it did not trade
     divergence_critical: float = 2.0
+    # oldest price of a stablecoin's USD leg that still values the markets quoted in it
+    divergence_quote_max_age_s: float = 3600.0
     # (venue_a, venue_b, pct), venues sorted: the threshold when venue_b is the nearest venue
     # to the reference price of venue_a (or the other way round)
     divergence_pairs: tuple[tuple[str, str, float], ...] = ()
@@ -539,7 +539,7 @@ def volume_spikes(
     scale = (
         (prev_lu.rolling_quantile(0.75, "linear", h, min_samples=h).over(MARKET) - pl.col("q25"))
         / IQR_SIGMA
-    ).clip(lower_bound=LOG_SCALE_FLOOR)
+    ).clip(lower_bound=cfg.spike_log_scale_floor)
     typical_n = pl.col("median_n").clip(lower_bound=1.0)
     scored = (
         g.with_columns(
@@ -619,7 +619,7 @@ def quote_legs(cfg: DetectorConfig) -> list[str]:
 def _at_live_quotes(v: pl.LazyFrame, cfg: DetectorConfig) -> pl.LazyFrame:
     """Each window's VWAP in USD at its quote currency's live rate, where the bars hold that
     currency's USD leg (``USDC/USD``, ``USDT/USD``: the median VWAP over its venues, no older
-    than :data:`QUOTE_RATE_MAX_AGE`); at the static rate (``quotes``) otherwise.
+    than ``divergence_quote_max_age_s``); at the static rate (``quotes``) otherwise.
 
     Why: with a static USDC = $1, a de-peg (USDC at $0.88 in March 2023) turns every
     USDC-quoted market into one standing "divergence" of the stablecoin, not of the asset,
@@ -642,7 +642,7 @@ def _at_live_quotes(v: pl.LazyFrame, cfg: DetectorConfig) -> pl.LazyFrame:
             on="bucket",
             by="quote",
             strategy="backward",
-            tolerance=QUOTE_RATE_MAX_AGE,
+            tolerance=timedelta(seconds=cfg.divergence_quote_max_age_s),
             check_sortedness=False,
         )
         .with_columns(

@@ -108,6 +108,12 @@ class VolumeSpikeRules(_Strict):
     critical_ratio: float = Field(
         default=16.0, ge=1, description="critical from this multiple of z"
     )
+    log_scale_floor: float = Field(
+        default=0.25,
+        gt=0,
+        le=10,
+        description="smallest spread of ln(1 + USD volume) a z is measured against",
+    )
 
 
 class VenuePair(_Strict):
@@ -137,6 +143,12 @@ class DivergenceRules(_Strict):
         default=2.0, ge=1, description="critical from this multiple of pct"
     )
     pairs: tuple[VenuePair, ...] = Field(default=(), description="thresholds per venue pair")
+    quote_max_age_s: float = Field(
+        default=3600.0,
+        gt=0,
+        le=86_400,
+        description="oldest USD-leg price (USDC/USD) that values the markets quoted in it",
+    )
 
 
 class PumpRules(_Strict):
@@ -186,6 +198,7 @@ SECTIONS: dict[str, tuple[type[_Strict], dict[str, str]]] = {
             "count_z": "spike_count_z",
             "cooldown": "spike_cooldown",
             "critical_ratio": "spike_critical",
+            "log_scale_floor": "spike_log_scale_floor",
         },
     ),
     "divergence": (
@@ -196,6 +209,7 @@ SECTIONS: dict[str, tuple[type[_Strict], dict[str, str]]] = {
             "min_windows": "divergence_min_windows",
             "carry": "divergence_carry",
             "critical_ratio": "divergence_critical",
+            "quote_max_age_s": "divergence_quote_max_age_s",
         },
     ),
     "pump_and_dump": (

@@ -8,6 +8,7 @@ import polars as pl
 
 from sentinance_assets.lib.detection.engine import detect_bars
 from sentinance_assets.lib.detection.rules import DetectorConfig
+from sentinance_assets.lib.detection.rules_file import load_rules
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 T0 = datetime(2026, 11, 10, tzinfo=UTC)
@@ -133,6 +134,21 @@ def _depeg(usdc: float, with_leg: bool) -> pl.DataFrame:
         if with_leg:
             rows.append(("kraken", "USDC/USD", t, 1_000.0 * usdc, 1_000.0, 3))
     return _bars(rows)
+
+
+def test_a_stale_leg_stops_valuing_its_quote_after_the_rules_max_age():
+    # the USDC/USD leg trades for the first 5 minutes only; its last price values BTC/USDC for
+    # divergence.quote_max_age_s (1 h: the whole hour here), then the static $1 is back
+    rows = _depeg(0.88, with_leg=True).filter(
+        (pl.col("symbol") != "USDC/USD") | (pl.col("bucket") < T0 + timedelta(minutes=5))
+    )
+    default = detect_bars(rows, DetectorConfig(), NOW)
+    assert default.filter(pl.col("type") == "divergence").height == 0
+    short = load_rules(text="[divergence]\nquote_max_age_s = 600\n").detector
+    found = detect_bars(rows, short, NOW).filter(pl.col("type") == "divergence")
+    assert found["symbol"].to_list() == ["BTC/USDC"]
+    # the leg's last bar opens at 04:30: its price is more than 600 s old from the 15:00 bucket
+    assert found["event_time"].to_list() == [T0 + timedelta(minutes=15)]
 
 
 def test_divergence_values_a_stablecoin_at_its_live_leg():
