@@ -88,9 +88,10 @@ def test_backtest_with_labels_two_rule_sets_and_their_difference(sim_day):
     assert markets and all(1 <= r["messages"] <= r["delivered"] for r in markets)
     spikes = [r for r in markets if r["type"] == "volume_spike"]
     assert len(spikes) > 1  # one digest itemizes several markets: each counts it
-    assert sum(r["messages"] for r in spikes) > {
-        r["type"]: r for r in a["by_type"]
-    }["volume_spike"]["messages"]
+    assert (
+        sum(r["messages"] for r in spikes)
+        > {r["type"]: r for r in a["by_type"]}["volume_spike"]["messages"]
+    )
     assert report["input"]["markets"] == 6 and report["input"]["days"] == pytest.approx(1, 0.01)
     assert rows["whale"]["per_market_day"] == pytest.approx(rows["whale"]["alerts"] / 6, 0.02)
     # strict: fewer spikes, none folded (repeat interval 0)
