@@ -11,8 +11,9 @@ in parallel under Dagster's pools):
 
 * **Readers of many files read a snapshot** (:func:`snapshot`). A reader that opens a file
   more than once (DuckDB: metadata, then row groups, from several threads) can meet the old
-  file the first time and its replacement the next, and fails ("Invalid data"; 220 of 3,004
-  DuckDB scans did while another process replaced partitions in a loop). The dbt build therefore
+  file the first time and its replacement the next, and fails ("Invalid data"; about one
+  DuckDB scan in ten did while another process replaced partitions in a loop:
+  ``benchmarks/lake_snapshots.py``). The dbt build therefore
   reads hard links to the files as they were when it started: a replaced path gets a new
   inode, the link keeps the old one, and the link is removed when the build ends.
 * **Writers that read, merge and write a file hold its lock** (:func:`locked`), so two runs
