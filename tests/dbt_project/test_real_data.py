@@ -88,7 +88,9 @@ def load_cdd(path: Path, exchange: str, symbol: str, skip: int) -> pl.DataFrame:
 
 def kept_bars(raw: pl.DataFrame) -> pl.DataFrame:
     """The copy stg_candles keeps of each hour (one delivery: the larger volume, then the lower
-    close), ascending, with the quality rules of macros/candles.sql evaluated independently."""
+    close, open, high and low), ascending, with the quality rules of macros/candles.sql
+    evaluated independently. (Binance's files hold hours whose copies tie on volume and close
+    and differ in open: 2020-08-25 00:00 BTC, 2020-08-12 07:00 ETH.)"""
     flat = (
         (pl.col("open") == pl.col("high"))
         & (pl.col("high") == pl.col("low"))
@@ -106,7 +108,10 @@ def kept_bars(raw: pl.DataFrame) -> pl.DataFrame:
         conflicting=pl.struct("open", "high", "low", "close", "volume").n_unique() > 1
     )
     return (
-        raw.sort(["ts", "volume", "close"], descending=[False, True, False])
+        raw.sort(
+            ["ts", "volume", "close", "open", "high", "low"],
+            descending=[False, True, False, False, False, False],
+        )
         .unique("ts", keep="first", maintain_order=True)
         .join(conflicting, on="ts")
         .with_columns(maintenance=flat, implausible=implausible)

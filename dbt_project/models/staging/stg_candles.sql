@@ -1,7 +1,9 @@
 {#
   Exchange-served candles, typed and deduplicated on (exchange, symbol, timeframe, ts). A bar
   fetched while still open is later re-fetched complete, so the last ingested copy wins (ties:
-  the larger volume, then the lower close, then source).
+  the larger volume, then the lower close, open, high and low, then source: a total order, so
+  the same copy wins on every run and engine; real files hold copies that tie on volume and
+  close and differ in open).
 
   Duplicates are kept as information, not silently dropped: `copies` counts the raw rows of the
   key and `conflicting` is true when those copies disagree on any of open, high, low, close or
@@ -40,7 +42,7 @@ ranked as (
         typed.*,
         row_number() over (
             partition by exchange, symbol, timeframe, ts
-            order by ingested_at desc, volume desc, close, source
+            order by ingested_at desc, volume desc, close, open, high, low, source
         ) as copy_rank,
         count(*) over bar_key as copies,
         case
