@@ -102,20 +102,28 @@ def subset_scores(
     return out
 
 
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Mean, standard deviation (n - 1), its standard error, min and max of ``values``
+    (empty: ``{}``)."""
+    if not values:
+        return {}
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {
+        "mean": statistics.fmean(values),
+        "sd": sd,
+        "se": sd / len(values) ** 0.5,
+        "min": min(values),
+        "max": max(values),
+        "runs": float(len(values)),
+    }
+
+
 def summarize(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean, standard deviation (n - 1), min and max of each score over the runs."""
+    """:func:`spread` of each score over the runs."""
     keys = sorted({k for r in runs for k in r["scores"] if k not in COUNTS})
-    out = {}
-    for key in keys:
-        values = [float(r["scores"][key]) for r in runs if key in r["scores"]]
-        out[key] = {
-            "mean": statistics.fmean(values),
-            "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "min": min(values),
-            "max": max(values),
-            "runs": float(len(values)),
-        }
-    return out
+    return {
+        key: spread([float(r["scores"][key]) for r in runs if key in r["scores"]]) for key in keys
+    }
 
 
 def variant_scores(
@@ -136,28 +144,20 @@ def variant_scores(
 def paired_difference(
     runs: Sequence[dict[str, Any]], key: str = "accuracy", a: str = "int8", b: str = "fp32"
 ) -> dict[str, float]:
-    """Mean, sd, min and max over runs of ``variants[a][key] - variants[b][key]`` (same fold,
+    """:func:`spread` over runs of ``variants[a][key] - variants[b][key]`` (same fold,
     same seed, same weights: a paired comparison, free of the fold-to-fold spread)."""
     diffs = [
         float(r["variants"][a][key]) - float(r["variants"][b][key])
         for r in runs
         if a in r.get("variants", {}) and b in r.get("variants", {})
     ]
-    if not diffs:
-        return {}
-    return {
-        "mean": statistics.fmean(diffs),
-        "sd": statistics.stdev(diffs) if len(diffs) > 1 else 0.0,
-        "min": min(diffs),
-        "max": max(diffs),
-        "runs": float(len(diffs)),
-    }
+    return spread(diffs)
 
 
 def recipe_difference(
     runs: Sequence[dict[str, Any]], other: Sequence[dict[str, Any]], key: str = "macro_f1"
 ) -> dict[str, float]:
-    """Mean, sd and standard error over the (fold, seed) runs both hold of ``scores[key]`` in
+    """:func:`spread` over the (fold, seed) runs both hold of ``scores[key]`` in
     ``runs`` minus ``other`` (two recipes on the same folds: a paired comparison)."""
     theirs = {(r["fold"], r["seed"]): r for r in other}
     diffs = [
@@ -165,15 +165,7 @@ def recipe_difference(
         for r in runs
         if (r["fold"], r["seed"]) in theirs and key in r["scores"]
     ]
-    if not diffs:
-        return {}
-    sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
-    return {
-        "mean": statistics.fmean(diffs),
-        "sd": sd,
-        "se": sd / len(diffs) ** 0.5,
-        "runs": float(len(diffs)),
-    }
+    return spread(diffs)
 
 
 def int8_decision(runs: Sequence[dict[str, Any]], max_loss: float) -> dict[str, Any]:
