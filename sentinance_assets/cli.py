@@ -501,9 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _command_modules() -> list:
     """Command groups that live in ``sentinance_assets.commands`` (one module each)."""
-    from sentinance_assets.commands import api, backtest, forecast, sentiment, serve, status
+    from sentinance_assets.commands import api, backtest, forecast, lake, sentiment, serve, status
 
-    return [api, backtest, forecast, sentiment, serve, status]
+    return [api, backtest, forecast, lake, sentiment, serve, status]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

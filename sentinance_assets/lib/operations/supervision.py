@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sentinance_assets.lib.lake_filesystem import check as check_lake_filesystem
 from sentinance_assets.settings import Settings
 
 REPO_DIR = Path(__file__).resolve().parents[3]
@@ -538,6 +539,20 @@ def _drain(
             time.sleep(1.0)
 
 
+def lake_is_safe(settings: Settings, announce: Callable[[str], None]) -> bool:
+    """Check the lake's file system before serving: a degraded feature is announced, one that
+    fails stops the start (its overlapping runs could lose rows or read zeroed files)."""
+    settings.lake_dir.mkdir(parents=True, exist_ok=True)
+    findings = [f for f in check_lake_filesystem(settings.lake_dir) if f.status != "ok"]
+    for f in findings:
+        word = "error" if f.status == "fails" else "warning"
+        announce(f"{word}: the lake at {settings.lake_dir}: {f.feature}: {f.detail}")
+    if any(f.status == "fails" for f in findings):
+        announce("error: this file system is not safe for the lake (`sentinance lake check`)")
+        return False
+    return True
+
+
 def serve(
     settings: Settings,
     components: Sequence[Component] = COMPONENTS,
@@ -556,6 +571,8 @@ def serve(
         busy = busy_ports(settings)
         if busy:
             announce(f"error: already in use: {', '.join(busy)}; set other ports")
+            return 2
+        if not lake_is_safe(settings, announce):
             return 2
         conf = write_files(settings, components)
         socket_path(settings).unlink(missing_ok=True)

@@ -1,6 +1,6 @@
 """The Dagster instance `sentinance serve` prepares: the pools' limits are set (an operator's are
 kept) and the one-lake-writer run limit of earlier releases is removed (lib/lake.py's snapshots
-and locks replace it)."""
+and locks replace it); and serve's check of the lake's file system before it starts."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import yaml
 
 from sentinance_assets.defs.detection.assets import alerts
 from sentinance_assets.defs.ingest.market import raw_trades
+from sentinance_assets.lib.lake_filesystem import Finding
+from sentinance_assets.lib.operations import supervision
 from sentinance_assets.lib.operations.supervision import (
     LEGACY_RUN_LIMIT_KEY,
     POOL_LIMITS,
+    lake_is_safe,
     prepare_instance,
     set_pool_limits,
 )
@@ -71,3 +74,23 @@ def test_an_upgraded_home_loses_the_legacy_run_limit_and_keeps_its_own(tiny_sett
 def test_ingest_and_detection_run_in_their_pools():
     assert raw_trades.op.pool == "ingest"
     assert alerts.op.pool == "detection"
+
+
+def test_serve_starts_on_a_local_lake_warns_when_degraded_and_refuses_when_a_feature_fails(
+    tiny_settings, monkeypatch
+):
+    said: list[str] = []
+    assert lake_is_safe(tiny_settings, said.append) and said == []
+
+    def findings(*statuses):
+        return lambda lake_dir: [Finding(f"f{i}", s, "why") for i, s in enumerate(statuses)]
+
+    monkeypatch.setattr(supervision, "check_lake_filesystem", findings("ok", "degraded"))
+    assert lake_is_safe(tiny_settings, said.append)
+    assert [line.split(":")[0] for line in said] == ["warning"]
+
+    said.clear()
+    monkeypatch.setattr(supervision, "check_lake_filesystem", findings("degraded", "fails"))
+    assert not lake_is_safe(tiny_settings, said.append)
+    assert [line.split(":")[0] for line in said] == ["warning", "error", "error"]
+    assert "sentinance lake check" in said[-1]
