@@ -248,6 +248,11 @@ def _default_dead_letter(data: dict[str, Any]) -> Path:
     return data["home"] / "alerts-dead-letter.jsonl"
 
 
+def _default_lake_dir(data: dict[str, Any]) -> Path:
+    """Under home, like every other piece of state."""
+    return data["home"] / "lake"
+
+
 def _default_spark_dir(data: dict[str, Any]) -> Path:
     """Under home, like every other piece of state."""
     return data["home"] / "spark"
@@ -313,6 +318,14 @@ class Settings(BaseSettings):
         Path("./.sentinance"),
         description="all state: lake, warehouse, MLflow store, models, checkpoints, "
         "Dagster instance",
+    )
+    lake_dir: Annotated[
+        Path, _BLANK_IS_UNSET, AfterValidator(_absolute), Doc(default="`<home>/lake`")
+    ] = Field(
+        default_factory=_default_lake_dir,
+        description="the lake's Parquet files (raw, quarantine, ml, alerts), e.g. on a shared "
+        "mount or object storage behind a POSIX layer while the warehouse stays on local disk; "
+        "`sentinance lake check` tests its file system (docs/scale-out.md)",
     )
     source: Annotated[str, BeforeValidator(_normalised), _one_of(SOURCES)] = Field(
         "simulated",
@@ -658,11 +671,7 @@ class Settings(BaseSettings):
         current = {name: getattr(self, name) for name in type(self).model_fields}
         return type(self)(**{**current, **changes})
 
-    # ---- where state lives (all under home) ----
-    @property
-    def lake_dir(self) -> Path:
-        return self.home / "lake"
-
+    # ---- where state lives (under home; the lake is a field: it may live elsewhere) ----
     @property
     def warehouse_path(self) -> Path:
         return self.home / "warehouse.duckdb"

@@ -153,6 +153,7 @@ EVERY_VARIABLE: dict[str, Case] = {
     ),
     "spark_shuffle_partitions": lambda t: ({"SENTINANCE_SPARK_SHUFFLE_PARTITIONS": "8"}, 8),
     "spark_dir": lambda t: ({"SENTINANCE_SPARK_DIR": str(t / "s")}, t / "s"),
+    "lake_dir": lambda t: ({"SENTINANCE_LAKE_DIR": str(t / "mnt" / "lake")}, t / "mnt" / "lake"),
 }
 
 
@@ -190,6 +191,7 @@ def test_defaults_are_unchanged(tmp_path):
     assert (s.http_timeout, s.http_retries, s.http_backoff) == (15.0, 4, 1.0)
     assert (s.alert_webhook, s.alert_webhook_timeout) == (None, 2.0)
     assert s.alert_dead_letter == tmp_path.resolve() / "alerts-dead-letter.jsonl"
+    assert s.lake_dir == tmp_path.resolve() / "lake"
 
 
 def test_live_mode_runs_up_to_now_unless_end_is_set():
@@ -202,7 +204,16 @@ def test_live_mode_runs_up_to_now_unless_end_is_set():
 
 @pytest.mark.parametrize(
     "field",
-    ["home", "start", "end", "replay_dir", "sentiment_model", "sentiment_data", "alert_webhook"],
+    [
+        "home",
+        "lake_dir",
+        "start",
+        "end",
+        "replay_dir",
+        "sentiment_model",
+        "sentiment_data",
+        "alert_webhook",
+    ],
 )
 def test_a_blank_optional_variable_means_the_default(field, tmp_path):
     env = {"SENTINANCE_HOME": str(tmp_path), env_name(field): " "}

@@ -123,26 +123,26 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _link(src: Path, dst: Path) -> bool:
-    """Hard-link ``src`` to ``dst``; False when ``src`` is gone. ``link`` fails with ENOENT
-    when a concurrent ``os.replace`` drops the inode it found (the path itself always exists):
-    looked up again, the path names the new file."""
+def _link(src: Path, dst: Path) -> str:
+    """Hard-link ``src`` to ``dst``: ``"linked"``, ``"copied"`` where the file system has no
+    hard links (``sentinance lake check`` says so beforehand), or ``"gone"`` when ``src`` is.
+    ``link`` fails with ENOENT when a concurrent ``os.replace`` drops the inode it found (the
+    path itself always exists): looked up again, the path names the new file."""
     for _ in range(50):
         try:
             os.link(src, dst)
-            return True
+            return "linked"
         except FileNotFoundError:
             if not src.exists():
-                return False
+                return "gone"
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                 raise
-            log.warning("no hard links in the lake (%s): the snapshot copies %s", exc, src)
             try:
                 shutil.copyfile(src, dst)  # a whole file, old or new: os.replace is atomic
             except FileNotFoundError:
-                return False
-            return True
+                return "gone"
+            return "copied"
     raise OSError(f"could not link {src}: replaced 50 times meanwhile")
 
 
@@ -204,12 +204,19 @@ def snapshot(lake_dir: Path, datasets: Sequence[Dataset] = ALL_DATASETS) -> Iter
     with _held_lock(root) as name:
         target = root / name
         try:
+            copied = 0
             for ds in datasets:
                 src_root = dataset_dir(lake_dir, ds)
                 for src in sorted(src_root.rglob("*.parquet")):
                     dst = dataset_dir(target, ds) / src.relative_to(src_root)
                     dst.parent.mkdir(parents=True, exist_ok=True)
-                    _link(src, dst)
+                    copied += _link(src, dst) == "copied"
+            if copied:
+                log.warning(
+                    "no hard links in the lake's file system: the snapshot copied %d files "
+                    "(`sentinance lake check`; docs/scale-out.md)",
+                    copied,
+                )
             yield target
         finally:
             shutil.rmtree(target, ignore_errors=True)

@@ -1,9 +1,11 @@
 """sentinance_assets.lib.lake: typed placeholders keep every declared column readable; a
 snapshot keeps a reader's files while writers replace them (also under a writer process replacing
 partitions in a loop); a locked read-merge-write loses no rows between processes; a snapshot
-left by a killed process is removed."""
+left by a killed process is removed; without hard links a snapshot copies."""
 
+import errno
 import fcntl
+import logging
 import multiprocessing as mp
 import os
 import subprocess
@@ -173,3 +175,21 @@ def test_the_lock_is_a_file_beside_the_target_and_is_released(tmp_path: Path):
                 pass
     with lock.open("a") as f:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released
+
+
+def test_without_hard_links_a_snapshot_copies_and_says_so_once(tmp_path, monkeypatch, caplog):
+    for day in ("2024-01-01", "2024-01-02"):
+        lake.atomic_write_parquet(_ids(3), lake.partition_path(tmp_path, RAW_TRADES, day))
+
+    def no_links(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    with caplog.at_level(logging.WARNING, logger=lake.__name__):
+        with lake.snapshot(tmp_path, [RAW_TRADES]) as snap:
+            lake.atomic_write_parquet(
+                _ids(5), lake.partition_path(tmp_path, RAW_TRADES, "2024-01-01")
+            )
+            assert _count(snap) == 6 and _count(tmp_path) == 8
+    copies = [r.getMessage() for r in caplog.records if "copied" in r.getMessage()]
+    assert len(copies) == 1 and "copied 3 files" in copies[0]  # two days + the placeholder

@@ -446,6 +446,7 @@ def child_environment(settings: Settings) -> dict[str, str]:
     return {
         **os.environ,
         "SENTINANCE_HOME": str(settings.home),
+        "SENTINANCE_LAKE_DIR": str(settings.lake_dir),
         "DAGSTER_HOME": str(settings.dagster_home),
         "PATH": f"{BIN_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONUNBUFFERED": "1",

@@ -187,7 +187,7 @@ def test_a_range_of_days_lands_in_one_run_each_day_its_own_partition(tmp_path: P
     partitions = sorted(p.name for p in (settings.lake_dir / "raw" / "trades").iterdir())
     assert partitions == ["date=2023-02-28", "date=2023-03-01", "date=2023-03-02"]
     # the same rows as landing the three days one run each
-    daily = settings.replace(home=tmp_path / "daily")
+    daily = settings.replace(home=tmp_path / "daily", lake_dir=tmp_path / "daily" / "lake")
     received = 0
     for day in ("2023-02-28", "2023-03-01", "2023-03-02"):
         one = dg.materialize([raw_trades], partition_key=day, resources={"settings": daily})
