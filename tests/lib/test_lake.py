@@ -19,6 +19,7 @@ import polars as pl
 from sentinance_assets.lib import lake
 from sentinance_assets.lib.schemas import FORECASTS, RAW_TRADES
 from sentinance_assets.lib.warehouse import register_lake_views
+from tests.lib.lake_rows import append_locked, count_trades, ids
 
 OLD_COLUMNS = ["symbol", "exchange", "origin_ts", "horizon", "target", "prediction"]
 
@@ -44,27 +45,17 @@ def test_a_placeholder_from_an_older_release_is_rewritten_with_the_new_columns(t
     assert (folder / lake.PLACEHOLDER).stat().st_mtime_ns == before
 
 
-def _ids(n: int, start: int = 0) -> pl.DataFrame:
-    return pl.DataFrame({"x": list(range(start, start + n))}, schema={"x": pl.Int64})
-
-
-def _count(lake_dir: Path) -> int:
-    glob = str(lake.dataset_dir(lake_dir, RAW_TRADES) / "**" / "*.parquet")
-    with duckdb.connect() as conn:
-        return conn.execute(f"select count(*) from read_parquet('{glob}')").fetchone()[0]
-
-
 def test_a_snapshot_keeps_the_files_a_reader_started_with(tmp_path: Path):
     path = lake.partition_path(tmp_path, RAW_TRADES, "2024-01-01")
-    lake.atomic_write_parquet(_ids(3), path)
+    lake.atomic_write_parquet(ids(3), path)
     with lake.snapshot(tmp_path, [RAW_TRADES]) as snap:
         assert snap.parent == tmp_path / lake.SNAPSHOTS
-        lake.atomic_write_parquet(_ids(5), path)  # a writer replaces the day meanwhile
+        lake.atomic_write_parquet(ids(5), path)  # a writer replaces the day meanwhile
         path.with_name("other.parquet").write_bytes(path.read_bytes())  # and adds a file
-        assert _count(snap) == 3
-        assert _count(tmp_path) == 10
+        assert count_trades(snap) == 3
+        assert count_trades(tmp_path) == 10
     assert not snap.exists() and list((tmp_path / lake.SNAPSHOTS).iterdir()) == []
-    assert _count(tmp_path) == 10  # the lake itself is untouched
+    assert count_trades(tmp_path) == 10  # the lake itself is untouched
 
 
 def _replace_in_a_loop(lake_dir: str, stop_at: float) -> None:
@@ -72,7 +63,7 @@ def _replace_in_a_loop(lake_dir: str, stop_at: float) -> None:
     while time.time() < stop_at:
         day = f"2024-01-0{i % 3 + 1}"
         lake.atomic_write_parquet(
-            _ids(20_000 + (i * 7919) % 30_000),
+            ids(20_000 + (i * 7919) % 30_000),
             Path(lake.partition_path(Path(lake_dir), RAW_TRADES, day)),
         )
         i += 1
@@ -83,7 +74,7 @@ def test_duckdb_reads_snapshots_while_another_process_replaces_partitions(tmp_pa
     # of 3,004 in a 10 s run on this machine); through snapshots none may.
     for i in range(3):
         lake.atomic_write_parquet(
-            _ids(10), lake.partition_path(tmp_path, RAW_TRADES, f"2024-01-0{i + 1}")
+            ids(10), lake.partition_path(tmp_path, RAW_TRADES, f"2024-01-0{i + 1}")
         )
     writer = mp.get_context("spawn").Process(
         target=_replace_in_a_loop, args=(str(tmp_path), time.time() + 4.0)
@@ -94,7 +85,7 @@ def test_duckdb_reads_snapshots_while_another_process_replaces_partitions(tmp_pa
         while writer.is_alive():
             with lake.snapshot(tmp_path, [RAW_TRADES]) as snap:
                 for _ in range(3):
-                    assert _count(snap) >= 30
+                    assert count_trades(snap) >= 30
                     reads += 1
     finally:
         writer.join()
@@ -142,18 +133,10 @@ def test_a_day_old_snapshot_folder_without_its_lock_file_is_removed(tmp_path: Pa
     assert "orphan" not in names and "young" in names  # young: maybe a snapshot being made
 
 
-def _append_locked(path: str, start: int, n: int) -> None:
-    target = Path(path)
-    for i in range(start, start + n):
-        with lake.locked(target):
-            old = pl.read_parquet(target) if target.exists() else _ids(0)
-            lake.atomic_write_parquet(pl.concat([old, _ids(1, i)]), target)
-
-
 def test_locked_read_merge_writes_lose_no_rows_between_processes(tmp_path: Path):
     target = tmp_path / "scores.parquet"
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_append_locked, args=(str(target), k * 100, 25)) for k in (0, 1)]
+    procs = [ctx.Process(target=append_locked, args=(str(target), k * 100, 25)) for k in (0, 1)]
     for p in procs:
         p.start()
     for p in procs:
@@ -179,7 +162,7 @@ def test_the_lock_is_a_file_beside_the_target_and_is_released(tmp_path: Path):
 
 def test_without_hard_links_a_snapshot_copies_and_says_so_once(tmp_path, monkeypatch, caplog):
     for day in ("2024-01-01", "2024-01-02"):
-        lake.atomic_write_parquet(_ids(3), lake.partition_path(tmp_path, RAW_TRADES, day))
+        lake.atomic_write_parquet(ids(3), lake.partition_path(tmp_path, RAW_TRADES, day))
 
     def no_links(src, dst):
         raise OSError(errno.EXDEV, "Invalid cross-device link")
@@ -188,8 +171,8 @@ def test_without_hard_links_a_snapshot_copies_and_says_so_once(tmp_path, monkeyp
     with caplog.at_level(logging.WARNING, logger=lake.__name__):
         with lake.snapshot(tmp_path, [RAW_TRADES]) as snap:
             lake.atomic_write_parquet(
-                _ids(5), lake.partition_path(tmp_path, RAW_TRADES, "2024-01-01")
+                ids(5), lake.partition_path(tmp_path, RAW_TRADES, "2024-01-01")
             )
-            assert _count(snap) == 6 and _count(tmp_path) == 8
+            assert count_trades(snap) == 6 and count_trades(tmp_path) == 8
     copies = [r.getMessage() for r in caplog.records if "copied" in r.getMessage()]
     assert len(copies) == 1 and "copied 3 files" in copies[0]  # two days + the placeholder

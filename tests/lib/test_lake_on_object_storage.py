@@ -20,13 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import polars as pl
 import pytest
 
 from sentinance_assets.lib import lake
 from sentinance_assets.lib.lake_filesystem import check
 from sentinance_assets.lib.schemas import RAW_TRADES
+from tests.lib.lake_rows import append_locked, count_trades, ids
 
 MOTO = Path(sys.executable).with_name("moto_server")
 BUCKET = "sentinance-lake"
@@ -107,16 +107,6 @@ def s3_lake(tmp_path_factory) -> Iterator[tuple[Path, Any]]:
         server.wait(timeout=30)
 
 
-def _ids(n: int, start: int = 0) -> pl.DataFrame:
-    return pl.DataFrame({"x": list(range(start, start + n))}, schema={"x": pl.Int64})
-
-
-def _count(lake_dir: Path) -> int:
-    glob = str(lake.dataset_dir(lake_dir, RAW_TRADES) / "**" / "*.parquet")
-    with duckdb.connect() as conn:
-        return conn.execute(f"select count(*) from read_parquet('{glob}')").fetchone()[0]
-
-
 def test_the_check_finds_no_hard_links_and_calls_the_mount_degraded(s3_lake):
     lake_dir, _ = s3_lake
     lake_dir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +117,7 @@ def test_the_check_finds_no_hard_links_and_calls_the_mount_degraded(s3_lake):
 def test_a_landed_day_is_an_object_in_the_bucket(s3_lake):
     lake_dir, client = s3_lake
     path = lake.partition_path(lake_dir, RAW_TRADES, "2024-02-01")
-    lake.atomic_write_parquet(_ids(7), path)
+    lake.atomic_write_parquet(ids(7), path)
     key = path.relative_to(lake_dir.parent).as_posix()
     head = client.head_object(Bucket=BUCKET, Key=key)
     assert head["ContentLength"] == path.stat().st_size > 0
@@ -139,27 +129,19 @@ def test_a_snapshot_copies_and_keeps_a_readers_files_while_a_writer_replaces(s3_
     lake_dir, _ = s3_lake
     shutil.rmtree(lake.dataset_dir(lake_dir, RAW_TRADES), ignore_errors=True)
     path = lake.partition_path(lake_dir, RAW_TRADES, "2024-01-01")
-    lake.atomic_write_parquet(_ids(3), path)
+    lake.atomic_write_parquet(ids(3), path)
     with lake.snapshot(lake_dir, [RAW_TRADES]) as snap:
-        lake.atomic_write_parquet(_ids(5), path)
-        assert _count(snap) == 3
-        assert _count(lake_dir) == 5
+        lake.atomic_write_parquet(ids(5), path)
+        assert count_trades(snap) == 3
+        assert count_trades(lake_dir) == 5
     assert not snap.exists()
-
-
-def _append_locked(path: str, start: int, n: int) -> None:
-    target = Path(path)
-    for i in range(start, start + n):
-        with lake.locked(target):
-            old = pl.read_parquet(target) if target.exists() else _ids(0)
-            lake.atomic_write_parquet(pl.concat([old, _ids(1, i)]), target)
 
 
 def test_locked_read_merge_writes_lose_no_rows_on_the_mount(s3_lake):
     lake_dir, _ = s3_lake
     target = lake_dir / "ml" / "scores.parquet"
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_append_locked, args=(str(target), k * 100, 8)) for k in (0, 1)]
+    procs = [ctx.Process(target=append_locked, args=(str(target), k * 100, 8)) for k in (0, 1)]
     for p in procs:
         p.start()
     for p in procs:
