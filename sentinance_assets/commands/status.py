@@ -14,6 +14,7 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sentinance_assets.lib.operations.status import collect
@@ -79,6 +80,8 @@ def render(report: dict[str, Any]) -> str:
     svc = report["service"]
     indicator = svc.get("indicator", {})
     lines = [f"Sentinance at {report['home']} (source {report['source']})"]
+    if report.get("lake") and Path(report["lake"]) != Path(report["home"]) / "lake":
+        lines.append(f"lake at {report['lake']}")
     if svc.get("serving"):
         lines.append(f"serving since {svc.get('since')} (pid {svc.get('pid')})")
     else:

@@ -378,6 +378,7 @@ def collect(settings: Settings, *, with_dagster: bool = True) -> dict[str, Any]:
     serving = bool(svc.get("serving"))
     report: dict[str, Any] = {
         "home": str(settings.home),
+        "lake": str(settings.lake_dir),
         "source": settings.source,
         "checked_at": _iso(time.time()),
         "service": svc,

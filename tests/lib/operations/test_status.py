@@ -111,3 +111,14 @@ def test_the_report_of_a_stopped_home_renders(tiny_settings):
         "2d07h",
     ]
     assert os.fspath(tiny_settings.home) in text
+    assert "lake at" not in text  # the default place goes unsaid
+
+
+def test_a_lake_elsewhere_is_named_and_its_zones_measured_there(tiny_settings, tmp_path):
+    elsewhere = tiny_settings.replace(lake_dir=tmp_path / "mnt" / "lake")
+    (elsewhere.lake_dir / "raw").mkdir(parents=True)
+    (elsewhere.lake_dir / "raw" / "x.parquet").write_bytes(b"\0" * 1000)
+    report = collect(elsewhere, with_dagster=False)
+    assert report["lake"] == str(elsewhere.lake_dir)
+    assert f"lake at {elsewhere.lake_dir}" in render(report)
+    assert {d["zone"]: d["bytes"] for d in report["disk"]}["raw"] == 1000
