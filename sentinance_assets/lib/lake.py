@@ -18,6 +18,9 @@ in parallel under Dagster's pools):
   inode, the link keeps the old one, and the link is removed when the build ends.
 * **Writers that read, merge and write a file hold its lock** (:func:`locked`), so two runs
   landing the same day cannot lose each other's rows.
+
+Both rest on the lake's file system (atomic replace, hard links, ``flock``):
+:mod:`lib.lake_filesystem` checks a mount for them (``sentinance lake check``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 
@@ -123,7 +127,7 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _link(src: Path, dst: Path) -> str:
+def _link(src: Path, dst: Path) -> Literal["linked", "copied", "gone"]:
     """Hard-link ``src`` to ``dst``: ``"linked"``, ``"copied"`` where the file system has no
     hard links (``sentinance lake check`` says so beforehand), or ``"gone"`` when ``src`` is.
     ``link`` fails with ENOENT when a concurrent ``os.replace`` drops the inode it found (the
