@@ -11,10 +11,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,25 +25,11 @@ from sentinance_assets.lib import lake
 from sentinance_assets.lib.lake_filesystem import check
 from sentinance_assets.lib.schemas import RAW_TRADES
 from tests.lib.lake_rows import append_locked, count_trades, ids
+from tests.soak_harness import free_port, wait_until
 
 MOTO = Path(sys.executable).with_name("moto_server")
 BUCKET = "sentinance-lake"
 KEYS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(predicate, what: str, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"{what} not ready after {seconds:.0f} s")
 
 
 def _answers(url: str) -> bool:
@@ -73,7 +57,7 @@ def s3_lake(tmp_path_factory) -> Iterator[tuple[Path, Any]]:
     import boto3
 
     root = tmp_path_factory.mktemp("s3")
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [str(MOTO), "-H", "127.0.0.1", "-p", str(port)],
@@ -83,7 +67,7 @@ def s3_lake(tmp_path_factory) -> Iterator[tuple[Path, Any]]:
     mount = root / "mnt"
     mount.mkdir()
     try:
-        _wait_for(lambda: _answers(url), "the moto S3 server")
+        wait_until(lambda: _answers(url), 30, "the moto S3 server", step=0.2)
         client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **KEYS)
         client.create_bucket(Bucket=BUCKET)
         passwd = root / "passwd"
@@ -98,7 +82,7 @@ def s3_lake(tmp_path_factory) -> Iterator[tuple[Path, Any]]:
         )
         if mounted.returncode != 0:
             pytest.skip(f"s3fs could not mount here: {mounted.stderr.strip()[-300:]}")
-        _wait_for(lambda: os.path.ismount(mount), "the s3fs mount")
+        wait_until(lambda: os.path.ismount(mount), 30, "the s3fs mount", step=0.2)
         yield mount / "lake", client
     finally:
         if os.path.ismount(mount):
